@@ -1,0 +1,1 @@
+"""Backends: one module per wire protocol, and the embedded engine."""

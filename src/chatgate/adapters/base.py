@@ -1,0 +1,64 @@
+"""What the gateway needs from every backend, whatever it speaks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+from chatgate.config import Connection
+from chatgate.errors import UnsupportedParameterError
+from chatgate.types import ChatChunk, ChatRequest, ChatResponse
+
+
+class Backend(Protocol):
+    """A configured connection that can answer chat requests."""
+
+    connection: Connection
+
+    def models(self) -> list[str]:
+        """The model names this connection serves (without the connection prefix)."""
+        ...
+
+    def unsupported(self, request: ChatRequest) -> list[str]:
+        """The request's parameters this backend cannot honour (names, in order)."""
+        ...
+
+    async def start(self, progress: Callable[[str], None] | None = None) -> None:
+        """Get ready to serve (load a model, open a client)."""
+        ...
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        """One whole answer."""
+        ...
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """The answer as chunks, ending with a finish chunk (and usage, if asked)."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """A small health report."""
+        ...
+
+    async def close(self) -> None:
+        """Release what `start` took."""
+        ...
+
+
+def set_fields(request: ChatRequest) -> list[str]:
+    """The names of the request fields the client set, extras included."""
+    names = [name for name in request.model_fields_set if getattr(request, name) is not None]
+    names += list(request.model_extra or {})
+    return names
+
+
+def refuse_or_drop(names: list[str], connection: Connection, what: str) -> list[str]:
+    """Raise for the first unsupported parameter, unless the connection drops them."""
+    if names and not connection.drop_params:
+        name = names[0]
+        raise UnsupportedParameterError(
+            f"'{name}' is not supported by {what} (connection '{connection.name}'); "
+            "remove it, or set drop_params = true on the connection to drop such "
+            "parameters silently",
+            param=name,
+        )
+    return names

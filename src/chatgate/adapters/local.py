@@ -1,0 +1,219 @@
+"""Source ``local``: chat requests answered by the embedded engine."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from chatgate.adapters.base import refuse_or_drop, set_fields
+from chatgate.config import Connection
+from chatgate.engine import Engine, Finished, Piece, Sampling
+from chatgate.engine.grammar import OutputContract, contract_for
+from chatgate.errors import UnsupportedParameterError, UpstreamError
+from chatgate.types import (
+    AssistantMessage,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    ChunkChoice,
+    Delta,
+    Message,
+    TextPart,
+    Usage,
+)
+
+SUPPORTED = frozenset(
+    {
+        "model", "messages", "stream", "stream_options", "max_tokens",
+        "max_completion_tokens", "temperature", "top_p", "top_k", "stop", "seed", "n",
+        "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs",
+        "response_format", "user", "parallel_tool_calls",
+    }
+)
+# A constrained output that fails its final check (the grammar covers only a subset of
+# JSON Schema) is generated again with another seed this many times before giving up.
+CONSTRAINED_RETRIES = 2
+
+
+def new_completion_id() -> str:
+    """An id in OpenAI's style."""
+    return "chatcmpl-" + secrets.token_hex(12)
+
+
+class LocalBackend:
+    """The embedded llama.cpp engine behind the chat-completions interface."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.engine = Engine(connection)
+
+    def models(self) -> list[str]:
+        """The one model this connection serves."""
+        return [self.connection.model_alias]
+
+    def unsupported(self, request: ChatRequest) -> list[str]:
+        """Parameters the engine cannot honour; tools are refused unless disabled."""
+        names = [n for n in set_fields(request) if n not in SUPPORTED]
+        if request.tools and request.tool_choice == "none":
+            names = [n for n in names if n not in ("tools", "tool_choice")]
+        for message in request.messages:
+            if isinstance(message.content, list) and any(
+                not isinstance(p, TextPart) for p in message.content
+            ):
+                raise UnsupportedParameterError(
+                    "the embedded model reads text only; images and audio need a "
+                    "connection to a multimodal model",
+                    param="messages",
+                )
+        return refuse_or_drop(names, self.connection, "the embedded engine")
+
+    async def start(self, progress: Callable[[str], None] | None = None) -> None:
+        """Load the model (in a thread) so the first request does not wait for it."""
+        await asyncio.to_thread(self.engine.load, progress)
+
+    def status(self) -> dict[str, Any]:
+        """Engine load and queue figures."""
+        return {"source": "local", "status": "ok", **self.engine.status()}
+
+    async def close(self) -> None:
+        """Stop the engine's threads."""
+        self.engine.close()
+
+    # --- the request -------------------------------------------------------------
+
+    async def _prepare(self, request: ChatRequest) -> tuple[list[int], Sampling]:
+        await self.engine.ensure_loaded()
+        prompt = self.engine.render([_template_message(m) for m in request.messages])
+        tokens = self.engine.tokenize_prompt(prompt, request.completion_limit)
+        bias = self.engine.slot.check_logit_bias(request.logit_bias or {})
+        contract = contract_for(request.response_format)
+        return tokens, _sampling(request, bias, contract)
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        """Generate every choice and assemble one answer."""
+        tokens, sampling = await self._prepare(request)
+        contract = contract_for(request.response_format)
+        n = request.n or 1
+        results = await asyncio.gather(
+            *(self._one_choice(tokens, _seeded(sampling, i), contract) for i in range(n))
+        )
+        choices = [
+            Choice(
+                index=i,
+                message=AssistantMessage(content=text),
+                finish_reason=fin.finish_reason,
+                logprobs={"content": lps, "refusal": None} if sampling.logprobs else None,
+            )
+            for i, (text, lps, fin) in enumerate(results)
+        ]
+        usage = Usage(len(tokens), sum(fin.completion_tokens for _, _, fin in results))
+        return ChatResponse(
+            id=new_completion_id(),
+            created=int(time.time()),
+            model=request.model,
+            choices=choices,
+            usage=usage,
+            system_fingerprint=self.engine.fingerprint,
+        )
+
+    async def _one_choice(
+        self, tokens: list[int], sampling: Sampling, contract: OutputContract | None
+    ) -> tuple[str, list[dict[str, Any]], Finished]:
+        for attempt in range(CONSTRAINED_RETRIES + 1):
+            parts: list[str] = []
+            logprobs: list[dict[str, Any]] = []
+            finished: Finished | None = None
+            async for event in self.engine.generate(tokens, _seeded(sampling, 1000 * attempt)):
+                if isinstance(event, Finished):
+                    finished = event
+                else:
+                    parts.append(event.text)
+                    logprobs += event.logprobs or []
+            if finished is None:
+                raise UpstreamError("the embedded engine stopped without finishing")
+            text = "".join(parts)
+            # Cut short by max_tokens: returned as it is, flagged by finish_reason.
+            if contract is None or finished.finish_reason == "length":
+                return text, logprobs, finished
+            try:
+                contract.check(text)
+                return text, logprobs, finished
+            except UpstreamError:
+                if attempt == CONSTRAINED_RETRIES:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """Stream each choice in turn: role, content pieces, finish; usage last."""
+        tokens, sampling = await self._prepare(request)
+        contract = contract_for(request.response_format)
+        cid, created = new_completion_id(), int(time.time())
+        fp = self.engine.fingerprint
+
+        def chunk(index: int, delta: Delta, finish: Any = None, lp: Any = None) -> ChatChunk:
+            return ChatChunk(cid, created, request.model, [ChunkChoice(index, delta, finish, lp)],
+                             system_fingerprint=fp)
+
+        completion_tokens = 0
+        for index in range(request.n or 1):
+            yield chunk(index, Delta(role="assistant", content=""))
+            text: list[str] = []
+            async for event in self.engine.generate(tokens, _seeded(sampling, index)):
+                if isinstance(event, Piece):
+                    text.append(event.text)
+                    lp = {"content": event.logprobs, "refusal": None} if event.logprobs else None
+                    yield chunk(index, Delta(content=event.text), lp=lp)
+                    continue
+                completion_tokens += event.completion_tokens
+                if contract is not None and event.finish_reason == "stop":
+                    contract.check("".join(text))
+                yield chunk(index, Delta(), event.finish_reason)
+        if request.stream_options and request.stream_options.include_usage:
+            yield ChatChunk(cid, created, request.model, [], Usage(len(tokens), completion_tokens),
+                            system_fingerprint=fp)
+
+
+def _template_message(message: Message) -> dict[str, Any]:
+    """A message as chat templates expect it: plain text content, OpenAI role names."""
+    role = "system" if message.role == "developer" else message.role
+    out: dict[str, Any] = {"role": role, "content": message.text()}
+    if message.name:
+        out["name"] = message.name
+    if message.tool_calls:
+        out["tool_calls"] = [tc.model_dump() for tc in message.tool_calls]
+    if message.tool_call_id:
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def _sampling(
+    request: ChatRequest, bias: dict[int, float], contract: OutputContract | None
+) -> Sampling:
+    defaults = Sampling()
+    return Sampling(
+        max_tokens=request.completion_limit,
+        temperature=defaults.temperature if request.temperature is None else request.temperature,
+        top_p=defaults.top_p if request.top_p is None else request.top_p,
+        top_k=defaults.top_k if request.top_k is None else request.top_k,
+        presence_penalty=request.presence_penalty or 0.0,
+        frequency_penalty=request.frequency_penalty or 0.0,
+        seed=request.seed,
+        stop=tuple(request.stops),
+        logit_bias=bias,
+        grammar=contract.grammar if contract else None,
+        logprobs=bool(request.logprobs),
+        top_logprobs=request.top_logprobs or 0,
+    )
+
+
+def _seeded(sampling: Sampling, offset: int) -> Sampling:
+    """The same sampling with the seed moved by *offset* (for n > 1 and retries)."""
+    if offset == 0 or sampling.seed is None:
+        return sampling
+    from dataclasses import replace
+
+    return replace(sampling, seed=sampling.seed + offset)

@@ -1,0 +1,121 @@
+"""The command line: ``chatgate serve | chat | models``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from chatgate.config import Settings, load_settings
+from chatgate.errors import ChatgateError
+from chatgate.gateway import Gateway
+
+
+def _progress(line: str) -> None:
+    print(f"chatgate: {line}", file=sys.stderr, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatgate", description="One front door for every chat model."
+    )
+    parser.add_argument("--config", help="TOML config file (default: $CHATGATE_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default 8787)")
+    serve.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+
+    chat = commands.add_parser("chat", help="send one prompt and print the answer")
+    chat.add_argument("prompt")
+    chat.add_argument("-m", "--model", help="connection/model (default: the configured one)")
+    chat.add_argument("--system", help="a system message to send first")
+    chat.add_argument("--no-stream", action="store_true", help="print the answer when done")
+    chat.add_argument("--max-tokens", type=int, default=None)
+    chat.add_argument("--temperature", type=float, default=None)
+    chat.add_argument("--seed", type=int, default=None)
+    chat.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+
+    models = commands.add_parser("models", help="list the model ids clients can use")
+    models.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "sub_config", None) or args.config)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the API until interrupted."""
+    import uvicorn
+
+    from chatgate.server.app import create_app
+    from chatgate.server.auth import check_bind
+
+    settings = _settings(args)
+    if args.host:
+        settings.server.host = args.host
+    if args.port is not None:
+        settings.server.port = args.port
+    check_bind(settings.server.host, settings.server.resolved_keys(os.environ))
+    gateway = Gateway(settings)
+    asyncio.run(gateway.start(_progress))
+    app = create_app(gateway)
+    _progress(f"serving on http://{settings.server.host}:{settings.server.port}")
+    uvicorn.run(app, host=settings.server.host, port=settings.server.port,
+                log_level="info", access_log=False)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """Send one prompt through the gateway, in process."""
+    messages = []
+    if args.system:
+        messages.append({"role": "system", "content": args.system})
+    messages.append({"role": "user", "content": args.prompt})
+    fields: dict[str, object] = {"messages": messages}
+    for name in ("model", "max_tokens", "temperature", "seed"):
+        value = getattr(args, name)
+        if value is not None:
+            fields[name] = value
+    with Gateway(_settings(args)) as gateway:
+        gateway.start_sync(_progress)
+        if args.no_stream:
+            print(gateway.chat_sync(**fields).text)
+            return 0
+        for chunk in gateway.stream_sync(stream=True, **fields):
+            for choice in chunk.choices:
+                if choice.delta.content:
+                    print(choice.delta.content, end="", flush=True)
+        print()
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """Print every model id, one per line."""
+    with Gateway(_settings(args)) as gateway:
+        for model in gateway.models():
+            print(model.id)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; errors are one readable line and a non-zero exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
+    handlers = {"serve": cmd_serve, "chat": cmd_chat, "models": cmd_models}
+    try:
+        return handlers[args.command](args)
+    except ChatgateError as exc:
+        print(f"chatgate: error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

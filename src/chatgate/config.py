@@ -1,0 +1,164 @@
+"""Settings: a TOML file, then the environment, then defaults.
+
+The file is named by ``--config PATH`` or ``CHATGATE_CONFIG``. Environment variables
+override single values (``CHATGATE_HOST``, ``CHATGATE_PORT``, ``CHATGATE_API_KEYS``,
+``CHATGATE_MODEL_PATH``, ``CHATGATE_DEFAULT_MODEL``). See ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from chatgate.errors import ConfigError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8787
+LOCAL_MODEL_NAME = "smollm2-135m-instruct"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
+    """The ``[server]`` table."""
+
+    host: str = DEFAULT_HOST
+    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
+    api_keys: list[str] = Field(default_factory=list)
+    api_keys_env: str | None = None
+    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+
+    def resolved_keys(self, env: Mapping[str, str]) -> list[str]:
+        """The gateway keys from the file plus the variable ``api_keys_env`` names."""
+        keys = list(self.api_keys)
+        if self.api_keys_env:
+            keys += [k.strip() for k in env.get(self.api_keys_env, "").split(",") if k.strip()]
+        return keys
+
+
+class Connection(_Section):
+    """One ``[[connections]]`` table: a source the user configured, under a name."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    source: str
+    base_url: str | None = None
+    api_key: str | None = None
+    api_key_env: str | None = None
+    models: list[str] = Field(default_factory=list)
+    # The embedded engine (source "local").
+    model_path: str | None = None
+    model_alias: str = LOCAL_MODEL_NAME
+    context_size: int = Field(default=2048, ge=128)
+    threads: int | None = Field(default=None, ge=1)
+    parallel: int = Field(default=1, ge=1, le=16)
+    max_queue: int = Field(default=64, ge=0)
+    drop_params: bool = False
+
+    def secrets(self, env: Mapping[str, str]) -> list[str]:
+        """Every secret this connection holds, for redaction."""
+        found = [self.api_key] if self.api_key else []
+        if self.api_key_env and env.get(self.api_key_env):
+            found.append(env[self.api_key_env])
+        return found
+
+
+class Settings(_Section):
+    """Everything chatgate is configured with."""
+
+    default_model: str | None = None
+    embedded: bool = True
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    connections: list[Connection] = Field(default_factory=list)
+
+    @field_validator("connections")
+    @classmethod
+    def _unique_names(cls, value: list[Connection]) -> list[Connection]:
+        seen: set[str] = set()
+        for conn in value:
+            if conn.name in seen:
+                raise ValueError(f"two connections are named {conn.name!r}")
+            seen.add(conn.name)
+        return value
+
+    def connection(self, name: str) -> Connection | None:
+        """The connection called *name*, if any."""
+        for conn in self.connections:
+            if conn.name == name:
+                return conn
+        return None
+
+    def secrets(self) -> list[str]:
+        """Every secret in the settings (gateway keys and connection keys)."""
+        env = os.environ
+        out = self.server.resolved_keys(env)
+        for conn in self.connections:
+            out += conn.secrets(env)
+        return out
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the TOML file (if any), apply the environment, and validate."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    path = path or env.get("CHATGATE_CONFIG") or None
+    if path is not None:
+        file = Path(path)
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {file}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+    _apply_env(raw, env)
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ConfigError(f"config: {where}: {first['msg']}") from None
+    _add_embedded(settings, env)
+    return settings
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    server = raw.setdefault("server", {})
+    if "CHATGATE_HOST" in env:
+        server["host"] = env["CHATGATE_HOST"]
+    if "CHATGATE_PORT" in env:
+        try:
+            server["port"] = int(env["CHATGATE_PORT"])
+        except ValueError:
+            raise ConfigError("CHATGATE_PORT must be a whole number") from None
+    if env.get("CHATGATE_API_KEYS"):
+        keys = [k.strip() for k in env["CHATGATE_API_KEYS"].split(",") if k.strip()]
+        server["api_keys"] = list(server.get("api_keys", [])) + keys
+    if env.get("CHATGATE_DEFAULT_MODEL"):
+        raw["default_model"] = env["CHATGATE_DEFAULT_MODEL"]
+
+
+def _add_embedded(settings: Settings, env: Mapping[str, str]) -> None:
+    """Give every setup the embedded model unless it says otherwise."""
+    local = [c for c in settings.connections if c.source == "local"]
+    if not local and settings.embedded and settings.connection("local") is None:
+        settings.connections.append(Connection(name="local", source="local"))
+        local = settings.connections[-1:]
+    if env.get("CHATGATE_MODEL_PATH"):
+        for conn in local:
+            if conn.model_path is None:
+                conn.model_path = env["CHATGATE_MODEL_PATH"]
+    if settings.default_model is None:
+        if local:
+            settings.default_model = f"{local[0].name}/{local[0].model_alias}"
+        else:
+            named = [c for c in settings.connections if c.models]
+            if named:
+                settings.default_model = f"{named[0].name}/{named[0].models[0]}"

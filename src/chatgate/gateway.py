@@ -1,0 +1,211 @@
+"""`Gateway`: the one pipeline every front door, the CLI and the library go through."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from os import PathLike
+from typing import Any, TypeVar
+
+from chatgate.adapters.base import Backend
+from chatgate.adapters.local import LocalBackend
+from chatgate.config import Connection, Settings, load_settings
+from chatgate.errors import ConfigError, InvalidRequestError
+from chatgate.routing import resolve
+from chatgate.sources import SOURCES, get_source
+from chatgate.types import ChatChunk, ChatRequest, ChatResponse
+from chatgate.validation import parse_chat_request
+
+T = TypeVar("T")
+
+_BACKENDS: dict[str, Callable[[Connection], Backend]] = {"local": LocalBackend}
+
+
+def build_backend(connection: Connection) -> Backend:
+    """The backend object for a configured connection."""
+    source = get_source(connection.source)
+    if source is None:
+        known = ", ".join(sorted(SOURCES))
+        raise ConfigError(
+            f"connection '{connection.name}': unknown source '{connection.source}' "
+            f"(known: {known})"
+        )
+    return _BACKENDS[source.adapter](connection)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A request checked and routed, ready to run."""
+
+    request: ChatRequest
+    backend: Backend
+    dropped: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """One model a client can ask for."""
+
+    id: str
+    owned_by: str
+
+
+class Gateway:
+    """Routes chat requests to the configured connections.
+
+    Async code awaits `chat` or iterates `stream`; sync code calls `chat_sync` or
+    iterates `stream_sync`, which run the same pipeline on a private event loop. Use one
+    style per instance.
+    """
+
+    def __init__(
+        self, settings: Settings | None = None, *, config: str | PathLike[str] | None = None
+    ) -> None:
+        self.settings = settings if settings is not None else load_settings(config)
+        self.backends: dict[str, Backend] = {
+            conn.name: build_backend(conn) for conn in self.settings.connections
+        }
+        self._runner: _LoopThread | None = None
+
+    # --- async API ---------------------------------------------------------------
+
+    async def start(self, progress: Callable[[str], None] | None = None) -> None:
+        """Warm every backend up (load the embedded model)."""
+        for backend in self.backends.values():
+            await backend.start(progress)
+
+    def prepare(self, request: ChatRequest | dict[str, Any] | None = None, /,
+                **fields: Any) -> Prepared:
+        """Validate and route without running: the server needs the outcome first."""
+        req = self._coerce(request, fields)
+        backend = resolve(req.model, self.backends)
+        dropped = backend.unsupported(req)
+        return Prepared(req, backend, dropped)
+
+    async def run(self, prepared: Prepared) -> ChatResponse:
+        """Run a prepared request to one whole answer."""
+        return await prepared.backend.chat(prepared.request)
+
+    def run_stream(self, prepared: Prepared) -> AsyncIterator[ChatChunk]:
+        """Run a prepared request as a stream of chunks."""
+        return prepared.backend.stream(prepared.request)
+
+    async def chat(self, request: ChatRequest | dict[str, Any] | None = None, /,
+                   **fields: Any) -> ChatResponse:
+        """One whole answer; takes a `ChatRequest`, a dict, or the fields as keywords."""
+        return await self.run(self.prepare(request, **fields))
+
+    async def stream(self, request: ChatRequest | dict[str, Any] | None = None, /,
+                     **fields: Any) -> AsyncIterator[ChatChunk]:
+        """The answer as chunks, as they are made."""
+        async for chunk in self.run_stream(self.prepare(request, **fields)):
+            yield chunk
+
+    def models(self) -> list[ModelInfo]:
+        """Every model id the configured connections serve."""
+        return [
+            ModelInfo(f"{name}/{model}", backend.connection.source)
+            for name, backend in self.backends.items()
+            for model in backend.models()
+        ]
+
+    def health(self) -> dict[str, Any]:
+        """Each connection's status."""
+        return {name: backend.status() for name, backend in self.backends.items()}
+
+    async def aclose(self) -> None:
+        """Release every backend."""
+        for backend in self.backends.values():
+            await backend.close()
+
+    # --- sync API ----------------------------------------------------------------
+
+    def start_sync(self, progress: Callable[[str], None] | None = None) -> None:
+        """`start` for code without an event loop."""
+        self._loop().call(self.start(progress))
+
+    def chat_sync(self, request: ChatRequest | dict[str, Any] | None = None, /,
+                  **fields: Any) -> ChatResponse:
+        """`chat` for code without an event loop."""
+        return self._loop().call(self.chat(request, **fields))
+
+    def stream_sync(self, request: ChatRequest | dict[str, Any] | None = None, /,
+                    **fields: Any) -> Iterator[ChatChunk]:
+        """`stream` for code without an event loop."""
+        agen = self.stream(request, **fields)
+        loop = self._loop()
+        try:
+            while True:
+                try:
+                    yield loop.call(_anext(agen))
+                except StopAsyncIteration:
+                    return
+        finally:
+            aclose = getattr(agen, "aclose", None)
+            if aclose is not None:
+                loop.call(aclose())
+
+    def close(self) -> None:
+        """Release everything (sync code)."""
+        if self._runner is not None:
+            self._runner.call(self.aclose())
+            self._runner.stop()
+            self._runner = None
+        else:
+            for backend in self.backends.values():
+                if isinstance(backend, LocalBackend):
+                    backend.engine.close()
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Gateway:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # --- helpers -----------------------------------------------------------------
+
+    def _coerce(self, request: ChatRequest | dict[str, Any] | None,
+                fields: dict[str, Any]) -> ChatRequest:
+        if isinstance(request, ChatRequest):
+            if fields:
+                raise InvalidRequestError("pass a ChatRequest or keyword fields, not both")
+            return request
+        body = dict(request or {}, **fields)
+        if "model" not in body and self.settings.default_model:
+            body["model"] = self.settings.default_model
+        return parse_chat_request(body)
+
+    def _loop(self) -> _LoopThread:
+        if self._runner is None:
+            self._runner = _LoopThread()
+        return self._runner
+
+
+async def _anext(agen: AsyncIterator[T]) -> T:
+    return await anext(agen)
+
+
+class _LoopThread:
+    """An event loop in a daemon thread, for the sync API."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name="chatgate-sync")
+        self._thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()

@@ -1,0 +1,1 @@
+"""Prompt shaping: chat templates (and, later, post-processing and memory)."""

@@ -1,0 +1,35 @@
+"""From a model id (``connection/model``) to the backend that serves it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from chatgate.adapters.base import Backend
+from chatgate.errors import ModelNotFoundError
+
+
+def split_model_id(model: str) -> tuple[str, str]:
+    """``"local/smollm2"`` → ``("local", "smollm2")``; the model part may hold slashes."""
+    connection, _, name = model.partition("/")
+    return connection, name
+
+
+def resolve(model: str, backends: Mapping[str, Backend]) -> Backend:
+    """The backend for *model*, or a 404 that lists what exists."""
+    connection, name = split_model_id(model)
+    backend = backends.get(connection)
+    if backend is None or not name:
+        known = ", ".join(sorted(backends)) or "none"
+        raise ModelNotFoundError(
+            f"the model '{model}' does not exist: model ids are 'connection/model', "
+            f"and the configured connections are: {known}",
+            param="model",
+        )
+    served = backend.models()
+    if backend.connection.source == "local" and name not in served:
+        raise ModelNotFoundError(
+            f"the model '{model}' does not exist: connection '{connection}' serves "
+            + ", ".join(f"'{connection}/{m}'" for m in served),
+            param="model",
+        )
+    return backend

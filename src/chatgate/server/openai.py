@@ -1,0 +1,112 @@
+"""The OpenAI front door: ``/v1/chat/completions`` and ``/v1/models``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp
+
+from chatgate.errors import ChatgateError, RequestTooLargeError, redact
+from chatgate.gateway import Gateway, Prepared
+from chatgate.server.responses import EventStream, JSONBody, dumps
+from chatgate.validation import parse_chat_request
+
+log = logging.getLogger("chatgate.server")
+
+DONE_FRAME = b"data: [DONE]\n\n"
+
+
+def openai_error(exc: ChatgateError) -> dict[str, Any]:
+    """The body of an error on the OpenAI front door."""
+    return exc.to_dict()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing more than *limit* bytes before reading them all."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise RequestTooLargeError(f"the body is {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLargeError(f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def dropped_header(prepared: Prepared) -> dict[str, str]:
+    """``x-chatgate-dropped-params`` when the connection dropped some parameters."""
+    return {"x-chatgate-dropped-params": ",".join(prepared.dropped)} if prepared.dropped else {}
+
+
+async def chat_completions(request: Request) -> ASGIApp:
+    """``POST /v1/chat/completions``."""
+    state = request.app.state
+    state.keys.check(request)
+    gateway: Gateway = state.gateway
+    body = await read_body(request, state.max_body_bytes)
+    prepared = gateway.prepare(parse_chat_request(body))
+    headers = dropped_header(prepared)
+    if prepared.request.stream:
+        return EventStream(sse_frames(gateway, prepared, state.secrets), headers, openai_error)
+
+    async def produce() -> tuple[int, Any, dict[str, str]]:
+        answer = await gateway.run(prepared)
+        return 200, answer.to_dict(), headers
+
+    return JSONBody(produce, openai_error)
+
+
+async def sse_frames(gateway: Gateway, prepared: Prepared, secrets: list[str]
+                     ) -> AsyncIterator[bytes]:
+    """The OpenAI SSE stream: chunks, then ``[DONE]``; a late error as an error event."""
+    opts = prepared.request.stream_options
+    with_usage = bool(opts and opts.include_usage)
+    started = False
+    try:
+        async for chunk in gateway.run_stream(prepared):
+            yield b"data: " + dumps(chunk.to_dict(with_usage_field=with_usage)) + b"\n\n"
+            started = True
+        yield DONE_FRAME
+    except ChatgateError as exc:
+        if not started:
+            raise
+        yield b"event: error\ndata: " + dumps(openai_error(exc)) + b"\n\n"
+    except Exception as exc:  # an unexpected failure mid-stream must still end the stream
+        log.error("stream failed: %s", redact(repr(exc), secrets))
+        error = ChatgateError("the stream failed inside chatgate; see the server log")
+        if not started:
+            raise error from None
+        yield b"event: error\ndata: " + dumps(openai_error(error)) + b"\n\n"
+
+
+async def list_models(request: Request) -> Response:
+    """``GET /v1/models``: every ``connection/model`` id."""
+    state = request.app.state
+    state.keys.check(request)
+    gateway: Gateway = state.gateway
+    data = [
+        {"id": m.id, "object": "model", "created": state.started, "owned_by": m.owned_by}
+        for m in gateway.models()
+    ]
+    return Response(dumps({"object": "list", "data": data}), media_type="application/json")
+
+
+async def get_model(request: Request) -> Response:
+    """``GET /v1/models/{id}``: one model, or a 404."""
+    state = request.app.state
+    state.keys.check(request)
+    wanted = request.path_params["model_id"]
+    for m in state.gateway.models():
+        if m.id == wanted:
+            body = {"id": m.id, "object": "model", "created": state.started, "owned_by": m.owned_by}
+            return Response(dumps(body), media_type="application/json")
+    from chatgate.errors import ModelNotFoundError
+
+    raise ModelNotFoundError(f"the model '{wanted}' does not exist", param="model")

@@ -1,0 +1,123 @@
+"""ASGI responses that stop the work as soon as the client goes away.
+
+Starlette's own responses notice a closed connection only when they next write. A
+generation can run for a long time before it writes anything (a queued request, a long
+prompt, a non-stream answer), so these responses watch ``http.disconnect`` from the
+first moment and cancel the work the instant it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from chatgate.errors import ChatgateError
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def dumps(value: Any) -> bytes:
+    """JSON bytes, fast."""
+    return orjson.dumps(value)
+
+
+def _header_list(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _race(work: Awaitable[None], receive: Receive) -> None:
+    """Run *work*; cancel it if the client disconnects first."""
+    work_task = asyncio.ensure_future(work)
+    watch_task = asyncio.ensure_future(_until_disconnect(receive))
+    try:
+        await asyncio.wait({work_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (work_task, watch_task):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(work_task, watch_task, return_exceptions=True)
+    if work_task.done() and not work_task.cancelled():
+        work_task.result()
+
+
+class JSONBody:
+    """A JSON answer computed by *produce* while the client is still there."""
+
+    def __init__(
+        self,
+        produce: Callable[[], Awaitable[tuple[int, Any, dict[str, str]]]],
+        render_error: Callable[[ChatgateError], Any],
+    ) -> None:
+        self.produce = produce
+        self.render_error = render_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def work() -> None:
+            try:
+                status, body, headers = await self.produce()
+            except ChatgateError as exc:
+                status, body, headers = exc.status, self.render_error(exc), exc.headers
+            await send({"type": "http.response.start", "status": status,
+                        "headers": JSON_HEADERS + _header_list(headers)})
+            await send({"type": "http.response.body", "body": dumps(body)})
+
+        await _race(work(), receive)
+
+
+class EventStream:
+    """Server-sent events: each item of *frames* is one whole frame (bytes).
+
+    An error raised before the first frame still gets a plain JSON error with its own
+    status; after that, *frames* must report errors as frames itself.
+    """
+
+    def __init__(
+        self,
+        frames: AsyncIterator[bytes],
+        headers: dict[str, str],
+        render_error: Callable[[ChatgateError], Any],
+    ) -> None:
+        self.frames = frames
+        self.headers = headers
+        self.render_error = render_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def work() -> None:
+            try:
+                first = await anext(self.frames)
+            except ChatgateError as exc:
+                await send({"type": "http.response.start", "status": exc.status,
+                            "headers": JSON_HEADERS + _header_list(exc.headers)})
+                await send({"type": "http.response.body", "body": dumps(self.render_error(exc))})
+                return
+            except StopAsyncIteration:
+                first = b""
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": SSE_HEADERS + _header_list(self.headers)})
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            async for frame in self.frames:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+
+        try:
+            await _race(work(), receive)
+        finally:
+            aclose = getattr(self.frames, "aclose", None)
+            if aclose is not None:
+                await aclose()

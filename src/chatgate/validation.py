@@ -1,0 +1,89 @@
+"""Parse a request body into a `ChatRequest`, or explain exactly what is wrong with it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from chatgate.errors import InvalidRequestError
+from chatgate.types import ChatRequest
+
+_TYPE_NAMES = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "string_type": "a string",
+    "bool_type": "a boolean",
+    "list_type": "an array",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+
+
+def param_path(loc: tuple[int | str, ...]) -> str | None:
+    """``("messages", 0, "content")`` → ``"messages[0].content"``.
+
+    Pydantic adds the names of union members and tagged variants to a location; they
+    are not part of the client's JSON and are left out.
+    """
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("str", "list[tagged-union[TextPart,ImagePart,AudioPart,RefusalPart]]"):
+            continue
+        elif part.startswith(("list[", "tagged-union[", "function-", "literal[", "float")) or (
+            part[:1].isupper()
+        ):
+            continue
+        else:
+            out += f".{part}" if out else part
+    return out or None
+
+
+def describe(error: ErrorDetails) -> InvalidRequestError:
+    """One pydantic error as the OpenAI-style 400 a client would get."""
+    param = param_path(tuple(error["loc"]))
+    kind = error["type"]
+    name = f"'{param}'" if param else "the request"
+    if kind == "missing":
+        return InvalidRequestError(
+            f"missing required parameter: {name}", param=param, code="missing_required_parameter"
+        )
+    if kind in _TYPE_NAMES:
+        got = type(error.get("input")).__name__
+        got = {"NoneType": "null", "str": "a string", "int": "an integer", "dict": "an object",
+               "list": "an array", "bool": "a boolean", "float": "a number"}.get(got, got)
+        return InvalidRequestError(
+            f"invalid type for {name}: expected {_TYPE_NAMES[kind]}, but got {got}",
+            param=param,
+            code="invalid_type",
+        )
+    if kind == "json_invalid":
+        return InvalidRequestError(
+            f"the body is not valid JSON: {error['msg']}", code="invalid_json"
+        )
+    if kind == "extra_forbidden":
+        return InvalidRequestError(
+            f"unrecognized parameter: {name}", param=param, code="unknown_parameter"
+        )
+    message = error["msg"].removeprefix("Value error, ")
+    return InvalidRequestError(f"invalid value for {name}: {message}", param=param,
+                               code="invalid_value")
+
+
+def parse_chat_request(body: bytes | dict[str, Any]) -> ChatRequest:
+    """Validate a JSON body (bytes) or a mapping into a `ChatRequest`."""
+    try:
+        if isinstance(body, dict):
+            return ChatRequest.model_validate(body)
+        return ChatRequest.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        if errors and errors[0]["type"] == "model_type":
+            raise InvalidRequestError(
+                "the body must be a JSON object", code="invalid_json"
+            ) from None
+        raise describe(errors[0]) from None
