@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from chatgate.errors import InvalidRequestError
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
@@ -209,14 +211,26 @@ class ChatRequest(BaseModel):
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
 
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError(f"at most 4 stop sequences are allowed, got {len(value)}")
+        return value
+
     @model_validator(mode="after")
     def _check_combinations(self) -> ChatRequest:
-        if isinstance(self.stop, list) and len(self.stop) > 4:
-            raise ValueError("'stop' takes at most 4 sequences")
+        # Raised as our own error (pydantic lets it through) so that it names its param.
         if self.top_logprobs is not None and not self.logprobs:
-            raise ValueError("'top_logprobs' needs 'logprobs' set to true")
+            raise InvalidRequestError(
+                "'top_logprobs' needs 'logprobs' set to true", param="top_logprobs",
+                code="invalid_value",
+            )
         if self.stream_options is not None and not self.stream:
-            raise ValueError("'stream_options' is only allowed when 'stream' is true")
+            raise InvalidRequestError(
+                "'stream_options' is only allowed when 'stream' is true",
+                param="stream_options", code="invalid_value",
+            )
         return self
 
     @property

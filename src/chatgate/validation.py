@@ -29,18 +29,26 @@ def param_path(loc: tuple[int | str, ...]) -> str | None:
     are not part of the client's JSON and are left out.
     """
     out = ""
+    skip_tag = False
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("str", "list[tagged-union[TextPart,ImagePart,AudioPart,RefusalPart]]"):
-            continue
-        elif part.startswith(("list[", "tagged-union[", "function-", "literal[", "float")) or (
-            part[:1].isupper()
-        ):
-            continue
-        else:
+        elif skip_tag:  # the tag value that follows a tagged-union label
+            skip_tag = False
+        elif "tagged-union[" in part:
+            skip_tag = True
+        elif not _is_pydantic_label(part):
             out += f".{part}" if out else part
     return out or None
+
+
+def _is_pydantic_label(part: str) -> bool:
+    """Union-member labels such as ``str``, ``list[...]`` or ``TextPart``."""
+    return (
+        part in ("str", "int", "float", "bool", "none")
+        or part.startswith(("list[", "function-", "literal[", "dict["))
+        or part[:1].isupper()
+    )
 
 
 def describe(error: ErrorDetails) -> InvalidRequestError:
@@ -86,4 +94,5 @@ def parse_chat_request(body: bytes | dict[str, Any]) -> ChatRequest:
             raise InvalidRequestError(
                 "the body must be a JSON object", code="invalid_json"
             ) from None
-        raise describe(errors[0]) from None
+        # Within a union, the deepest error is the one about the branch the client meant.
+        raise describe(max(errors, key=lambda e: len(e["loc"]))) from None
