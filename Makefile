@@ -28,7 +28,8 @@ run: $(VENV)/.run-installed
 	$(BIN)/chatgate serve
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy

@@ -50,7 +50,11 @@ def start_server(settings: Settings) -> tuple[LiveServer, uvicorn.Server, thread
             raise RuntimeError("the test server did not start")
         time.sleep(0.05)
     keys = settings.server.api_keys
-    return LiveServer(f"http://127.0.0.1:{port}", keys[0] if keys else None, gateway), server, thread
+    return (
+        LiveServer(f"http://127.0.0.1:{port}", keys[0] if keys else None, gateway),
+        server,
+        thread,
+    )
 
 
 @pytest.fixture(scope="session")

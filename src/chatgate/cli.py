@@ -66,8 +66,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     asyncio.run(gateway.start(_progress))
     app = create_app(gateway)
     _progress(f"serving on http://{settings.server.host}:{settings.server.port}")
-    uvicorn.run(app, host=settings.server.host, port=settings.server.port,
-                log_level="info", access_log=False)
+    uvicorn.run(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level="info",
+        access_log=False,
+    )
     return 0
 
 

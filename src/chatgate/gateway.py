@@ -29,8 +29,7 @@ def build_backend(connection: Connection) -> Backend:
     if source is None:
         known = ", ".join(sorted(SOURCES))
         raise ConfigError(
-            f"connection '{connection.name}': unknown source '{connection.source}' "
-            f"(known: {known})"
+            f"connection '{connection.name}': unknown source '{connection.source}' (known: {known})"
         )
     return _BACKENDS[source.adapter](connection)
 
@@ -76,8 +75,9 @@ class Gateway:
         for backend in self.backends.values():
             await backend.start(progress)
 
-    def prepare(self, request: ChatRequest | dict[str, Any] | None = None, /,
-                **fields: Any) -> Prepared:
+    def prepare(
+        self, request: ChatRequest | dict[str, Any] | None = None, /, **fields: Any
+    ) -> Prepared:
         """Validate and route without running: the server needs the outcome first."""
         req = self._coerce(request, fields)
         backend = resolve(req.model, self.backends)
@@ -92,13 +92,15 @@ class Gateway:
         """Run a prepared request as a stream of chunks."""
         return prepared.backend.stream(prepared.request)
 
-    async def chat(self, request: ChatRequest | dict[str, Any] | None = None, /,
-                   **fields: Any) -> ChatResponse:
+    async def chat(
+        self, request: ChatRequest | dict[str, Any] | None = None, /, **fields: Any
+    ) -> ChatResponse:
         """One whole answer; takes a `ChatRequest`, a dict, or the fields as keywords."""
         return await self.run(self.prepare(request, **fields))
 
-    async def stream(self, request: ChatRequest | dict[str, Any] | None = None, /,
-                     **fields: Any) -> AsyncIterator[ChatChunk]:
+    async def stream(
+        self, request: ChatRequest | dict[str, Any] | None = None, /, **fields: Any
+    ) -> AsyncIterator[ChatChunk]:
         """The answer as chunks, as they are made."""
         async for chunk in self.run_stream(self.prepare(request, **fields)):
             yield chunk
@@ -126,13 +128,15 @@ class Gateway:
         """`start` for code without an event loop."""
         self._loop().call(self.start(progress))
 
-    def chat_sync(self, request: ChatRequest | dict[str, Any] | None = None, /,
-                  **fields: Any) -> ChatResponse:
+    def chat_sync(
+        self, request: ChatRequest | dict[str, Any] | None = None, /, **fields: Any
+    ) -> ChatResponse:
         """`chat` for code without an event loop."""
         return self._loop().call(self.chat(request, **fields))
 
-    def stream_sync(self, request: ChatRequest | dict[str, Any] | None = None, /,
-                    **fields: Any) -> Iterator[ChatChunk]:
+    def stream_sync(
+        self, request: ChatRequest | dict[str, Any] | None = None, /, **fields: Any
+    ) -> Iterator[ChatChunk]:
         """`stream` for code without an event loop."""
         agen = self.stream(request, **fields)
         loop = self._loop()
@@ -172,8 +176,9 @@ class Gateway:
 
     # --- helpers -----------------------------------------------------------------
 
-    def _coerce(self, request: ChatRequest | dict[str, Any] | None,
-                fields: dict[str, Any]) -> ChatRequest:
+    def _coerce(
+        self, request: ChatRequest | dict[str, Any] | None, fields: dict[str, Any]
+    ) -> ChatRequest:
         if isinstance(request, ChatRequest):
             if fields:
                 raise InvalidRequestError("pass a ChatRequest or keyword fields, not both")
@@ -198,8 +203,9 @@ class _LoopThread:
 
     def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="chatgate-sync")
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name="chatgate-sync"
+        )
         self._thread.start()
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:

@@ -64,9 +64,7 @@ class RefusalPart(_Strict):
     refusal: str
 
 
-ContentPart = Annotated[
-    TextPart | ImagePart | AudioPart | RefusalPart, Field(discriminator="type")
-]
+ContentPart = Annotated[TextPart | ImagePart | AudioPart | RefusalPart, Field(discriminator="type")]
 
 
 class FunctionCall(_Strict):
@@ -223,13 +221,15 @@ class ChatRequest(BaseModel):
         # Raised as our own error (pydantic lets it through) so that it names its param.
         if self.top_logprobs is not None and not self.logprobs:
             raise InvalidRequestError(
-                "'top_logprobs' needs 'logprobs' set to true", param="top_logprobs",
+                "'top_logprobs' needs 'logprobs' set to true",
+                param="top_logprobs",
                 code="invalid_value",
             )
         if self.stream_options is not None and not self.stream:
             raise InvalidRequestError(
                 "'stream_options' is only allowed when 'stream' is true",
-                param="stream_options", code="invalid_value",
+                param="stream_options",
+                code="invalid_value",
             )
         return self
 

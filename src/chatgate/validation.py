@@ -62,8 +62,15 @@ def describe(error: ErrorDetails) -> InvalidRequestError:
         )
     if kind in _TYPE_NAMES:
         got = type(error.get("input")).__name__
-        got = {"NoneType": "null", "str": "a string", "int": "an integer", "dict": "an object",
-               "list": "an array", "bool": "a boolean", "float": "a number"}.get(got, got)
+        got = {
+            "NoneType": "null",
+            "str": "a string",
+            "int": "an integer",
+            "dict": "an object",
+            "list": "an array",
+            "bool": "a boolean",
+            "float": "a number",
+        }.get(got, got)
         return InvalidRequestError(
             f"invalid type for {name}: expected {_TYPE_NAMES[kind]}, but got {got}",
             param=param,
@@ -78,8 +85,9 @@ def describe(error: ErrorDetails) -> InvalidRequestError:
             f"unrecognized parameter: {name}", param=param, code="unknown_parameter"
         )
     message = error["msg"].removeprefix("Value error, ")
-    return InvalidRequestError(f"invalid value for {name}: {message}", param=param,
-                               code="invalid_value")
+    return InvalidRequestError(
+        f"invalid value for {name}: {message}", param=param, code="invalid_value"
+    )
 
 
 def parse_chat_request(body: bytes | dict[str, Any]) -> ChatRequest:

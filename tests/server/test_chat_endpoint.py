@@ -29,60 +29,229 @@ MALFORMED: list[tuple[str, bytes, dict[str, str] | None, int, str, str | None, s
     ("not json", b"{bad", None, 400, "invalid_request_error", None, "invalid_json"),
     ("not utf-8", b"\xff\xfe", None, 400, "invalid_request_error", None, "invalid_json"),
     ("array body", b"[]", None, 400, "invalid_request_error", None, "invalid_json"),
-    ("missing model", orjson.dumps({"messages": USER}), None, 400, "invalid_request_error",
-     "model", "missing_required_parameter"),
-    ("missing messages", orjson.dumps({"model": MODEL}), None, 400, "invalid_request_error",
-     "messages", "missing_required_parameter"),
-    ("empty messages", body(messages=[]), None, 400, "invalid_request_error", "messages",
-     "invalid_value"),
-    ("model not a string", body(model=5), None, 400, "invalid_request_error", "model",
-     "invalid_type"),
-    ("max_tokens a string", body(max_tokens="5"), None, 400, "invalid_request_error",
-     "max_tokens", "invalid_type"),
-    ("temperature too high", body(temperature=3), None, 400, "invalid_request_error",
-     "temperature", "invalid_value"),
-    ("five stop strings", body(stop=["a", "b", "c", "d", "e"]), None, 400,
-     "invalid_request_error", "stop", "invalid_value"),
-    ("unknown role", body(messages=[{"role": "wizard", "content": "x"}]), None, 400,
-     "invalid_request_error", "messages[0].role", "invalid_value"),
-    ("user without content", body(messages=[{"role": "user"}]), None, 400,
-     "invalid_request_error", "messages[0]", "invalid_value"),
-    ("tool without id", body(messages=[{"role": "tool", "content": "x"}]), None, 400,
-     "invalid_request_error", "messages[0]", "invalid_value"),
-    ("text part without text", body(messages=[{"role": "user", "content": [{"type": "text"}]}]),
-     None, 400, "invalid_request_error", "messages[0].content[0].text",
-     "missing_required_parameter"),
+    (
+        "missing model",
+        orjson.dumps({"messages": USER}),
+        None,
+        400,
+        "invalid_request_error",
+        "model",
+        "missing_required_parameter",
+    ),
+    (
+        "missing messages",
+        orjson.dumps({"model": MODEL}),
+        None,
+        400,
+        "invalid_request_error",
+        "messages",
+        "missing_required_parameter",
+    ),
+    (
+        "empty messages",
+        body(messages=[]),
+        None,
+        400,
+        "invalid_request_error",
+        "messages",
+        "invalid_value",
+    ),
+    (
+        "model not a string",
+        body(model=5),
+        None,
+        400,
+        "invalid_request_error",
+        "model",
+        "invalid_type",
+    ),
+    (
+        "max_tokens a string",
+        body(max_tokens="5"),
+        None,
+        400,
+        "invalid_request_error",
+        "max_tokens",
+        "invalid_type",
+    ),
+    (
+        "temperature too high",
+        body(temperature=3),
+        None,
+        400,
+        "invalid_request_error",
+        "temperature",
+        "invalid_value",
+    ),
+    (
+        "five stop strings",
+        body(stop=["a", "b", "c", "d", "e"]),
+        None,
+        400,
+        "invalid_request_error",
+        "stop",
+        "invalid_value",
+    ),
+    (
+        "unknown role",
+        body(messages=[{"role": "wizard", "content": "x"}]),
+        None,
+        400,
+        "invalid_request_error",
+        "messages[0].role",
+        "invalid_value",
+    ),
+    (
+        "user without content",
+        body(messages=[{"role": "user"}]),
+        None,
+        400,
+        "invalid_request_error",
+        "messages[0]",
+        "invalid_value",
+    ),
+    (
+        "tool without id",
+        body(messages=[{"role": "tool", "content": "x"}]),
+        None,
+        400,
+        "invalid_request_error",
+        "messages[0]",
+        "invalid_value",
+    ),
+    (
+        "text part without text",
+        body(messages=[{"role": "user", "content": [{"type": "text"}]}]),
+        None,
+        400,
+        "invalid_request_error",
+        "messages[0].content[0].text",
+        "missing_required_parameter",
+    ),
     ("n zero", body(n=0), None, 400, "invalid_request_error", "n", "invalid_value"),
-    ("bad response_format", body(response_format={"type": "xml"}), None, 400,
-     "invalid_request_error", "response_format", "invalid_value"),
-    ("top_logprobs alone", body(top_logprobs=2), None, 400, "invalid_request_error",
-     "top_logprobs", "invalid_value"),
-    ("unknown model", body(model="nowhere/x"), None, 404, "invalid_request_error", "model",
-     "model_not_found"),
-    ("unknown model on local", body(model="local/gpt-4"), None, 404, "invalid_request_error",
-     "model", "model_not_found"),
-    ("unknown parameter", body(foo=1), None, 400, "invalid_request_error", "foo",
-     "unsupported_parameter"),
-    ("tools on the embedded model",
-     body(tools=[{"type": "function", "function": {"name": "f"}}]), None, 400,
-     "invalid_request_error", "tools", "unsupported_parameter"),
-    ("image on the embedded model",
-     body(messages=[{"role": "user", "content": [
-         {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]),
-     None, 400, "invalid_request_error", "messages", "unsupported_parameter"),
-    ("logit_bias not a token id", body(logit_bias={"abc": 1}), None, 400,
-     "invalid_request_error", "logit_bias", "invalid_value"),
-    ("context overflow", body(max_tokens=100_000), None, 400, "invalid_request_error",
-     "messages", "context_length_exceeded"),
-    ("invalid json schema",
-     body(response_format={"type": "json_schema",
-                           "json_schema": {"name": "x", "schema": {"type": "nonsense"}}}),
-     None, 400, "invalid_request_error", "response_format.json_schema.schema", None),
-    ("body over the limit", body(messages=[{"role": "user", "content": "x" * 70_000}]), None,
-     413, "invalid_request_error", None, "request_too_large"),
+    (
+        "bad response_format",
+        body(response_format={"type": "xml"}),
+        None,
+        400,
+        "invalid_request_error",
+        "response_format",
+        "invalid_value",
+    ),
+    (
+        "top_logprobs alone",
+        body(top_logprobs=2),
+        None,
+        400,
+        "invalid_request_error",
+        "top_logprobs",
+        "invalid_value",
+    ),
+    (
+        "unknown model",
+        body(model="nowhere/x"),
+        None,
+        404,
+        "invalid_request_error",
+        "model",
+        "model_not_found",
+    ),
+    (
+        "unknown model on local",
+        body(model="local/gpt-4"),
+        None,
+        404,
+        "invalid_request_error",
+        "model",
+        "model_not_found",
+    ),
+    (
+        "unknown parameter",
+        body(foo=1),
+        None,
+        400,
+        "invalid_request_error",
+        "foo",
+        "unsupported_parameter",
+    ),
+    (
+        "tools on the embedded model",
+        body(tools=[{"type": "function", "function": {"name": "f"}}]),
+        None,
+        400,
+        "invalid_request_error",
+        "tools",
+        "unsupported_parameter",
+    ),
+    (
+        "image on the embedded model",
+        body(
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+                    ],
+                }
+            ]
+        ),
+        None,
+        400,
+        "invalid_request_error",
+        "messages",
+        "unsupported_parameter",
+    ),
+    (
+        "logit_bias not a token id",
+        body(logit_bias={"abc": 1}),
+        None,
+        400,
+        "invalid_request_error",
+        "logit_bias",
+        "invalid_value",
+    ),
+    (
+        "context overflow",
+        body(max_tokens=100_000),
+        None,
+        400,
+        "invalid_request_error",
+        "messages",
+        "context_length_exceeded",
+    ),
+    (
+        "invalid json schema",
+        body(
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": {"type": "nonsense"}},
+            }
+        ),
+        None,
+        400,
+        "invalid_request_error",
+        "response_format.json_schema.schema",
+        None,
+    ),
+    (
+        "body over the limit",
+        body(messages=[{"role": "user", "content": "x" * 70_000}]),
+        None,
+        413,
+        "invalid_request_error",
+        None,
+        "request_too_large",
+    ),
     ("no key", body(), {}, 401, "authentication_error", None, "missing_api_key"),
-    ("wrong key", body(), {"x-api-key": "sk-nope-000000000"}, 401, "authentication_error",
-     None, "invalid_api_key"),
+    (
+        "wrong key",
+        body(),
+        {"x-api-key": "sk-nope-000000000"},
+        401,
+        "authentication_error",
+        None,
+        "invalid_api_key",
+    ),
 ]
 
 
@@ -92,8 +261,13 @@ MALFORMED: list[tuple[str, bytes, dict[str, str] | None, int, str, str | None, s
     ids=[case[0] for case in MALFORMED],
 )
 def test_malformed_request(
-    live: LiveServer, raw: bytes, headers: dict[str, str] | None, status: int, etype: str,
-    param: str | None, code: str | None,
+    live: LiveServer,
+    raw: bytes,
+    headers: dict[str, str] | None,
+    status: int,
+    etype: str,
+    param: str | None,
+    code: str | None,
 ) -> None:
     sent = {"Authorization": f"Bearer {GATEWAY_KEY}"} if headers is None else headers
     with httpx.Client(base_url=live.url, timeout=30) as c:
@@ -164,8 +338,9 @@ async def test_twenty_concurrent_streams(live: LiveServer) -> None:
     async def one(c: httpx.AsyncClient, seed: int) -> list[dict[str, Any] | str]:
         answer = await c.post(
             "/v1/chat/completions",
-            content=body(stream=True, max_tokens=4, seed=seed,
-                         stream_options={"include_usage": True}),
+            content=body(
+                stream=True, max_tokens=4, seed=seed, stream_options={"include_usage": True}
+            ),
             headers=headers,
         )
         assert answer.status_code == 200
@@ -197,9 +372,10 @@ def wait_until_idle(c: httpx.Client, limit: float) -> float:
 def test_disconnect_frees_the_engine(live: LiveServer, client: httpx.Client) -> None:
     # 1,500 tokens would take the engine tens of seconds; a disconnect must end it at once.
     long_stream = body(stream=True, max_tokens=1500, seed=1, logit_bias=NO_END_OF_TURN)
-    with live.client() as streaming, streaming.stream(
-        "POST", "/v1/chat/completions", content=long_stream
-    ) as answer:
+    with (
+        live.client() as streaming,
+        streaming.stream("POST", "/v1/chat/completions", content=long_stream) as answer,
+    ):
         lines = answer.iter_lines()
         for line in lines:
             if '"content":"' in line and '"content":""' not in line:
@@ -213,15 +389,17 @@ def test_disconnect_frees_the_engine(live: LiveServer, client: httpx.Client) -> 
 
 def test_disconnect_while_queued_leaves_the_queue(live: LiveServer, client: httpx.Client) -> None:
     long_stream = body(stream=True, max_tokens=1500, seed=2, logit_bias=NO_END_OF_TURN)
-    with live.client() as first, first.stream(
-        "POST", "/v1/chat/completions", content=long_stream
-    ) as running:
+    with (
+        live.client() as first,
+        first.stream("POST", "/v1/chat/completions", content=long_stream) as running,
+    ):
         # Keep the line iterators referenced: a dropped one closes its response.
         running_lines = running.iter_lines()
         next(running_lines)
-        with live.client() as second, second.stream(
-            "POST", "/v1/chat/completions", content=long_stream
-        ) as queued:
+        with (
+            live.client() as second,
+            second.stream("POST", "/v1/chat/completions", content=long_stream) as queued,
+        ):
             queued_lines = queued.iter_lines()
             next(queued_lines)  # its role chunk comes before its turn
             deadline = time.monotonic() + 5

@@ -42,10 +42,17 @@ def test_non_stream_completion(sdk: openai.OpenAI) -> None:
 
 def test_same_seed_same_answer(sdk: openai.OpenAI) -> None:
     def ask() -> str | None:
-        return sdk.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": "Name a color."}],
-            max_tokens=6, seed=42, temperature=0.9,
-        ).choices[0].message.content
+        return (
+            sdk.chat.completions.create(
+                model=MODEL,
+                messages=[{"role": "user", "content": "Name a color."}],
+                max_tokens=6,
+                seed=42,
+                temperature=0.9,
+            )
+            .choices[0]
+            .message.content
+        )
 
     assert ask() == ask()
 
@@ -54,8 +61,10 @@ def test_stream_with_usage(sdk: openai.OpenAI) -> None:
     chunks = list(
         sdk.chat.completions.create(
             model=MODEL,
-            messages=[{"role": "system", "content": "Be brief."},
-                      {"role": "user", "content": "Say hello."}],
+            messages=[
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Say hello."},
+            ],
             max_tokens=6,
             seed=1,
             stream=True,
@@ -83,7 +92,9 @@ def test_models_list(sdk: openai.OpenAI) -> None:
 
 def test_unknown_model_is_not_found(sdk: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        sdk.chat.completions.create(model="nowhere/none", messages=[{"role": "user", "content": "x"}])
+        sdk.chat.completions.create(
+            model="nowhere/none", messages=[{"role": "user", "content": "x"}]
+        )
     assert caught.value.code == "model_not_found"
 
 
@@ -120,7 +131,10 @@ def test_json_schema_output_validates(sdk: openai.OpenAI, seed: int) -> None:
         messages=[{"role": "user", "content": "Describe a person as JSON."}],
         max_tokens=60,
         seed=seed,
-        response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": SCHEMA}},
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "person", "schema": SCHEMA},
+        },
     )
     assert answer.choices[0].finish_reason == "stop"
     jsonschema.validate(json.loads(answer.choices[0].message.content or ""), SCHEMA)
@@ -142,8 +156,12 @@ def test_json_object_output_parses(sdk: openai.OpenAI) -> None:
 
 def test_logprobs(sdk: openai.OpenAI) -> None:
     answer = sdk.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=3, seed=5,
-        logprobs=True, top_logprobs=2,
+        model=MODEL,
+        messages=[{"role": "user", "content": "Hi"}],
+        max_tokens=3,
+        seed=5,
+        logprobs=True,
+        top_logprobs=2,
     )
     content = answer.choices[0].logprobs.content  # type: ignore[union-attr]
     assert content is not None
@@ -157,21 +175,37 @@ def test_logprobs(sdk: openai.OpenAI) -> None:
 
 def test_n_choices(sdk: openai.OpenAI) -> None:
     answer = sdk.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=3, seed=5, n=2,
+        model=MODEL,
+        messages=[{"role": "user", "content": "Hi"}],
+        max_tokens=3,
+        seed=5,
+        n=2,
     )
     assert [c.index for c in answer.choices] == [0, 1]
 
 
 def test_stop_sequence_cuts_output(sdk: openai.OpenAI) -> None:
-    free = sdk.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Count: 1, 2, 3"}],
-        max_tokens=12, seed=9, temperature=0,
-    ).choices[0].message.content or ""
+    free = (
+        sdk.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Count: 1, 2, 3"}],
+            max_tokens=12,
+            seed=9,
+            temperature=0,
+        )
+        .choices[0]
+        .message.content
+        or ""
+    )
     assert len(free) > 2
     stop = free[2:4]
     cut = sdk.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Count: 1, 2, 3"}],
-        max_tokens=12, seed=9, temperature=0, stop=[stop],
+        model=MODEL,
+        messages=[{"role": "user", "content": "Count: 1, 2, 3"}],
+        max_tokens=12,
+        seed=9,
+        temperature=0,
+        stop=[stop],
     ).choices[0]
     assert cut.finish_reason == "stop"
     assert cut.message.content == free[: free.index(stop)]

@@ -28,10 +28,26 @@ from chatgate.types import (
 
 SUPPORTED = frozenset(
     {
-        "model", "messages", "stream", "stream_options", "max_tokens",
-        "max_completion_tokens", "temperature", "top_p", "top_k", "stop", "seed", "n",
-        "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs",
-        "response_format", "user", "parallel_tool_calls",
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "stop",
+        "seed",
+        "n",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "response_format",
+        "user",
+        "parallel_tool_calls",
     }
 )
 # A constrained output that fails its final check (the grammar covers only a subset of
@@ -155,8 +171,13 @@ class LocalBackend:
         fp = self.engine.fingerprint
 
         def chunk(index: int, delta: Delta, finish: Any = None, lp: Any = None) -> ChatChunk:
-            return ChatChunk(cid, created, request.model, [ChunkChoice(index, delta, finish, lp)],
-                             system_fingerprint=fp)
+            return ChatChunk(
+                cid,
+                created,
+                request.model,
+                [ChunkChoice(index, delta, finish, lp)],
+                system_fingerprint=fp,
+            )
 
         completion_tokens = 0
         for index in range(request.n or 1):
@@ -173,8 +194,14 @@ class LocalBackend:
                     contract.check("".join(text))
                 yield chunk(index, Delta(), event.finish_reason)
         if request.stream_options and request.stream_options.include_usage:
-            yield ChatChunk(cid, created, request.model, [], Usage(len(tokens), completion_tokens),
-                            system_fingerprint=fp)
+            yield ChatChunk(
+                cid,
+                created,
+                request.model,
+                [],
+                Usage(len(tokens), completion_tokens),
+                system_fingerprint=fp,
+            )
 
 
 def _template_message(message: Message) -> dict[str, Any]:

@@ -38,8 +38,9 @@ class OutputContract:
             ) from None
         if self.schema is None:
             if not isinstance(value, dict):
-                raise UpstreamError("the model's output is not a JSON object",
-                                    code="invalid_model_output")
+                raise UpstreamError(
+                    "the model's output is not a JSON object", code="invalid_model_output"
+                )
             return
         error = jsonschema.exceptions.best_match(_validator(_key(self.schema)).iter_errors(value))
         if error is not None:

@@ -23,15 +23,20 @@ log = logging.getLogger("chatgate.server")
 
 
 def _json_error(exc: ChatgateError) -> Response:
-    return Response(dumps(exc.to_dict()), status_code=exc.status, headers=exc.headers,
-                    media_type="application/json")
+    return Response(
+        dumps(exc.to_dict()),
+        status_code=exc.status,
+        headers=exc.headers,
+        media_type="application/json",
+    )
 
 
 async def healthz(request: Request) -> Response:
     """``GET /healthz``: up, and how each connection is doing."""
     gateway: Gateway = request.app.state.gateway
-    return Response(dumps({"status": "ok", "connections": gateway.health()}),
-                    media_type="application/json")
+    return Response(
+        dumps({"status": "ok", "connections": gateway.health()}), media_type="application/json"
+    )
 
 
 def create_app(gateway: Gateway, *, progress: Callable[[str], None] | None = None) -> Starlette:

@@ -63,8 +63,9 @@ async def chat_completions(request: Request) -> ASGIApp:
     return JSONBody(produce, openai_error)
 
 
-async def sse_frames(gateway: Gateway, prepared: Prepared, secrets: list[str]
-                     ) -> AsyncIterator[bytes]:
+async def sse_frames(
+    gateway: Gateway, prepared: Prepared, secrets: list[str]
+) -> AsyncIterator[bytes]:
     """The OpenAI SSE stream: chunks, then ``[DONE]``; a late error as an error event."""
     opts = prepared.request.stream_options
     with_usage = bool(opts and opts.include_usage)

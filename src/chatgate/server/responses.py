@@ -73,8 +73,13 @@ class JSONBody:
                 status, body, headers = await self.produce()
             except ChatgateError as exc:
                 status, body, headers = exc.status, self.render_error(exc), exc.headers
-            await send({"type": "http.response.start", "status": status,
-                        "headers": JSON_HEADERS + _header_list(headers)})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": JSON_HEADERS + _header_list(headers),
+                }
+            )
             await send({"type": "http.response.body", "body": dumps(body)})
 
         await _race(work(), receive)
@@ -102,14 +107,24 @@ class EventStream:
             try:
                 first = await anext(self.frames)
             except ChatgateError as exc:
-                await send({"type": "http.response.start", "status": exc.status,
-                            "headers": JSON_HEADERS + _header_list(exc.headers)})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": exc.status,
+                        "headers": JSON_HEADERS + _header_list(exc.headers),
+                    }
+                )
                 await send({"type": "http.response.body", "body": dumps(self.render_error(exc))})
                 return
             except StopAsyncIteration:
                 first = b""
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": SSE_HEADERS + _header_list(self.headers)})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": SSE_HEADERS + _header_list(self.headers),
+                }
+            )
             await send({"type": "http.response.body", "body": first, "more_body": True})
             async for frame in self.frames:
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
