@@ -88,6 +88,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if value is not None:
             fields[name] = value
     with Gateway(_settings(args)) as gateway:
+        gateway.prepare(**fields)  # a wrong model or parameter fails before the model loads
         gateway.start_sync(_progress)
         if args.no_stream:
             print(gateway.chat_sync(**fields).text)

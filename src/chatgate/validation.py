@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
@@ -22,38 +23,48 @@ _TYPE_NAMES = {
 }
 
 
-def param_path(loc: tuple[int | str, ...]) -> str | None:
+def param_path(loc: tuple[int | str, ...], body: Any) -> str | None:
     """``("messages", 0, "content")`` → ``"messages[0].content"``.
 
-    Pydantic adds the names of union members and tagged variants to a location; they
-    are not part of the client's JSON and are left out.
+    Pydantic puts union-member labels and discriminator tags into a location; they are
+    not part of the client's JSON. Walking the body along the location keeps exactly the
+    parts that are.
     """
     out = ""
-    skip_tag = False
+    node = body
+    tag_seen = False  # a discriminated union names the object's "type" once, before its fields
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node):
             out += f"[{part}]"
-        elif skip_tag:  # the tag value that follows a tagged-union label
-            skip_tag = False
-        elif "tagged-union[" in part:
-            skip_tag = True
-        elif not _is_pydantic_label(part):
+            node = node[part]
+            tag_seen = False
+        elif isinstance(node, dict) and not tag_seen and node.get("type") == part:
+            tag_seen = True
+        elif isinstance(part, str) and isinstance(node, dict) and part in node:
             out += f".{part}" if out else part
+            node = node[part]
+            tag_seen = False
+        elif isinstance(part, str) and not isinstance(node, dict | list) and _is_label(part):
+            continue
+        elif isinstance(part, str) and isinstance(node, dict) and not _is_label(part):
+            # A missing field: the last part of the path, absent from the body.
+            out += f".{part}" if out else part
+            node = None
     return out or None
 
 
-def _is_pydantic_label(part: str) -> bool:
+def _is_label(part: str) -> bool:
     """Union-member labels such as ``str``, ``list[...]`` or ``TextPart``."""
     return (
         part in ("str", "int", "float", "bool", "none")
-        or part.startswith(("list[", "function-", "literal[", "dict["))
+        or part.startswith(("list[", "function-", "literal[", "dict[", "tagged-union["))
         or part[:1].isupper()
     )
 
 
-def describe(error: ErrorDetails) -> InvalidRequestError:
+def describe(error: ErrorDetails, body: Any) -> InvalidRequestError:
     """One pydantic error as the OpenAI-style 400 a client would get."""
-    param = param_path(tuple(error["loc"]))
+    param = param_path(tuple(error["loc"]), body)
     kind = error["type"]
     name = f"'{param}'" if param else "the request"
     if kind == "missing":
@@ -102,5 +113,11 @@ def parse_chat_request(body: bytes | dict[str, Any]) -> ChatRequest:
             raise InvalidRequestError(
                 "the body must be a JSON object", code="invalid_json"
             ) from None
+        tree: Any = body
+        if not isinstance(body, dict):
+            try:
+                tree = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                tree = None
         # Within a union, the deepest error is the one about the branch the client meant.
-        raise describe(max(errors, key=lambda e: len(e["loc"]))) from None
+        raise describe(max(errors, key=lambda e: len(e["loc"])), tree) from None

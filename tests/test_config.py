@@ -1,0 +1,102 @@
+"""Settings from TOML and the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chatgate.config import DEFAULT_PORT, load_settings
+from chatgate.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "chatgate.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_give_the_embedded_model() -> None:
+    settings = load_settings(env={})
+    assert settings.server.host == "127.0.0.1"
+    assert settings.server.port == DEFAULT_PORT
+    assert [c.name for c in settings.connections] == ["local"]
+    assert settings.default_model == "local/smollm2-135m-instruct"
+
+
+def test_file_then_environment(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+default_model = "mine/smol"
+[server]
+host = "0.0.0.0"
+port = 9000
+api_keys = ["k1"]
+
+[[connections]]
+name = "mine"
+source = "local"
+model_alias = "smol"
+model_path = "/models/x.gguf"
+parallel = 2
+""",
+    )
+    env = {"CHATGATE_PORT": "9100", "CHATGATE_API_KEYS": "k2, k3"}
+    settings = load_settings(path, env=env)
+    assert settings.server.host == "0.0.0.0"
+    assert settings.server.port == 9100
+    assert settings.server.api_keys == ["k1", "k2", "k3"]
+    assert [c.name for c in settings.connections] == ["mine"]
+    assert settings.connections[0].parallel == 2
+    assert settings.default_model == "mine/smol"
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nport = 9999\n")
+    assert load_settings(env={"CHATGATE_CONFIG": str(path)}).server.port == 9999
+
+
+def test_api_keys_env(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\napi_keys_env = "MY_KEYS"\n')
+    settings = load_settings(path, env={})
+    assert settings.server.resolved_keys({"MY_KEYS": "a,b"}) == ["a", "b"]
+
+
+def test_model_path_from_environment() -> None:
+    settings = load_settings(env={"CHATGATE_MODEL_PATH": "/m/other.gguf"})
+    assert settings.connections[0].model_path == "/m/other.gguf"
+
+
+def test_embedded_can_be_turned_off(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, "embedded = false\n"), env={}).connections == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[server\n", "not valid TOML"),
+        ("[server]\nport = 'x'\n", "server.port"),
+        ("[server]\nbogus = 1\n", "server.bogus"),
+        (
+            "[[connections]]\nname = 'a'\nsource = 'local'\n[[connections]]\nname = 'a'\n"
+            "source = 'local'\n",
+            "two connections are named 'a'",
+        ),
+        ("[[connections]]\nname = 'a b'\nsource = 'local'\n", "connections.0.name"),
+    ],
+)
+def test_bad_files_are_one_clear_line(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_settings(write(tmp_path, text), env={})
+    assert "\n" not in caught.value.message
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings("/nonexistent/chatgate.toml", env={})
+
+
+def test_bad_port_variable() -> None:
+    with pytest.raises(ConfigError, match="CHATGATE_PORT"):
+        load_settings(env={"CHATGATE_PORT": "eighty"})
