@@ -21,7 +21,7 @@ def test_sync_chat_and_stream() -> None:
         answer = gw.chat_sync(messages=HELLO, max_tokens=3, seed=1)
         assert answer.text
         assert answer.usage.completion_tokens <= 3
-        chunks = list(gw.stream_sync(messages=HELLO, max_tokens=3, seed=1, stream=True))
+        chunks = list(gw.stream_sync(messages=HELLO, max_tokens=3, seed=1))
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert text == answer.text
         assert chunks[-1].choices[0].finish_reason in ("stop", "length")

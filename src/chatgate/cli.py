@@ -93,7 +93,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if args.no_stream:
             print(gateway.chat_sync(**fields).text)
             return 0
-        for chunk in gateway.stream_sync(stream=True, **fields):
+        for chunk in gateway.stream_sync(**fields):
             for choice in chunk.choices:
                 if choice.delta.content:
                     print(choice.delta.content, end="", flush=True)

@@ -101,7 +101,11 @@ class Gateway:
     async def stream(
         self, request: ChatRequest | dict[str, Any] | None = None, /, **fields: Any
     ) -> AsyncIterator[ChatChunk]:
-        """The answer as chunks, as they are made."""
+        """The answer as chunks, as they are made (``stream`` is implied)."""
+        if isinstance(request, ChatRequest):
+            request = request if request.stream else request.model_copy(update={"stream": True})
+        else:
+            fields["stream"] = True
         async for chunk in self.run_stream(self.prepare(request, **fields)):
             yield chunk
 
