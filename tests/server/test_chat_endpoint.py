@@ -407,3 +407,56 @@ def test_disconnect_while_queued_leaves_the_queue(live: LiveServer, client: http
                 time.sleep(0.02)
             assert engine_status(client)["waiting"] == 1
     wait_until_idle(client, limit=5)
+
+
+# The grammar cannot enforce numeric bounds, so this schema is checked after generation;
+# the grammar also allows at most 16 digits, so no output can pass the check.
+UNENFORCEABLE = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "big",
+        "schema": {
+            "type": "object",
+            "properties": {"n": {"type": "integer", "minimum": 10**17}},
+            "required": ["n"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def test_unchecked_output_is_never_returned(client: httpx.Client) -> None:
+    answer = client.post(
+        "/v1/chat/completions",
+        content=body(response_format=UNENFORCEABLE, max_tokens=30, seed=4),
+    )
+    assert answer.status_code == 502
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_model_output"
+    assert "schema" in error["message"]
+
+
+def test_error_after_stream_start_is_an_sse_error_event(client: httpx.Client) -> None:
+    answer = client.post(
+        "/v1/chat/completions",
+        content=body(stream=True, response_format=UNENFORCEABLE, max_tokens=30, seed=4),
+    )
+    assert answer.status_code == 200
+    frames = answer.text.strip().split("\n\n")
+    assert frames[0].startswith("data: {")
+    last = frames[-1].split("\n")
+    assert last[0] == "event: error"
+    assert orjson.loads(last[1][len("data: ") :])["error"]["code"] == "invalid_model_output"
+    assert "[DONE]" not in answer.text
+
+
+def test_n_choices_stream_in_turn(client: httpx.Client) -> None:
+    answer = client.post(
+        "/v1/chat/completions", content=body(stream=True, n=2, max_tokens=2, seed=1)
+    )
+    frames = parse_sse(answer.text)
+    chunks = [f for f in frames if isinstance(f, dict)]
+    finishes = [c["choices"][0]["index"] for c in chunks if c["choices"][0]["finish_reason"]]
+    assert finishes == [0, 1]
+    roles = [c["choices"][0]["index"] for c in chunks if "role" in c["choices"][0]["delta"]]
+    assert roles == [0, 1]

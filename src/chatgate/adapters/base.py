@@ -46,9 +46,13 @@ class Backend(Protocol):
 
 def set_fields(request: ChatRequest) -> list[str]:
     """The names of the request fields the client set, extras included."""
-    names = [name for name in request.model_fields_set if getattr(request, name) is not None]
-    names += list(request.model_extra or {})
-    return names
+    declared = type(request).model_fields
+    names = [
+        name
+        for name in declared
+        if name in request.model_fields_set and getattr(request, name) is not None
+    ]
+    return names + list(request.model_extra or {})
 
 
 def refuse_or_drop(names: list[str], connection: Connection, what: str) -> list[str]:
