@@ -382,7 +382,8 @@ def test_disconnect_frees_the_engine(live: LiveServer, client: httpx.Client) -> 
                 break
         assert engine_status(client)["busy"] == 1
     freed_after = wait_until_idle(client, limit=5)
-    assert freed_after < 5
+    # The promise: a disconnect stops the generation within a second.
+    assert freed_after < 1.0, freed_after
     after = client.post("/v1/chat/completions", content=body(max_tokens=2))
     assert after.status_code == 200
 
