@@ -15,6 +15,7 @@ import uvicorn
 from chatgate.config import Settings, load_settings
 from chatgate.gateway import Gateway
 from chatgate.server.app import create_app
+from tests.fakes.openai_server import FakeOpenAI, build_app, serve
 
 GATEWAY_KEY = "sk-test-gateway-key-0123456789abcd"
 MODEL = "local/smollm2-135m-instruct"
@@ -74,3 +75,21 @@ def client(live: LiveServer) -> Iterator[httpx.Client]:
     """An httpx client for the live server, authenticated."""
     with live.client() as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def fake_openai() -> Iterator[FakeOpenAI]:
+    """A fake OpenAI-compatible upstream on loopback, shared by the whole run."""
+    state = FakeOpenAI()
+    for url in serve(build_app(state)):
+        state.url = url
+        yield state
+
+
+@pytest.fixture()
+def fake(fake_openai: FakeOpenAI) -> FakeOpenAI:
+    """The shared fake, with its record and knobs reset for this test."""
+    fake_openai.seen.clear()
+    fake_openai.missing_models_prefixes = ()
+    fake_openai.models_payload = None
+    return fake_openai

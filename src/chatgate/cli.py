@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from chatgate.config import Settings, load_settings
 from chatgate.errors import ChatgateError
@@ -42,6 +43,24 @@ def _parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list the model ids clients can use")
     models.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+
+    conns = commands.add_parser("connections", help="inspect and check connections")
+    conns.add_argument("action", choices=["list", "status", "models", "test"])
+    conns.add_argument("name", nargs="?", help="the connection (all, for list and status)")
+    conns.add_argument("-m", "--model", help="model for `test` (default: the first known)")
+    conns.add_argument("--json", action="store_true", help="print the raw JSON answer")
+    conns.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+
+    preview = commands.add_parser(
+        "preview", help="show the upstream request a chat request would produce (sends nothing)"
+    )
+    preview.add_argument(
+        "request",
+        nargs="?",
+        default="-",
+        help="a JSON chat request: a file, or - for standard input",
+    )
+    preview.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
     return parser
 
 
@@ -109,11 +128,32 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_connections(args: argparse.Namespace) -> int:
+    """``chatgate connections list|status|models|test [NAME]``."""
+    from chatgate.cli_connections import run_connections
+
+    return asyncio.run(run_connections(Gateway(_settings(args)), args))
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    """Print the upstream request for a chat request read from a file or stdin."""
+    from chatgate.cli_connections import run_preview
+
+    raw = sys.stdin.read() if args.request == "-" else Path(args.request).read_text()
+    return asyncio.run(run_preview(Gateway(_settings(args)), raw))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; errors are one readable line and a non-zero exit code."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
-    handlers = {"serve": cmd_serve, "chat": cmd_chat, "models": cmd_models}
+    handlers = {
+        "serve": cmd_serve,
+        "chat": cmd_chat,
+        "models": cmd_models,
+        "connections": cmd_connections,
+        "preview": cmd_preview,
+    }
     try:
         return handlers[args.command](args)
     except ChatgateError as exc:

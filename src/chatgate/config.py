@@ -51,7 +51,14 @@ class Connection(_Section):
     base_url: str | None = None
     api_key: str | None = None
     api_key_env: str | None = None
+    proxy_password: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    exclude_params: list[str] = Field(default_factory=list)
     models: list[str] = Field(default_factory=list)
+    bypass_status_check: bool = False
+    post_processing: str | None = None
+    timeout: float = Field(default=600.0, gt=0)
     # The embedded engine (source "local").
     model_path: str | None = None
     model_alias: str = LOCAL_MODEL_NAME
@@ -61,11 +68,24 @@ class Connection(_Section):
     max_queue: int = Field(default=64, ge=0)
     drop_params: bool = False
 
+    def key(self, env: Mapping[str, str]) -> str | None:
+        """The API key: ``api_key``, else the variable ``api_key_env`` names."""
+        if self.api_key:
+            return self.api_key
+        if self.api_key_env:
+            return env.get(self.api_key_env) or None
+        return None
+
     def secrets(self, env: Mapping[str, str]) -> list[str]:
         """Every secret this connection holds, for redaction."""
-        found = [self.api_key] if self.api_key else []
+        found = [s for s in (self.api_key, self.proxy_password) if s]
         if self.api_key_env and env.get(self.api_key_env):
             found.append(env[self.api_key_env])
+        auth_like = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
+        for name, value in self.headers.items():
+            if name.lower() in auth_like and value:
+                found.append(value.removeprefix("Bearer ").strip())
+                found.append(value)
         return found
 
 

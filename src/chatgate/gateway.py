@@ -3,27 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from os import PathLike
 from typing import Any, TypeVar
 
+import httpx
+
 from chatgate.adapters.base import Backend
 from chatgate.adapters.local import LocalBackend
+from chatgate.adapters.remote import RemoteBackend
 from chatgate.config import Connection, Settings, load_settings
-from chatgate.errors import ConfigError, InvalidRequestError
+from chatgate.connections import describe_connection
+from chatgate.errors import ChatgateError, ConfigError, InvalidRequestError, NotFoundError
 from chatgate.routing import resolve
 from chatgate.sources import SOURCES, get_source
+from chatgate.transport import Transport
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse
 from chatgate.validation import parse_chat_request
 
 T = TypeVar("T")
+log = logging.getLogger("chatgate.gateway")
 
-_BACKENDS: dict[str, Callable[[Connection], Backend]] = {"local": LocalBackend}
 
-
-def build_backend(connection: Connection) -> Backend:
+def build_backend(connection: Connection, transport: Transport) -> Backend:
     """The backend object for a configured connection."""
     source = get_source(connection.source)
     if source is None:
@@ -31,7 +36,9 @@ def build_backend(connection: Connection) -> Backend:
         raise ConfigError(
             f"connection '{connection.name}': unknown source '{connection.source}' (known: {known})"
         )
-    return _BACKENDS[source.adapter](connection)
+    if source.adapter == "local":
+        return LocalBackend(connection)
+    return RemoteBackend(connection, source, transport)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +67,16 @@ class Gateway:
     """
 
     def __init__(
-        self, settings: Settings | None = None, *, config: str | PathLike[str] | None = None
+        self,
+        settings: Settings | None = None,
+        *,
+        config: str | PathLike[str] | None = None,
+        http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.settings = settings if settings is not None else load_settings(config)
+        self.transport = Transport(http_client)
         self.backends: dict[str, Backend] = {
-            conn.name: build_backend(conn) for conn in self.settings.connections
+            conn.name: build_backend(conn, self.transport) for conn in self.settings.connections
         }
         self._runner: _LoopThread | None = None
 
@@ -117,6 +129,46 @@ class Gateway:
             for model in backend.models()
         ]
 
+    async def list_models(self) -> list[ModelInfo]:
+        """Every model id, refreshing upstream lists where they are stale.
+
+        A connection whose list cannot be fetched still contributes its manual and
+        fixed ids; the failure is logged, not raised.
+        """
+        out: list[ModelInfo] = []
+        for name, backend in self.backends.items():
+            try:
+                models = (await backend.list_models())["models"]
+            except ChatgateError as exc:
+                log.warning("models of connection '%s' unavailable: %s", name, exc.message)
+                models = backend.models()
+            out += [ModelInfo(f"{name}/{m}", backend.connection.source) for m in models]
+        return out
+
+    def backend(self, name: str) -> Backend:
+        """The connection called *name*, or a 404."""
+        backend = self.backends.get(name)
+        if backend is None:
+            known = ", ".join(sorted(self.backends)) or "none"
+            raise NotFoundError(
+                f"no connection named '{name}' (configured: {known})",
+                code="connection_not_found",
+            )
+        return backend
+
+    def connections(self) -> list[dict[str, Any]]:
+        """Each connection's configuration, secrets masked."""
+        return [describe_connection(b) for b in self.backends.values()]
+
+    async def preview(
+        self, request: ChatRequest | dict[str, Any] | None = None, /, **fields: Any
+    ) -> dict[str, Any]:
+        """The upstream request *request* would produce; nothing is sent."""
+        prepared = self.prepare(request, **fields)
+        shown = await prepared.backend.preview(prepared.request)
+        shown["dropped_params"] = prepared.dropped
+        return shown
+
     def health(self) -> dict[str, Any]:
         """Each connection's status."""
         return {name: backend.status() for name, backend in self.backends.items()}
@@ -125,6 +177,7 @@ class Gateway:
         """Release every backend."""
         for backend in self.backends.values():
             await backend.close()
+        await self.transport.aclose()
 
     # --- sync API ----------------------------------------------------------------
 

@@ -1,13 +1,31 @@
 """The catalogue of sources, as data: one row per kind of backend.
 
-A connection names a source; the row says which code speaks to it and what it can do.
-More rows arrive with the provider adapters (see ``docs/connections.md``).
+A connection names a source; its row says which adapter speaks to it, where it lives,
+how it authenticates, how its models are listed and its status checked, which prompt
+post-processing it needs, and which request parameters it refuses. A new
+OpenAI-compatible provider is one row here, not a new module.
+
+Facts come from ``shared/reference/sillytavern-chat-completions.md`` §1 and the
+providers' public API documentation. See ``docs/connections.md`` for the user's view.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+Auth = Literal["bearer", "x-api-key", "none"]
+
+# Parameters of the OpenAI request that most OpenAI-compatible servers accept. Anything
+# else a client sends must be in a row's ``passthrough`` (or the source is ``custom``).
+OPENAI_CORE = frozenset(
+    {
+        "model", "messages", "stream", "stream_options", "max_tokens",
+        "max_completion_tokens", "temperature", "top_p", "stop", "seed", "n",
+        "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs",
+        "response_format", "user", "tools", "tool_choice", "parallel_tool_calls",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,9 +37,37 @@ class Source:
     kind: Literal["chat", "text", "embedded"]
     adapter: str
     default_base_url: str | None = None
-    auth: Literal["bearer", "x-api-key", "none"] = "bearer"
+    auth: Auth = "bearer"
+    key_required: bool = True
+    # Key sent when none is configured (Pollinations' anonymous tier).
+    anonymous_key: str | None = None
+    anonymous_base_url: str | None = None
+    reverse_proxy: bool = False
+    # How models are listed: the upstream list (GET models_url or {base}/models), a
+    # fixed list, or only the connection's manual ``models``.
     models: Literal["list", "fixed", "manual"] = "list"
+    models_url: str | None = None
+    fixed_models: tuple[str, ...] = ()
+    # Keep only list entries whose field (dotted path) has this value.
+    models_filter: tuple[str, object] | None = None
+    status: Literal["models", "none"] = "models"
+    post_processing: str = "none"
+    post_processing_forced: bool = False
+    rejects: frozenset[str] = frozenset()
+    passthrough: frozenset[str] = frozenset()
+    headers: tuple[tuple[str, str], ...] = ()
+    # Names accepted only on user messages (xAI); elsewhere they become a prefix.
+    names_on_user_only: bool = False
+    user_field: bool = True
+    quirks: frozenset[str] = frozenset()
 
+
+def _row(**fields: object) -> Source:
+    return Source(kind="chat", adapter="openai_chat", **fields)  # type: ignore[arg-type]
+
+
+REASONING = frozenset({"reasoning_effort"})
+NO_SAMPLING_EXTRAS = frozenset({"logit_bias", "logprobs", "top_logprobs", "top_k"})
 
 SOURCES: dict[str, Source] = {
     source.id: source
@@ -32,10 +78,184 @@ SOURCES: dict[str, Source] = {
             kind="embedded",
             adapter="local",
             auth="none",
+            key_required=False,
             models="fixed",
+            status="none",
+        ),
+        _row(
+            id="openai",
+            display_name="OpenAI",
+            default_base_url="https://api.openai.com/v1",
+            reverse_proxy=True,
+            rejects=frozenset({"top_k"}),
+            passthrough=frozenset(
+                {
+                    "reasoning_effort",
+                    "verbosity",
+                    "service_tier",
+                    "store",
+                    "metadata",
+                    "prediction",
+                    "modalities",
+                    "audio",
+                    "web_search_options",
+                    "prompt_cache_key",
+                    "safety_identifier",
+                }
+            ),
+        ),
+        _row(
+            id="mistral",
+            display_name="Mistral AI",
+            default_base_url="https://api.mistral.ai/v1",
+            reverse_proxy=True,
+            models_filter=("capabilities.completion_chat", True),
+            rejects=NO_SAMPLING_EXTRAS,
+            passthrough=frozenset({"safe_prompt", "prompt_mode", "prediction"}),
+            user_field=False,
+            quirks=frozenset({"mistral_tool_ids", "mistral_prefix", "mistral_seed"}),
+        ),
+        _row(
+            id="deepseek",
+            display_name="DeepSeek",
+            default_base_url="https://api.deepseek.com/beta",
+            models_url="https://api.deepseek.com/models",
+            reverse_proxy=True,
+            post_processing="semi-strict-tools",
+            post_processing_forced=True,
+            rejects=frozenset({"top_k", "logit_bias", "n"}),
+            passthrough=frozenset({"thinking", "reasoning_effort"}),
+            quirks=frozenset({"deepseek_prefix", "deepseek_reasoning"}),
+        ),
+        _row(
+            id="openrouter",
+            display_name="OpenRouter",
+            default_base_url="https://openrouter.ai/api/v1",
+            headers=(("HTTP-Referer", "http://localhost"), ("X-Title", "chatgate")),
+            passthrough=frozenset(
+                {
+                    "top_k",
+                    "provider",
+                    "transforms",
+                    "route",
+                    "models",
+                    "plugins",
+                    "reasoning",
+                    "include_reasoning",
+                    "min_p",
+                    "top_a",
+                    "repetition_penalty",
+                    "usage",
+                    "verbosity",
+                    "reasoning_effort",
+                }
+            ),
+        ),
+        _row(
+            id="perplexity",
+            display_name="Perplexity",
+            default_base_url="https://api.perplexity.ai",
+            models="fixed",
+            fixed_models=(
+                "sonar",
+                "sonar-pro",
+                "sonar-reasoning",
+                "sonar-reasoning-pro",
+                "sonar-deep-research",
+            ),
+            status="none",
+            post_processing="strict",
+            post_processing_forced=True,
+            rejects=frozenset(
+                {
+                    "stop",
+                    "logit_bias",
+                    "logprobs",
+                    "top_logprobs",
+                    "n",
+                    "tools",
+                    "tool_choice",
+                    "seed",
+                }
+            ),
+            passthrough=frozenset(
+                {
+                    "top_k",
+                    "search_domain_filter",
+                    "search_recency_filter",
+                    "return_images",
+                    "return_related_questions",
+                    "web_search_options",
+                    "search_mode",
+                    "reasoning_effort",
+                }
+            ),
+        ),
+        _row(
+            id="ai21",
+            display_name="AI21 Studio",
+            default_base_url="https://api.ai21.com/studio/v1",
+            models="fixed",
+            fixed_models=("jamba-large", "jamba-mini"),
+            status="none",
+            post_processing="merge",
+            post_processing_forced=True,
+            rejects=NO_SAMPLING_EXTRAS | {"presence_penalty", "frequency_penalty"},
+            passthrough=frozenset({"documents"}),
+        ),
+        _row(
+            id="aimlapi",
+            display_name="AI/ML API",
+            default_base_url="https://api.aimlapi.com/v1",
+            headers=(("HTTP-Referer", "http://localhost"), ("X-Title", "chatgate")),
+            models_filter=("type", "chat-completion"),
+            passthrough=REASONING | {"top_k"},
+        ),
+        _row(
+            id="pollinations",
+            display_name="Pollinations",
+            default_base_url="https://gen.pollinations.ai/v1",
+            anonymous_base_url="https://text.pollinations.ai/v1",
+            anonymous_key="anonymous",
+            key_required=False,
+            models_url="https://gen.pollinations.ai/text/models",
+            passthrough=REASONING,
+            quirks=frozenset({"random_seed"}),
+        ),
+        _row(
+            id="groq",
+            display_name="Groq",
+            default_base_url="https://api.groq.com/openai/v1",
+            rejects=frozenset({"logprobs", "logit_bias", "top_logprobs", "n", "top_k"}),
+            passthrough=REASONING | {"reasoning_format", "service_tier"},
+        ),
+        _row(
+            id="xai",
+            display_name="xAI (Grok)",
+            default_base_url="https://api.x.ai/v1",
+            reverse_proxy=True,
+            rejects=frozenset({"top_k"}),
+            passthrough=REASONING | {"search_parameters"},
+            names_on_user_only=True,
+        ),
+        _row(
+            id="fireworks",
+            display_name="Fireworks AI",
+            default_base_url="https://api.fireworks.ai/inference/v1",
+            models_filter=("supports_chat", True),
+            passthrough=REASONING | {"top_k", "min_p", "repetition_penalty"},
+        ),
+        _row(
+            id="custom",
+            display_name="Custom (OpenAI-compatible)",
+            key_required=False,
+            reverse_proxy=True,
+            quirks=frozenset({"pass_all"}),
         ),
     )
 }
+
+CHAT_SOURCES = tuple(s for s in SOURCES if SOURCES[s].adapter == "openai_chat")
 
 
 def get_source(source_id: str) -> Source | None:

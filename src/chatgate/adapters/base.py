@@ -43,6 +43,22 @@ class Backend(Protocol):
         """Release what `start` took."""
         ...
 
+    async def list_models(self, *, refresh: bool = False) -> dict[str, Any]:
+        """The models this connection serves, asking the upstream where it can."""
+        ...
+
+    async def check_status(self) -> dict[str, Any]:
+        """A free probe of the connection."""
+        ...
+
+    async def send_test(self, model: str | None = None) -> dict[str, Any]:
+        """A real minimal request, to prove the connection works end to end."""
+        ...
+
+    async def preview(self, request: ChatRequest) -> dict[str, Any]:
+        """What would be sent for *request*, without sending it."""
+        ...
+
 
 def set_fields(request: ChatRequest) -> list[str]:
     """The names of the request fields the client set, extras included."""

@@ -6,6 +6,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, replace
 from typing import Any
 
 from chatgate.adapters.base import refuse_or_drop, set_fields
@@ -98,6 +99,64 @@ class LocalBackend:
     async def close(self) -> None:
         """Stop the engine's threads."""
         self.engine.close()
+
+    async def list_models(self, *, refresh: bool = False) -> dict[str, Any]:
+        """The one model, named by ``model_alias``."""
+        return {
+            "connection": self.connection.name,
+            "models": self.models(),
+            "upstream": [],
+            "manual": [],
+            "note": None,
+        }
+
+    async def check_status(self) -> dict[str, Any]:
+        """Loads the model if needed; its load and queue figures."""
+        await self.engine.ensure_loaded()
+        return {"connection": self.connection.name, **self.status()}
+
+    async def send_test(self, model: str | None = None) -> dict[str, Any]:
+        """A real "Hi" through the engine (free: it runs on this machine)."""
+        request = ChatRequest.model_validate(
+            {
+                "model": f"{self.connection.name}/{model or self.connection.model_alias}",
+                "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": 16,
+            }
+        )
+        started = time.perf_counter()
+        answer = await self.chat(request)
+        return {
+            "connection": self.connection.name,
+            "model": self.connection.model_alias,
+            "ok": True,
+            "reply": answer.text,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+            "usage": answer.usage.to_dict(),
+            "billed": False,
+            "billing_note": "the embedded model runs on this machine; nothing is billed",
+        }
+
+    async def preview(self, request: ChatRequest) -> dict[str, Any]:
+        """The prompt text and sampling settings the engine would use."""
+        self.unsupported(request)
+        tokens, sampling = await self._prepare(request)
+        settings = {k: v for k, v in asdict(sampling).items() if k != "grammar"}
+        settings["logit_bias"] = {str(k): v for k, v in sampling.logit_bias.items()}
+        return {
+            "connection": self.connection.name,
+            "source": "local",
+            "method": "LOCAL",
+            "url": f"llama.cpp://{self.engine.path}",
+            "headers": {},
+            "body": {
+                "prompt": self.engine.render([_template_message(m) for m in request.messages]),
+                "prompt_tokens": len(tokens),
+                "sampling": settings,
+                "grammar": sampling.grammar,
+            },
+            "stream": bool(request.stream),
+        }
 
     # --- the request -------------------------------------------------------------
 
@@ -241,6 +300,4 @@ def _seeded(sampling: Sampling, offset: int) -> Sampling:
     """The same sampling with the seed moved by *offset* (for n > 1 and retries)."""
     if offset == 0 or sampling.seed is None:
         return sampling
-    from dataclasses import replace
-
     return replace(sampling, seed=sampling.seed + offset)

@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from chatgate.errors import ChatgateError, NotFoundError, redact
 from chatgate.gateway import Gateway
-from chatgate.server import openai
+from chatgate.server import admin, openai
 from chatgate.server.auth import KeyChecker
 from chatgate.server.responses import dumps
 
@@ -78,6 +78,11 @@ def create_app(gateway: Gateway, *, progress: Callable[[str], None] | None = Non
             Route("/v1/models", openai.list_models, methods=["GET"]),
             Route("/v1/models/{model_id:path}", openai.get_model, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/api/connections", admin.list_connections, methods=["GET"]),
+            Route("/api/connections/{name}/models", admin.connection_models, methods=["GET"]),
+            Route("/api/connections/{name}/status", admin.connection_status, methods=["GET"]),
+            Route("/api/connections/{name}/test", admin.connection_test, methods=["POST"]),
+            Route("/api/preview", admin.preview, methods=["POST"]),
         ],
         exception_handlers={
             ChatgateError: on_chatgate_error,

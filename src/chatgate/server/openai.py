@@ -94,7 +94,7 @@ async def list_models(request: Request) -> Response:
     gateway: Gateway = state.gateway
     data = [
         {"id": m.id, "object": "model", "created": state.started, "owned_by": m.owned_by}
-        for m in gateway.models()
+        for m in await gateway.list_models()
     ]
     return Response(dumps({"object": "list", "data": data}), media_type="application/json")
 
@@ -104,7 +104,7 @@ async def get_model(request: Request) -> Response:
     state = request.app.state
     state.keys.check(request)
     wanted = request.path_params["model_id"]
-    for m in state.gateway.models():
+    for m in await state.gateway.list_models():
         if m.id == wanted:
             body = {"id": m.id, "object": "model", "created": state.started, "owned_by": m.owned_by}
             return Response(dumps(body), media_type="application/json")

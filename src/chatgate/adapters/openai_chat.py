@@ -1,0 +1,379 @@
+"""The OpenAI Chat Completions wire protocol, and its dialects (sans I/O).
+
+Speaks ``POST {base}/chat/completions`` and ``GET {base}/models`` for every catalogue
+row whose adapter is ``openai_chat``: OpenAI, Mistral, DeepSeek, OpenRouter, Perplexity,
+AI21, AI/ML API, Pollinations, Groq, xAI, Fireworks and any custom OpenAI-compatible
+server. Per-source quirks are switched on by the row's ``quirks`` flags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from chatgate.adapters.upstream import UpstreamRequest
+from chatgate.config import Connection
+from chatgate.errors import ConfigError, UpstreamError
+from chatgate.sources import OPENAI_CORE, Source
+from chatgate.types import (
+    AssistantMessage,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    ChunkChoice,
+    Delta,
+    FinishReason,
+    FunctionCall,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+from chatgate.urls import clean_base_url
+
+FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+    "function_call": "function_call",
+    "model_length": "length",
+    "eos": "stop",
+    "end_turn": "stop",
+    "max_tokens": "length",
+    "tool_call": "tool_calls",
+    "error": "stop",
+}
+MISTRAL_ID = re.compile(r"^[A-Za-z0-9]{9}$")
+
+
+class OpenAIChatAdapter:
+    """Builds requests for, and reads answers from, one OpenAI-compatible connection."""
+
+    def __init__(
+        self, connection: Connection, source: Source, env: Mapping[str, str] | None = None
+    ) -> None:
+        env = os.environ if env is None else env
+        self.connection = connection
+        self.source = source
+        self.notes: list[str] = []
+        configured = connection.key(env)
+        if connection.base_url:
+            cleaned = clean_base_url(connection.base_url, connection.name)
+            if cleaned.note:
+                self.notes.append(cleaned.note)
+            self.base_url = cleaned.url
+        elif source.anonymous_base_url and not configured:
+            self.base_url = source.anonymous_base_url
+        elif source.default_base_url:
+            self.base_url = source.default_base_url
+        else:
+            raise ConfigError(
+                f"connection '{connection.name}': source '{source.id}' needs base_url"
+            )
+        proxied = bool(connection.base_url) and source.reverse_proxy
+        # Behind a reverse proxy the proxy password replaces the provider key.
+        if proxied and connection.proxy_password:
+            self.key: str | None = connection.proxy_password
+        else:
+            self.key = configured or source.anonymous_key
+        if self.key is None and source.key_required:
+            variable = connection.api_key_env or f"{connection.name.upper()}_API_KEY"
+            raise ConfigError(
+                f"connection '{connection.name}' ({source.display_name}) needs a key: set "
+                f'api_key_env = "{variable}" and export it, or api_key'
+            )
+
+    # --- requests ------------------------------------------------------------------
+
+    def headers(self) -> dict[str, str]:
+        """Auth and source headers, then the connection's own (which may override)."""
+        out = {"Content-Type": "application/json"}
+        if self.key:
+            if self.source.auth == "x-api-key":
+                out["x-api-key"] = self.key
+            else:
+                out["Authorization"] = f"Bearer {self.key}"
+        out.update(self.source.headers)
+        out.update(self.connection.headers)
+        return out
+
+    def unsupported(self, request: ChatRequest, set_names: list[str]) -> list[str]:
+        """Parameters this source refuses, in the order the client set them."""
+        source = self.source
+        out: list[str] = []
+        for name in set_names:
+            if name == "n" and (request.n or 1) == 1:
+                continue
+            if name in source.rejects or (
+                name not in OPENAI_CORE
+                and name not in source.passthrough
+                and "pass_all" not in source.quirks
+                and name != "prompt_post_processing"
+            ):
+                out.append(name)
+        return out
+
+    def build(self, request: ChatRequest, dropped: list[str]) -> UpstreamRequest:
+        """The upstream chat request: the client's fields, the source's rules, then the
+        connection's ``extra_body`` and, last of all, ``exclude_params``."""
+        body = request.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        for name in [*dropped, "prompt_post_processing"]:
+            body.pop(name, None)
+        if not self.source.user_field:
+            body.pop("user", None)
+        body["model"] = request.model_name
+        body["messages"] = self._messages(body["messages"], has_tools=bool(request.tools))
+        quirks = self.source.quirks
+        if "mistral_seed" in quirks and "seed" in body:
+            body["random_seed"] = body.pop("seed")
+        if "random_seed" in quirks and "seed" not in body:
+            body["seed"] = random.randrange(2**31)
+        if body.get("stop") in ([], ""):
+            body.pop("stop")
+        body.update(self.connection.extra_body)
+        for name in self.connection.exclude_params:
+            body.pop(name, None)
+        return UpstreamRequest(
+            "POST",
+            f"{self.base_url}/chat/completions",
+            self.headers(),
+            body,
+            stream=bool(request.stream),
+        )
+
+    def _messages(self, messages: list[dict[str, Any]], *, has_tools: bool) -> list[dict[str, Any]]:
+        quirks = self.source.quirks
+        out: list[dict[str, Any]] = []
+        for message in messages:
+            message = dict(message)
+            role = message["role"]
+            if role == "assistant" and "deepseek_reasoning" not in quirks:
+                message.pop("reasoning_content", None)
+            if "deepseek_reasoning" in quirks and role == "assistant" and message.get("tool_calls"):
+                message.setdefault("reasoning_content", "")
+            if "mistral_tool_ids" in quirks:
+                _mistral_ids(message)
+            if self.source.names_on_user_only and role != "user" and "name" in message:
+                name = message.pop("name")
+                if isinstance(message.get("content"), str):
+                    message["content"] = f"{name}: {message['content']}"
+            out.append(message)
+        last = out[-1] if out else None
+        wants_prefix = ("mistral_prefix" in quirks) or (
+            "deepseek_prefix" in quirks and not has_tools
+        )
+        if last is not None and last["role"] == "assistant" and wants_prefix:
+            last["prefix"] = True  # continue the final assistant message
+        return out
+
+    def models_request(self, base_url: str | None = None) -> UpstreamRequest:
+        """The free ``GET .../models`` call (the source's own URL if it has one)."""
+        url = (
+            self.source.models_url
+            if self.source.models_url and base_url is None and not self.connection.base_url
+            else f"{base_url or self.base_url}/models"
+        )
+        headers = {k: v for k, v in self.headers().items() if k != "Content-Type"}
+        return UpstreamRequest("GET", url, headers)
+
+    # --- answers -------------------------------------------------------------------
+
+    def parse_models(self, data: Any) -> list[str]:
+        """Model ids from a models answer (OpenAI's list, a bare array, or Pollinations')."""
+        items = data.get("data", data.get("models")) if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise UpstreamError(
+                f"connection '{self.connection.name}': the models answer has no list"
+            )
+        wanted = self.source.models_filter
+        ids: list[str] = []
+        for item in items:
+            if isinstance(item, str):
+                ids.append(item)
+                continue
+            if not isinstance(item, dict):
+                continue
+            if wanted is not None and _dig(item, wanted[0]) != wanted[1]:
+                continue
+            model_id = item.get("id") or item.get("name")
+            if isinstance(model_id, str):
+                ids.append(model_id.removeprefix("models/"))
+        return ids
+
+    def parse_response(self, data: Any, model: str) -> ChatResponse:
+        """A non-stream answer; anything that is not a chat completion is a 502."""
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise self._lie("the answer is not a chat completion")
+        choices: list[Choice] = []
+        for position, raw in enumerate(data["choices"]):
+            message = raw.get("message") or {}
+            content, reasoning = _content(message)
+            choices.append(
+                Choice(
+                    index=raw.get("index", position),
+                    message=AssistantMessage(
+                        content=content,
+                        tool_calls=_tool_calls(message.get("tool_calls")),
+                        reasoning_content=reasoning,
+                    ),
+                    finish_reason=_finish(raw.get("finish_reason")),
+                    logprobs=raw.get("logprobs"),
+                )
+            )
+        return ChatResponse(
+            id=str(data.get("id") or "chatcmpl-upstream"),
+            created=int(data.get("created") or 0),
+            model=model,
+            choices=choices,
+            usage=_usage(data.get("usage")) or Usage(0, 0),
+            system_fingerprint=data.get("system_fingerprint"),
+        )
+
+    def parse_chunk(self, data: Any, model: str) -> ChatChunk:
+        """One stream event; an error object inside the stream raises."""
+        if not isinstance(data, dict):
+            raise self._lie("a stream event is not a JSON object")
+        if data.get("error"):
+            error = data["error"]
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise UpstreamError(
+                f"connection '{self.connection.name}': upstream error in the stream: {message}"
+            )
+        choices: list[ChunkChoice] = []
+        for position, raw in enumerate(data.get("choices") or []):
+            delta = raw.get("delta") or {}
+            content, reasoning = _content(delta)
+            choices.append(
+                ChunkChoice(
+                    index=raw.get("index", position),
+                    delta=Delta(
+                        role="assistant" if delta.get("role") else None,
+                        content=content,
+                        reasoning_content=reasoning,
+                        tool_calls=_tool_deltas(delta.get("tool_calls")),
+                    ),
+                    finish_reason=_finish(raw.get("finish_reason")),
+                    logprobs=raw.get("logprobs"),
+                )
+            )
+        return ChatChunk(
+            id=str(data.get("id") or "chatcmpl-upstream"),
+            created=int(data.get("created") or 0),
+            model=model,
+            choices=choices,
+            usage=_usage(data.get("usage")),
+            system_fingerprint=data.get("system_fingerprint"),
+        )
+
+    def _lie(self, what: str) -> UpstreamError:
+        return UpstreamError(
+            f"connection '{self.connection.name}': {what}", code="bad_upstream_response"
+        )
+
+
+def _dig(item: dict[str, Any], path: str) -> Any:
+    node: Any = item
+    for part in path.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _mistral_ids(message: dict[str, Any]) -> None:
+    """Mistral takes tool-call ids of exactly 9 letters or digits; map others stably."""
+
+    def fix(value: str) -> str:
+        if MISTRAL_ID.match(value):
+            return value
+        return hashlib.sha512(value.encode()).hexdigest()[:9]
+
+    for call in message.get("tool_calls") or []:
+        call["id"] = fix(call["id"])
+    if message.get("tool_call_id"):
+        message["tool_call_id"] = fix(message["tool_call_id"])
+
+
+def _content(message: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Text and reasoning, from a string or a list of typed parts (Mistral's thinking)."""
+    content = message.get("content")
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    if isinstance(content, list):
+        texts: list[str] = []
+        thoughts: list[str] = []
+        for part in content:
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") == "text":
+                texts.append(str(part.get("text", "")))
+            elif part.get("type") == "thinking":
+                thinking = part.get("thinking")
+                if isinstance(thinking, list):
+                    thoughts += [str(t.get("text", "")) for t in thinking if isinstance(t, dict)]
+                elif isinstance(thinking, str):
+                    thoughts.append(thinking)
+        content = "".join(texts)
+        reasoning = reasoning or ("".join(thoughts) or None)
+    return (
+        content if isinstance(content, str) else None,
+        reasoning if isinstance(reasoning, str) else None,
+    )
+
+
+def _tool_calls(raw: Any) -> list[ToolCall] | None:
+    if not isinstance(raw, list) or not raw:
+        return None
+    calls = []
+    for call in raw:
+        function = call.get("function") or {}
+        arguments = function.get("arguments", "")
+        if not isinstance(arguments, str):  # some servers send an object
+            import orjson
+
+            arguments = orjson.dumps(arguments).decode()
+        calls.append(
+            ToolCall(
+                id=str(call.get("id", "")),
+                function=FunctionCall(name=str(function.get("name", "")), arguments=arguments),
+            )
+        )
+    return calls
+
+
+def _tool_deltas(raw: Any) -> list[ToolCallDelta] | None:
+    if not isinstance(raw, list) or not raw:
+        return None
+    out = []
+    for position, call in enumerate(raw):
+        function = call.get("function") or {}
+        arguments = function.get("arguments")
+        if arguments is not None and not isinstance(arguments, str):
+            import orjson
+
+            arguments = orjson.dumps(arguments).decode()
+        out.append(
+            ToolCallDelta(
+                index=call.get("index", position),
+                id=call.get("id"),
+                name=function.get("name"),
+                arguments=arguments,
+            )
+        )
+    return out
+
+
+def _finish(raw: Any) -> FinishReason | None:
+    if raw is None:
+        return None
+    return FINISH_REASONS.get(str(raw), "stop")
+
+
+def _usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))

@@ -1,0 +1,249 @@
+"""A connection to an HTTP provider: an adapter (translation) plus the transport (I/O).
+
+Besides chat, it carries the connection operations a person needs when setting one
+up: list models, check status (free), send a test message (billed), and preview the
+exact upstream request without sending it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import orjson
+
+from chatgate.adapters.base import refuse_or_drop, set_fields
+from chatgate.adapters.openai_chat import OpenAIChatAdapter
+from chatgate.adapters.upstream import UpstreamRequest
+from chatgate.config import Connection
+from chatgate.errors import ChatgateError, NotFoundError, UpstreamError
+from chatgate.sources import Source
+from chatgate.transport import Transport
+from chatgate.types import ChatChunk, ChatRequest, ChatResponse
+from chatgate.urls import with_v1
+
+log = logging.getLogger("chatgate.connections")
+
+MODELS_TTL = 60.0  # seconds an upstream model list is trusted
+STATUS_TIMEOUT = 15.0
+TEST_MAX_TOKENS = 16
+
+
+class RemoteBackend:
+    """One configured OpenAI-compatible connection."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        source: Source,
+        transport: Transport,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if env is None else env
+        self.connection = connection
+        self.source = source
+        self.transport = transport
+        self.adapter = OpenAIChatAdapter(connection, source, env)
+        self.secrets = [s for s in [*connection.secrets(env), self.adapter.key] if s]
+        self._models: list[str] = []
+        self._models_at = 0.0
+        for note in self.adapter.notes:
+            log.warning("%s", note)
+
+    # --- the Backend protocol ------------------------------------------------------
+
+    def models(self) -> list[str]:
+        """Known model names without I/O: manual ids, the fixed list, the cached list."""
+        return _merge(self.connection.models, self.source.fixed_models, self._models)
+
+    def unsupported(self, request: ChatRequest) -> list[str]:
+        """Parameters this source refuses (400 unless the connection drops them)."""
+        names = self.adapter.unsupported(request, set_fields(request))
+        return refuse_or_drop(names, self.connection, self.source.display_name)
+
+    async def start(self, progress: Callable[[str], None] | None = None) -> None:
+        """Nothing to load: connections are opened on first use."""
+
+    def status(self) -> dict[str, Any]:
+        """Configuration facts for ``/healthz`` (no I/O; see `check_status`)."""
+        return {"source": self.source.id, "status": "configured", "base_url": self.adapter.base_url}
+
+    async def close(self) -> None:
+        """The transport is shared and closed by the gateway."""
+
+    def build(self, request: ChatRequest) -> UpstreamRequest:
+        """The upstream request for *request*, parameters dropped as configured."""
+        return self.adapter.build(request, self.unsupported(request))
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        """Send and translate one non-stream request."""
+        upstream = self.build(request)
+        upstream.stream = False
+        if upstream.body is not None:
+            upstream.body.pop("stream", None)
+            upstream.body.pop("stream_options", None)
+        data = await self.transport.send_json(
+            upstream, self.connection.name, self.connection.timeout, self.secrets
+        )
+        return self.adapter.parse_response(data, request.model)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """Send and translate a stream; a stream that ends without finishing is a 502."""
+        upstream = self.build(request)
+        wants_usage = bool(request.stream_options and request.stream_options.include_usage)
+        finished = done = False
+        events = self.transport.stream_sse(
+            upstream, self.connection.name, self.connection.timeout, self.secrets
+        )
+        async for event in events:
+            if event.data.strip() == "[DONE]":
+                done = True
+                break
+            data = self._json(event.data)
+            if event.event == "error" and isinstance(data, dict):
+                data.setdefault("error", data.get("message") or "error event")
+            chunk = self.adapter.parse_chunk(data, request.model)
+            finished = finished or any(c.finish_reason for c in chunk.choices)
+            usage = chunk.usage
+            if usage is not None and chunk.choices:
+                chunk.usage = None  # OpenAI sends usage in a chunk of its own
+            if chunk.choices:
+                yield chunk
+            if usage is not None and wants_usage:
+                yield ChatChunk(
+                    chunk.id, chunk.created, chunk.model, [], usage, chunk.system_fingerprint
+                )
+        if not (done or finished):
+            raise UpstreamError(
+                f"connection '{self.connection.name}': the upstream stream ended before "
+                "the answer finished",
+                code="upstream_stream_broken",
+            )
+
+    def _json(self, text: str) -> Any:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(
+                f"connection '{self.connection.name}': a stream event is not JSON: {text[:120]!r}",
+                code="bad_upstream_response",
+            ) from None
+
+    # --- connection operations -----------------------------------------------------
+
+    async def list_models(self, *, refresh: bool = False) -> dict[str, Any]:
+        """The upstream list (cached for a minute) merged with the manual ids."""
+        note = None
+        fetched: list[str] = []
+        if self.source.models == "list":
+            if refresh or time.monotonic() - self._models_at > MODELS_TTL:
+                self._models, note = await self._fetch_models()
+                self._models_at = time.monotonic()
+            fetched = self._models
+        return {
+            "connection": self.connection.name,
+            "models": _merge(self.connection.models, self.source.fixed_models, fetched),
+            "upstream": fetched,
+            "manual": list(self.connection.models),
+            "note": note,
+        }
+
+    async def _fetch_models(self) -> tuple[list[str], str | None]:
+        name, secrets = self.connection.name, self.secrets
+        try:
+            data = await self.transport.send_json(
+                self.adapter.models_request(), name, STATUS_TIMEOUT, secrets
+            )
+            return self.adapter.parse_models(data), None
+        except NotFoundError:
+            retry = with_v1(self.adapter.base_url) if self.connection.base_url else None
+            if retry is None:
+                raise
+            data = await self.transport.send_json(
+                self.adapter.models_request(retry), name, STATUS_TIMEOUT, secrets
+            )
+            note = (
+                f"connection '{name}': {self.adapter.base_url}/models answered 404 but "
+                f'{retry}/models works; using base_url = "{retry}" (put it in the config)'
+            )
+            log.warning("%s", note)
+            self.adapter.base_url = retry
+            return self.adapter.parse_models(data), note
+
+    async def check_status(self) -> dict[str, Any]:
+        """A free probe (the models call); with ``bypass_status_check`` a failure warns."""
+        out: dict[str, Any] = {"connection": self.connection.name, "source": self.source.id}
+        if self.source.status == "none":
+            return {
+                **out,
+                "status": "unchecked",
+                "message": f"{self.source.display_name} has no free status call; "
+                "send a test message to check the key (it is billed)",
+            }
+        started = time.perf_counter()
+        try:
+            report = await self.list_models(refresh=True)
+        except ChatgateError as exc:
+            failed = {"error": exc.message, "http_status": exc.status}
+            if self.connection.bypass_status_check:
+                return {**out, "status": "bypassed", "warning": exc.message, **failed}
+            return {**out, "status": "error", **failed}
+        return {
+            **out,
+            "status": "ok",
+            "models": len(report["upstream"]),
+            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+            "note": report["note"],
+        }
+
+    async def send_test(self, model: str | None = None) -> dict[str, Any]:
+        """A real, minimal, billed "Hi": proves the key, URL and model work end to end."""
+        name = model or self._test_model()
+        request = ChatRequest.model_validate(
+            {
+                "model": f"{self.connection.name}/{name}",
+                "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": TEST_MAX_TOKENS,
+            }
+        )
+        started = time.perf_counter()
+        answer = await self.chat(request)
+        return {
+            "connection": self.connection.name,
+            "model": name,
+            "ok": True,
+            "reply": answer.text,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+            "usage": answer.usage.to_dict(),
+            "billed": True,
+            "billing_note": "this was a real request to the provider and is billed as one",
+        }
+
+    def _test_model(self) -> str:
+        known = self.models()
+        if not known:
+            raise NotFoundError(
+                f"connection '{self.connection.name}': no model known to test; list the "
+                "models first, add `models = [...]` to the connection, or name one",
+                param="model",
+            )
+        return known[0]
+
+    async def preview(self, request: ChatRequest) -> dict[str, Any]:
+        """The exact upstream request, secrets masked. Nothing is sent."""
+        return {
+            "connection": self.connection.name,
+            "source": self.source.id,
+            **self.build(request).preview(self.secrets),
+        }
+
+
+def _merge(*lists: Any) -> list[str]:
+    seen: dict[str, None] = {}
+    for items in lists:
+        for item in items:
+            seen.setdefault(item, None)
+    return list(seen)

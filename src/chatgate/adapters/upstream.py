@@ -1,0 +1,134 @@
+"""What every HTTP adapter shares: the request it builds and how upstream errors map."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from chatgate.errors import (
+    AuthenticationError,
+    ChatgateError,
+    GatewayTimeoutError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTooLargeError,
+    UpstreamError,
+    mask_secret,
+    redact,
+)
+
+AUTH_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key"})
+MAX_UPSTREAM_MESSAGE = 1000
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    """One HTTP request to a provider, built without I/O."""
+
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] | None = None
+    stream: bool = False
+
+    def preview(self, secrets: Iterable[str]) -> dict[str, Any]:
+        """The request as `POST /api/preview` shows it: every secret masked."""
+        known = [s for s in secrets if s]
+        headers = {name: _mask_header(name, value, known) for name, value in self.headers.items()}
+        body = orjson.loads(redact(orjson.dumps(self.body).decode(), known)) if self.body else None
+        return {
+            "method": self.method,
+            "url": redact(self.url, known),
+            "headers": headers,
+            "body": body,
+            "stream": self.stream,
+        }
+
+
+def _mask_header(name: str, value: str, secrets: list[str]) -> str:
+    if name.lower() in AUTH_HEADERS:
+        scheme, _, token = value.partition(" ")
+        if token and scheme.lower() == "bearer":
+            return f"{scheme} {mask_secret(token)}"
+        return mask_secret(value)
+    return redact(value, secrets)
+
+
+def upstream_message(body: bytes) -> str:
+    """The human message inside an upstream error body, whatever its dialect."""
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return text[:MAX_UPSTREAM_MESSAGE] or "(empty body)"
+    found = _find_message(data)
+    return (found or text)[:MAX_UPSTREAM_MESSAGE]
+
+
+def _find_message(data: Any) -> str | None:
+    if isinstance(data, list) and data:
+        return _find_message(data[0])
+    if not isinstance(data, dict):
+        return str(data) if isinstance(data, str) else None
+    for key in ("error", "detail", "message", "msg", "title"):
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, dict | list):
+            inner = _find_message(value)
+            if inner:
+                return inner
+    return None
+
+
+def _upstream_code(body: bytes) -> str | None:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        code = error.get("code") or error.get("type")
+        return str(code) if code else None
+    return None
+
+
+def classify_error(
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    connection: str,
+    secrets: Iterable[str],
+) -> ChatgateError:
+    """An upstream non-2xx answer as our error: the upstream's words, a fitting status."""
+    message = redact(upstream_message(body), secrets)
+    said = f"connection '{connection}': upstream answered {status}: {message}"
+    code = _upstream_code(body)
+    if status == 401:
+        return AuthenticationError(said, code="upstream_unauthorized")
+    if status == 403:
+        return PermissionDeniedError(said, code=code)
+    if status == 404:
+        if code == "model_not_found" or "model" in message.lower():
+            return ModelNotFoundError(said, param="model")
+        return NotFoundError(said, code=code)
+    if status == 408:
+        return GatewayTimeoutError(said)
+    if status == 413:
+        return RequestTooLargeError(said)
+    if status == 429:
+        retry = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+        return RateLimitError(
+            said,
+            code=code or "rate_limit_exceeded",
+            headers={"Retry-After": retry} if retry else {},
+        )
+    if 400 <= status < 500:
+        return InvalidRequestError(said, code=code)
+    return UpstreamError(said, code=code)

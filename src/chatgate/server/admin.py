@@ -1,0 +1,69 @@
+"""Connection operations over HTTP: list, models, status, test, preview.
+
+Answers are plain JSON (not the OpenAI shape); errors keep the OpenAI error object so
+one client-side handler reads both.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from chatgate.gateway import Gateway
+from chatgate.server.openai import read_body
+from chatgate.server.responses import dumps
+from chatgate.validation import parse_chat_request
+
+
+def _json(value: object, status: int = 200) -> Response:
+    return Response(dumps(value), status_code=status, media_type="application/json")
+
+
+def _gateway(request: Request) -> Gateway:
+    request.app.state.keys.check(request)
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+async def list_connections(request: Request) -> Response:
+    """``GET /api/connections``: every connection, keys masked."""
+    return _json({"connections": _gateway(request).connections()})
+
+
+async def connection_models(request: Request) -> Response:
+    """``GET /api/connections/{name}/models``: the upstream list merged with manual ids."""
+    backend = _gateway(request).backend(request.path_params["name"])
+    refresh = request.query_params.get("refresh") in ("1", "true")
+    return _json(await backend.list_models(refresh=refresh))
+
+
+async def connection_status(request: Request) -> Response:
+    """``GET /api/connections/{name}/status``: a free probe."""
+    return _json(await _gateway(request).backend(request.path_params["name"]).check_status())
+
+
+async def connection_test(request: Request) -> Response:
+    """``POST /api/connections/{name}/test``: a real minimal request (billed upstream)."""
+    gateway = _gateway(request)
+    backend = gateway.backend(request.path_params["name"])
+    model = request.query_params.get("model")
+    raw = await read_body(request, request.app.state.max_body_bytes)
+    if raw.strip():
+        from chatgate.errors import InvalidRequestError
+
+        try:
+            import orjson
+
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise InvalidRequestError("the body is not valid JSON", code="invalid_json") from None
+        if isinstance(body, dict) and isinstance(body.get("model"), str):
+            model = body["model"]
+    return _json(await backend.send_test(model))
+
+
+async def preview(request: Request) -> Response:
+    """``POST /api/preview``: the upstream request a chat request would produce."""
+    gateway = _gateway(request)
+    raw = await read_body(request, request.app.state.max_body_bytes)
+    return _json(await gateway.preview(parse_chat_request(raw)))

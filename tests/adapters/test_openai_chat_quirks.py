@@ -1,0 +1,246 @@
+"""Per-source rules of the OpenAI dialect, checked on the built request (no I/O)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chatgate.adapters.openai_chat import OpenAIChatAdapter
+from chatgate.adapters.remote import RemoteBackend
+from chatgate.config import Connection
+from chatgate.errors import ConfigError, UnsupportedParameterError
+from chatgate.sources import SOURCES
+from chatgate.transport import Transport
+from chatgate.validation import parse_chat_request
+
+KEY = "sk-test-quirks-key-1111abcd"
+
+
+def backend(source: str, **fields: Any) -> RemoteBackend:
+    fields.setdefault("api_key", KEY)
+    return RemoteBackend(
+        Connection(name="c", source=source, **fields), SOURCES[source], Transport(), env={}
+    )
+
+
+def build(source: str, request: dict[str, Any], **fields: Any) -> Any:
+    request = {"model": "c/m", **request}
+    return backend(source, **fields).build(parse_chat_request(request))
+
+
+TOOL_HISTORY = [
+    {"role": "user", "content": "Weather?"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_abcdefghijkl",
+                "type": "function",
+                "function": {"name": "w", "arguments": "{}"},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_abcdefghijkl", "content": "sunny"},
+]
+
+
+def test_mistral_tool_ids_are_nine_characters_and_consistent() -> None:
+    body = build("mistral", {"messages": TOOL_HISTORY}).body
+    call_id = body["messages"][1]["tool_calls"][0]["id"]
+    assert len(call_id) == 9 and call_id.isalnum()
+    assert body["messages"][2]["tool_call_id"] == call_id
+    kept = build(
+        "mistral",
+        {
+            "messages": [
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "Ab3dE6gH9",
+                            "type": "function",
+                            "function": {"name": "w", "arguments": "{}"},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "Ab3dE6gH9", "content": "x"},
+            ]
+        },
+    ).body
+    assert kept["messages"][0]["tool_calls"][0]["id"] == "Ab3dE6gH9"
+
+
+def test_mistral_seed_prefix_and_user() -> None:
+    body = build(
+        "mistral",
+        {
+            "messages": [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Sure,"},
+            ],
+            "seed": 5,
+            "user": "u1",
+        },
+    ).body
+    assert body["random_seed"] == 5 and "seed" not in body
+    assert body["messages"][-1] == {"role": "assistant", "content": "Sure,", "prefix": True}
+    assert "user" not in body
+
+
+def test_deepseek_prefix_only_without_tools_and_reasoning_on_tool_turns() -> None:
+    prefill = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Well"}]
+    assert build("deepseek", {"messages": prefill}).body["messages"][-1]["prefix"] is True
+    with_tools = build(
+        "deepseek",
+        {"messages": prefill, "tools": [{"type": "function", "function": {"name": "w"}}]},
+    ).body
+    assert "prefix" not in with_tools["messages"][-1]
+    history = build("deepseek", {"messages": TOOL_HISTORY}).body["messages"]
+    assert history[1]["reasoning_content"] == ""
+
+
+def test_reasoning_content_is_dropped_from_history_elsewhere() -> None:
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Yo", "reasoning_content": "hmm"},
+        {"role": "user", "content": "And?"},
+    ]
+    assert "reasoning_content" not in build("openai", {"messages": messages}).body["messages"][1]
+
+
+def test_xai_names_only_on_user_messages() -> None:
+    body = build(
+        "xai",
+        {
+            "messages": [
+                {"role": "user", "name": "Bob", "content": "Hi"},
+                {"role": "assistant", "name": "Alice", "content": "Hello"},
+            ]
+        },
+    ).body
+    assert body["messages"][0]["name"] == "Bob"
+    assert body["messages"][1] == {"role": "assistant", "content": "Alice: Hello"}
+
+
+def test_openrouter_passes_its_routing_options_through() -> None:
+    up = build(
+        "openrouter",
+        {
+            "messages": [{"role": "user", "content": "Hi"}],
+            "provider": {"order": ["a"], "allow_fallbacks": False},
+            "transforms": ["middle-out"],
+            "top_k": 3,
+        },
+    )
+    assert up.body["provider"] == {"order": ["a"], "allow_fallbacks": False}
+    assert up.body["transforms"] == ["middle-out"]
+    assert up.body["top_k"] == 3
+    assert up.headers["X-Title"] == "chatgate"
+
+
+@pytest.mark.parametrize(
+    ("source", "param", "value"),
+    [
+        ("groq", "logprobs", True),
+        ("groq", "n", 2),
+        ("perplexity", "stop", "x"),
+        ("openai", "top_k", 5),
+        ("mistral", "logit_bias", {"1": 2}),
+        ("openai", "mystery", 1),
+        ("deepseek", "n", 3),
+    ],
+)
+def test_rejected_parameters_are_named(source: str, param: str, value: Any) -> None:
+    request = parse_chat_request(
+        {"model": "c/m", "messages": [{"role": "user", "content": "x"}], param: value}
+    )
+    with pytest.raises(UnsupportedParameterError) as caught:
+        backend(source).unsupported(request)
+    assert caught.value.param == param
+    assert SOURCES[source].display_name in caught.value.message
+
+
+def test_drop_params_drops_instead() -> None:
+    up = build(
+        "groq",
+        {"messages": [{"role": "user", "content": "x"}], "logprobs": True, "top_logprobs": 2},
+        drop_params=True,
+    )
+    assert "logprobs" not in up.body and "top_logprobs" not in up.body
+
+
+def test_custom_extra_body_headers_and_exclude() -> None:
+    up = build(
+        "custom",
+        {"messages": [{"role": "user", "content": "x"}], "min_p": 0.1, "temperature": 0.2},
+        base_url="http://127.0.0.1:5000/v1",
+        extra_body={"temperature": 0.9, "repetition_penalty": 1.1},
+        exclude_params=["min_p", "max_tokens"],
+        headers={"X-Extra": "1", "Authorization": "Bearer other-token-5678"},
+    )
+    assert up.url == "http://127.0.0.1:5000/v1/chat/completions"
+    assert up.body["temperature"] == 0.9  # extra_body overrides the client
+    assert up.body["repetition_penalty"] == 1.1
+    assert "min_p" not in up.body  # exclude_params is the very last step
+    assert up.headers["X-Extra"] == "1"
+    assert up.headers["Authorization"] == "Bearer other-token-5678"
+
+
+def test_custom_without_key_sends_no_authorization() -> None:
+    up = build(
+        "custom",
+        {"messages": [{"role": "user", "content": "x"}]},
+        base_url="http://127.0.0.1:5000/v1",
+        api_key=None,
+    )
+    assert "Authorization" not in up.headers
+
+
+def test_reverse_proxy_password_replaces_the_key() -> None:
+    up = build(
+        "openai",
+        {"messages": [{"role": "user", "content": "x"}]},
+        base_url="https://proxy.example/v1",
+        proxy_password="proxy-pass-4321",
+    )
+    assert up.url == "https://proxy.example/v1/chat/completions"
+    assert up.headers["Authorization"] == "Bearer proxy-pass-4321"
+
+
+def test_pollinations_is_anonymous_without_a_key() -> None:
+    up = build("pollinations", {"messages": [{"role": "user", "content": "x"}]}, api_key=None)
+    assert up.url == "https://text.pollinations.ai/v1/chat/completions"
+    assert up.headers["Authorization"] == "Bearer anonymous"
+    assert isinstance(up.body["seed"], int)
+
+
+def test_missing_key_is_a_config_error_that_names_the_fix() -> None:
+    with pytest.raises(ConfigError, match='api_key_env = "C_API_KEY"'):
+        backend("openai", api_key=None)
+
+
+def test_api_key_env() -> None:
+    conn = Connection(name="c", source="openai", api_key_env="MY_OPENAI_KEY")
+    adapter = OpenAIChatAdapter(conn, SOURCES["openai"], env={"MY_OPENAI_KEY": "sk-from-env-00"})
+    assert adapter.headers()["Authorization"] == "Bearer sk-from-env-00"
+
+
+def test_models_filter_and_shapes() -> None:
+    mistral = backend("mistral").adapter
+    assert mistral.parse_models(
+        {
+            "data": [
+                {"id": "chatty", "capabilities": {"completion_chat": True}},
+                {"id": "embedder", "capabilities": {"completion_chat": False}},
+            ]
+        }
+    ) == ["chatty"]
+    pollinations = backend("pollinations").adapter
+    assert pollinations.parse_models([{"name": "openai"}, {"name": "mistral"}]) == [
+        "openai",
+        "mistral",
+    ]
+    assert backend("deepseek").adapter.models_request().url == "https://api.deepseek.com/models"
