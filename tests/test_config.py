@@ -100,3 +100,36 @@ def test_missing_file() -> None:
 def test_bad_port_variable() -> None:
     with pytest.raises(ConfigError, match="CHATGATE_PORT"):
         load_settings(env={"CHATGATE_PORT": "eighty"})
+
+
+def test_connection_fields(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+embedded = false
+[[connections]]
+name = "router"
+source = "openrouter"
+api_key_env = "OR_KEY"
+headers = { "X-Title" = "my app" }
+extra_body = { transforms = ["middle-out"] }
+exclude_params = ["seed"]
+models = ["anthropic/claude-sonnet-4"]
+bypass_status_check = true
+post_processing = "strict-tools"
+timeout = 30
+""",
+    )
+    conn = load_settings(path, env={}).connections[0]
+    assert conn.key({"OR_KEY": "sk-or-1"}) == "sk-or-1"
+    assert conn.headers == {"X-Title": "my app"}
+    assert conn.extra_body == {"transforms": ["middle-out"]}
+    assert conn.exclude_params == ["seed"]
+    assert conn.post_processing == "strict-tools"
+    assert conn.timeout == 30
+
+
+def test_unknown_post_processing_mode(tmp_path: Path) -> None:
+    path = write(tmp_path, "[[connections]]\nname='a'\nsource='custom'\npost_processing='loose'\n")
+    with pytest.raises(ConfigError, match=r"connections\.0\.post_processing"):
+        load_settings(path, env={})

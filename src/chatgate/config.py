@@ -11,11 +11,16 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from chatgate.errors import ConfigError
+
+PostProcessing = Literal[
+    "none", "merge", "merge-tools", "semi-strict", "semi-strict-tools", "strict",
+    "strict-tools", "single",
+]  # fmt: skip
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
@@ -57,7 +62,7 @@ class Connection(_Section):
     exclude_params: list[str] = Field(default_factory=list)
     models: list[str] = Field(default_factory=list)
     bypass_status_check: bool = False
-    post_processing: str | None = None
+    post_processing: PostProcessing | None = None
     timeout: float = Field(default=600.0, gt=0)
     # The embedded engine (source "local").
     model_path: str | None = None

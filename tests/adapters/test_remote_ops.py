@@ -12,7 +12,9 @@ from chatgate.config import Connection, Settings
 from chatgate.errors import (
     ChatgateError,
     GatewayTimeoutError,
+    InvalidRequestError,
     NotFoundError,
+    PermissionDeniedError,
     RateLimitError,
     UpstreamError,
 )
@@ -117,6 +119,9 @@ async def test_preview_masks_and_sends_nothing(fake: FakeOpenAI) -> None:
         ("error-500", UpstreamError, 502),
         ("error-503", UpstreamError, 502),
         ("error-404", NotFoundError, 404),
+        ("error-403", PermissionDeniedError, 403),
+        ("error-400", InvalidRequestError, 400),
+        ("error-422", InvalidRequestError, 400),
         ("lie-1", UpstreamError, 502),
     ],
 )
@@ -139,6 +144,22 @@ async def test_stream_that_dies_is_a_502(fake: FakeOpenAI) -> None:
                 got += [c.delta.content or "" for c in chunk.choices]
     assert caught.value.code == "upstream_stream_broken"
     assert "".join(got) == "Hello from"
+
+
+async def test_error_event_inside_the_stream(fake: FakeOpenAI) -> None:
+    async with gateway(fake) as gw:
+        with pytest.raises(UpstreamError) as caught:
+            async for _ in gw.stream(model="up/oops-1", messages=HI):
+                pass
+    assert "overloaded mid-stream" in caught.value.message
+
+
+async def test_logprobs_pass_through(fake: FakeOpenAI) -> None:
+    async with gateway(fake) as gw:
+        answer = await gw.chat(model="up/gpt-fake-1", messages=HI, logprobs=True, top_logprobs=1)
+    assert fake.last("/chat/completions").body["top_logprobs"] == 1
+    logprobs = answer.choices[0].logprobs
+    assert logprobs is not None and logprobs["content"][0]["logprob"] == -0.25
 
 
 async def test_refused_connection_names_the_connection() -> None:

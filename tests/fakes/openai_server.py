@@ -11,6 +11,7 @@ What it answers is chosen by the requested model name:
 - ``reason-*``: a ``reasoning_content`` before the text;
 - ``error-NNN``: an error object with status NNN (429 adds ``Retry-After: 7``);
 - ``die-*``: a stream that breaks off after two chunks;
+- ``oops-*``: a stream that sends an error object after two chunks;
 - ``lie-*``: a non-stream answer that is not a chat completion;
 - ``slow-*``: answers after two seconds (for timeouts);
 - anything else: the text ``Hello from the fake.``
@@ -93,11 +94,15 @@ def completion(model: str, request: dict[str, Any]) -> dict[str, Any]:
         finish = "tool_calls"
     elif model.startswith("reason-"):
         message["reasoning_content"] = "Thinking about it."
+    logprobs = None
+    if request.get("logprobs"):
+        token = {"token": "Hello", "logprob": -0.25, "bytes": [72, 101, 108, 108, 111]}
+        logprobs = {"content": [{**token, "top_logprobs": [token]}], "refusal": None}
     choice: dict[str, Any] = {
         "index": 0,
         "message": message,
         "finish_reason": finish,
-        "logprobs": None,
+        "logprobs": logprobs,
     }
     return {
         "id": "chatcmpl-fake123",
@@ -149,6 +154,16 @@ async def stream_frames(model: str, request: dict[str, Any]) -> AsyncIterator[by
             if model.startswith("die-") and number == 2:
                 await asyncio.sleep(0.05)
                 raise ConnectionResetError("the fake dies mid-stream")
+            if model.startswith("oops-") and number == 2:
+                error = {
+                    "error": {
+                        "message": "overloaded mid-stream",
+                        "type": "server_error",
+                        "code": "overloaded",
+                    }
+                }
+                yield b"data: " + orjson.dumps(error) + b"\n\n"
+                return
             yield _chunk(model, {"content": piece})
         yield _chunk(model, {}, "stop")
     if (request.get("stream_options") or {}).get("include_usage"):
