@@ -15,6 +15,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from chatgate.adapters.upstream import UpstreamRequest
 from chatgate.config import Connection
 from chatgate.errors import ConfigError, UpstreamError
@@ -333,8 +335,6 @@ def _tool_calls(raw: Any) -> list[ToolCall] | None:
         function = call.get("function") or {}
         arguments = function.get("arguments", "")
         if not isinstance(arguments, str):  # some servers send an object
-            import orjson
-
             arguments = orjson.dumps(arguments).decode()
         calls.append(
             ToolCall(
@@ -353,8 +353,6 @@ def _tool_deltas(raw: Any) -> list[ToolCallDelta] | None:
         function = call.get("function") or {}
         arguments = function.get("arguments")
         if arguments is not None and not isinstance(arguments, str):
-            import orjson
-
             arguments = orjson.dumps(arguments).decode()
         out.append(
             ToolCallDelta(

@@ -140,8 +140,10 @@ class RemoteBackend:
         fetched: list[str] = []
         if self.source.models == "list":
             if refresh or time.monotonic() - self._models_at > MODELS_TTL:
-                self._models, note = await self._fetch_models()
+                # A failure is remembered for the TTL too, so a dead upstream does not
+                # stall every /v1/models call with a fresh probe.
                 self._models_at = time.monotonic()
+                self._models, note = await self._fetch_models()
             fetched = self._models
         return {
             "connection": self.connection.name,

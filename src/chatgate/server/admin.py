@@ -6,9 +6,11 @@ one client-side handler reads both.
 
 from __future__ import annotations
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from chatgate.errors import InvalidRequestError
 from chatgate.gateway import Gateway
 from chatgate.server.openai import read_body
 from chatgate.server.responses import dumps
@@ -49,11 +51,7 @@ async def connection_test(request: Request) -> Response:
     model = request.query_params.get("model")
     raw = await read_body(request, request.app.state.max_body_bytes)
     if raw.strip():
-        from chatgate.errors import InvalidRequestError
-
         try:
-            import orjson
-
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise InvalidRequestError("the body is not valid JSON", code="invalid_json") from None
