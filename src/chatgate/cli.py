@@ -91,6 +91,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=settings.server.port,
         log_level="info",
         access_log=False,
+        proxy_headers=False,  # no proxy in front by default; one middleware fewer per request
+        server_header=False,
     )
     return 0
 

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from os import PathLike
 from typing import Any, TypeVar
 
-import httpx
-
 from chatgate.adapters.base import Backend
 from chatgate.adapters.local import LocalBackend
 from chatgate.adapters.remote import RemoteBackend
@@ -71,10 +69,9 @@ class Gateway:
         settings: Settings | None = None,
         *,
         config: str | PathLike[str] | None = None,
-        http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.settings = settings if settings is not None else load_settings(config)
-        self.transport = Transport(http_client)
+        self.transport = Transport()
         self.backends: dict[str, Backend] = {
             conn.name: build_backend(conn, self.transport) for conn in self.settings.connections
         }

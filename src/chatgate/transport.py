@@ -1,21 +1,27 @@
-"""The one place that talks to upstreams: a pooled async HTTP client and an SSE reader.
+"""The one place that talks to upstreams: a pooled aiohttp client and an SSE reader.
 
 Every failure leaves here as one of our errors, named after the connection, with every
 secret masked: a refused connection or a broken stream is a 502, a timeout a 504, and
 a non-2xx answer is classified by `classify_error` with the upstream's own message.
+
+aiohttp was chosen over httpx by measurement (``docs/performance.md``): its C HTTP
+parser and connection pool cost a fraction of httpx's per request.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
+from yarl import URL
 
 from chatgate.adapters.upstream import UpstreamRequest, classify_error
 from chatgate.errors import GatewayTimeoutError, UpstreamError, redact
+
+CONNECT_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,27 +33,34 @@ class SSEEvent:
 
 
 class Transport:
-    """A shared ``httpx.AsyncClient``; created on first use, in the running loop."""
+    """A shared ``aiohttp.ClientSession``, created on first use in the running loop."""
 
-    def __init__(self, client: httpx.AsyncClient | None = None) -> None:
-        self._client = client
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
 
     @property
-    def client(self) -> httpx.AsyncClient:
-        """The pooled client (connections are reused across requests)."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-                follow_redirects=False,
+    def session(self) -> aiohttp.ClientSession:
+        """The pooled session (connections are reused across requests)."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=300),
+                json_serialize=lambda v: orjson.dumps(v).decode(),
+                auto_decompress=True,
                 trust_env=False,
+                skip_auto_headers=("User-Agent",),
             )
-        return self._client
+        return self._session
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=None, sock_connect=min(seconds, CONNECT_TIMEOUT), sock_read=seconds
+        )
 
     async def send(
         self,
@@ -55,21 +68,22 @@ class Transport:
         connection: str,
         timeout: float,
         secrets: Iterable[str],
-    ) -> tuple[int, httpx.Headers, bytes]:
+    ) -> tuple[int, Mapping[str, str], bytes]:
         """Send and read the whole answer; non-2xx answers are returned, not raised."""
         try:
-            response = await self.client.request(
+            async with self.session.request(
                 request.method,
-                request.url,
+                URL(request.url, encoded=True),
                 headers=request.headers,
-                content=orjson.dumps(request.body) if request.body is not None else None,
-                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            )
-        except httpx.TimeoutException:
+                data=orjson.dumps(request.body) if request.body is not None else None,
+                timeout=self._timeout(timeout),
+                allow_redirects=False,
+            ) as response:
+                return response.status, response.headers, await response.read()
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             raise _timeout(connection, timeout) from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise _unreachable(connection, request.url, exc, secrets) from None
-        return response.status_code, response.headers, response.content
 
     async def send_json(
         self,
@@ -99,40 +113,42 @@ class Transport:
         timeout: float,
         secrets: Iterable[str],
     ) -> AsyncIterator[SSEEvent]:
-        """Open a stream and yield its events; errors before the first event are raised
-        as ordinary errors, a stream that breaks later as a 502."""
+        """Open a stream and yield its events; a non-2xx answer raises as an ordinary
+        error, a stream that breaks later as a 502."""
         secrets = list(secrets)
         try:
-            async with self.client.stream(
+            async with self.session.request(
                 request.method,
-                request.url,
+                URL(request.url, encoded=True),
                 headers=request.headers,
-                content=orjson.dumps(request.body) if request.body is not None else None,
-                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+                data=orjson.dumps(request.body) if request.body is not None else None,
+                timeout=self._timeout(timeout),
+                allow_redirects=False,
             ) as response:
-                if not 200 <= response.status_code < 300:
-                    body = await response.aread()
+                if not 200 <= response.status < 300:
+                    body = await response.read()
                     raise classify_error(
-                        response.status_code, body, response.headers, connection, secrets
+                        response.status, body, response.headers, connection, secrets
                     )
-                async for event in _events(response):
+                async for event in _events(response.content):
                     yield event
-        except httpx.TimeoutException:
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             raise _timeout(connection, timeout) from None
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
             raise UpstreamError(
                 f"connection '{connection}': the upstream broke off the stream "
                 f"({type(exc).__name__})",
                 code="upstream_stream_broken",
             ) from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise _unreachable(connection, request.url, exc, secrets) from None
 
 
-async def _events(response: httpx.Response) -> AsyncIterator[SSEEvent]:
+async def _events(content: aiohttp.StreamReader) -> AsyncIterator[SSEEvent]:
     event: str | None = None
     data: list[str] = []
-    async for line in response.aiter_lines():
+    async for raw in content:
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
         if not line:
             if data:
                 yield SSEEvent(event, "\n".join(data))
@@ -153,14 +169,16 @@ def _timeout(connection: str, timeout: float) -> GatewayTimeoutError:
 
 
 def _unreachable(
-    connection: str, url: str, exc: httpx.HTTPError, secrets: Iterable[str]
+    connection: str, url: str, exc: aiohttp.ClientError, secrets: Iterable[str]
 ) -> UpstreamError:
-    reason = "connection refused" if isinstance(exc, httpx.ConnectError) else type(exc).__name__
-    where = httpx.URL(url)
+    refused = isinstance(exc, aiohttp.ClientConnectorError)
+    reason = "connection refused" if refused else type(exc).__name__
+    where = URL(url)
+    port = f":{where.explicit_port}" if where.explicit_port else ""
     return UpstreamError(
         redact(
-            f"connection '{connection}': cannot reach {where.scheme}://{where.host}"
-            f"{':' + str(where.port) if where.port else ''} ({reason})",
+            f"connection '{connection}': cannot reach {where.scheme}://{where.host}{port} "
+            f"({reason})",
             secrets,
         ),
         code="upstream_unreachable",

@@ -42,18 +42,29 @@ async def _until_disconnect(receive: Receive) -> None:
 
 
 async def _race(work: Awaitable[None], receive: Receive) -> None:
-    """Run *work*; cancel it if the client disconnects first."""
-    work_task = asyncio.ensure_future(work)
-    watch_task = asyncio.ensure_future(_until_disconnect(receive))
+    """Run *work* in this task; cancel it the moment the client disconnects.
+
+    One watcher task per request (not two tasks and a wait): this is the hot path.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        await _until_disconnect(receive)
+        gone = True
+        task.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        await asyncio.wait({work_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
+        await work
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        task.uncancel()  # the cancellation was ours: the client is gone, nothing to send
     finally:
-        for task in (work_task, watch_task):
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(work_task, watch_task, return_exceptions=True)
-    if work_task.done() and not work_task.cancelled():
-        work_task.result()
+        watcher.cancel()
 
 
 class JSONBody:
