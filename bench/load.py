@@ -57,12 +57,14 @@ class Target:
 
     def body(self, *, stream: bool = False) -> bytes:
         """The request every target gets: the same small chat request."""
-        return json.dumps({
-            "model": self.stream_model if stream else self.model,
-            "messages": [{"role": "user", "content": "Say something short."}],
-            "max_tokens": 16,
-            "stream": stream,
-        }).encode()
+        return json.dumps(
+            {
+                "model": self.stream_model if stream else self.model,
+                "messages": [{"role": "user", "content": "Say something short."}],
+                "max_tokens": 16,
+                "stream": stream,
+            }
+        ).encode()
 
 
 def wrk(target: Target, connections: int, seconds: float) -> dict[str, float]:
@@ -75,14 +77,26 @@ def wrk(target: Target, connections: int, seconds: float) -> dict[str, float]:
         script.write(WRK_SCRIPT.format(body=target.body().decode(), auth=auth))
     try:
         out = subprocess.run(
-            [binary, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
-             "-s", script.name, target.url],
-            capture_output=True, text=True, timeout=seconds + 60, check=True,
+            [
+                binary,
+                "-t1",
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",
+                "--timeout",
+                "30s",
+                "-s",
+                script.name,
+                target.url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
         ).stdout
     finally:
         os.unlink(script.name)
     line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
-    raw = json.loads(line[len("WRKJSON "):])
+    raw = json.loads(line[len("WRKJSON ") :])
     seconds_run = raw["duration_us"] / 1e6
     return {
         "connections": connections,
@@ -147,8 +161,14 @@ def sequential(targets: list[Target], rounds: int) -> dict[str, dict[str, float]
     finally:
         for client in clients.values():
             client.close()
-    return {name: {"p50_ms": percentile(v, 50), "p99_ms": percentile(v, 99),
-                   "mean_ms": statistics.fmean(v)} for name, v in times.items()}
+    return {
+        name: {
+            "p50_ms": percentile(v, 50),
+            "p99_ms": percentile(v, 99),
+            "mean_ms": statistics.fmean(v),
+        }
+        for name, v in times.items()
+    }
 
 
 def streaming(targets: list[Target], rounds: int) -> dict[str, dict[str, float]]:
@@ -170,8 +190,13 @@ def streaming(targets: list[Target], rounds: int) -> dict[str, dict[str, float]]
     finally:
         for client in clients.values():
             client.close()
-    return {t.name: {"ttfb_ms": statistics.median(first[t.name]),
-                     "ttlb_ms": statistics.median(last[t.name])} for t in targets}
+    return {
+        t.name: {
+            "ttfb_ms": statistics.median(first[t.name]),
+            "ttlb_ms": statistics.median(last[t.name]),
+        }
+        for t in targets
+    }
 
 
 def wait_ready(target: Target, timeout: float) -> float:
@@ -196,8 +221,11 @@ def tree_memory_mb(pid: int) -> tuple[float, float]:
     rss = peak = 0.0
     for proc in _tree(pid):
         try:
-            fields = dict(line.split(":", 1) for line in
-                          Path(f"/proc/{proc}/status").read_text().splitlines() if ":" in line)
+            fields = dict(
+                line.split(":", 1)
+                for line in Path(f"/proc/{proc}/status").read_text().splitlines()
+                if ":" in line
+            )
         except OSError:
             continue
         rss += int(fields.get("VmRSS", "0 kB").split()[0]) / 1024

@@ -20,8 +20,14 @@ COMPLETION = {
     "created": 1_700_000_000,
     "model": "mock-model",
     "system_fingerprint": "fp_bench",
-    "choices": [{"index": 0, "logprobs": None, "finish_reason": "stop",
-                 "message": {"role": "assistant", "content": "The quick brown fox jumps."}}],
+    "choices": [
+        {
+            "index": 0,
+            "logprobs": None,
+            "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "The quick brown fox jumps."},
+        }
+    ],
     "usage": {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18},
 }
 
@@ -30,10 +36,13 @@ def sse_stream(chunks: int) -> str:
     """A complete OpenAI stream: role, *chunks* content pieces, finish, [DONE]."""
 
     def frame(delta: dict[str, object], finish: str | None = None) -> str:
-        data = {"id": "chatcmpl-bench", "object": "chat.completion.chunk",
-                "created": 1_700_000_000, "model": "mock-model",
-                "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                             "finish_reason": finish}]}
+        data = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": 1_700_000_000,
+            "model": "mock-model",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
         return "data: " + json.dumps(data, separators=(",", ":")) + "\n\n"
 
     parts = [frame({"role": "assistant", "content": ""})]
@@ -59,8 +68,14 @@ class NginxMock:
 
     def config(self) -> str:
         """nginx.conf: non-stream at /v1, stream at /stream/v1, both for any method."""
-        models = json.dumps({"object": "list", "data": [{"id": "mock-model", "object": "model",
-                                                        "created": 0, "owned_by": "bench"}]})
+        models = json.dumps(
+            {
+                "object": "list",
+                "data": [
+                    {"id": "mock-model", "object": "model", "created": 0, "owned_by": "bench"}
+                ],
+            }
+        )
         return f"""
 worker_processes 1;
 daemon off;
@@ -114,7 +129,8 @@ http {{
             path.chmod(0o755 if path.is_dir() else 0o644)
         self.process = subprocess.Popen(
             [nginx, "-p", str(self.dir), "-c", str(conf)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 10
         import socket

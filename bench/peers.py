@@ -29,13 +29,15 @@ def free_port() -> int:
 class Process:
     """A server process, its start-to-first-answer time, and how to stop it."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], target: Target,
-                 timeout: float = 120) -> None:
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], target: Target, timeout: float = 120
+    ) -> None:
         self.name = name
         self.log = tempfile.NamedTemporaryFile("w+b", prefix=f"bench-{name}-", delete=False)
         started = time.perf_counter()
-        self.popen = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                      cwd=ROOT)
+        self.popen = subprocess.Popen(
+            argv, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
         try:
             wait_ready(target, timeout)
         except RuntimeError:
@@ -86,8 +88,12 @@ models = ["mock-model"]
 """)
     binary = Path(sys.executable).with_name("chatgate")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return Process("chatgate", [str(binary), "--config", str(config), "serve", "--port",
-                                str(port)], env, chatgate_target(port))
+    return Process(
+        "chatgate",
+        [str(binary), "--config", str(config), "serve", "--port", str(port)],
+        env,
+        chatgate_target(port),
+    )
 
 
 def ensure_litellm() -> Path:
@@ -96,8 +102,15 @@ def ensure_litellm() -> Path:
     marker = LITELLM_VENV / f".installed-{LITELLM_VERSION}"
     if not marker.exists():
         subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
-        subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "--quiet",
-                        f"litellm[proxy]=={LITELLM_VERSION}"], check=True)
+        subprocess.run(
+            [
+                str(LITELLM_VENV / "bin" / "pip"),
+                "install",
+                "--quiet",
+                f"litellm[proxy]=={LITELLM_VERSION}",
+            ],
+            check=True,
+        )
         marker.touch()
     return binary
 
@@ -137,9 +150,23 @@ router_settings:
 general_settings:
   master_key: {GATEWAY_KEY}
 """)
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
-           "DISABLE_SCHEMA_UPDATE": "True", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_LOG": "ERROR",
+        "DISABLE_SCHEMA_UPDATE": "True",
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("DATABASE_URL", None)
-    argv = [str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-            "--num_workers", "1"]
+    argv = [
+        str(binary),
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
     return Process("litellm", argv, env, litellm_target(port), timeout=180)

@@ -69,7 +69,7 @@ class Connection(_Section):
     model_alias: str = LOCAL_MODEL_NAME
     context_size: int = Field(default=2048, ge=128)
     threads: int | None = Field(default=None, ge=1)
-    parallel: int = Field(default=1, ge=1, le=16)
+    parallel: int = Field(default=4, ge=1, le=64)
     max_queue: int = Field(default=64, ge=0)
     drop_params: bool = False
 

@@ -164,7 +164,7 @@ class LocalBackend:
         await self.engine.ensure_loaded()
         prompt = self.engine.render([_template_message(m) for m in request.messages])
         tokens = self.engine.tokenize_prompt(prompt, request.completion_limit)
-        bias = self.engine.slot.check_logit_bias(request.logit_bias or {})
+        bias = self.engine.model.check_logit_bias(request.logit_bias or {})
         contract = contract_for(request.response_format)
         return tokens, _sampling(request, bias, contract)
 

@@ -1,23 +1,26 @@
-"""The embedded model: llama-cpp-python in the gateway's own process.
+"""The embedded model: llama.cpp in the gateway's own process.
 
-`Engine` owns one or more `LlamaSlot`s (``parallel`` in the connection), a thread per
-slot, and a FIFO-fair queue in front of them. Generation never runs on the event loop.
+`Engine` owns the loaded model and a `Batcher`: one context with ``parallel``
+sequences, stepped by one thread that decodes all active sequences together.
+Generation never runs on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from chatgate.config import Connection
+from chatgate.engine.batcher import Batcher
+from chatgate.engine.model import LoadedModel
 from chatgate.engine.model_file import resolve_model_path
-from chatgate.engine.scheduler import SlotPool, ThreadStream
-from chatgate.engine.slot import Finished, LlamaSlot, Piece, Sampling
+from chatgate.engine.sequence import Finished, Piece, Sampling
+from chatgate.engine.sequence import Sequence as Generation
 from chatgate.errors import ConfigError, ContextLengthError
 from chatgate.prompt.chat_template import render_chat_template
 
@@ -32,89 +35,94 @@ CHATML_TEMPLATE = (
 
 
 class Engine:
-    """Loads the model on first use and runs generations on it, fairly."""
+    """Loads the model on first use and runs generations on it, batched and fair."""
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.model_name = connection.model_alias
-        self._slots: list[LlamaSlot] = []
-        self._pool: SlotPool[LlamaSlot] | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._model: LoadedModel | None = None
+        self._batcher: Batcher | None = None
         self._load_lock = asyncio.Lock()
         self.path: Path | None = None
         self.fingerprint = "fp_local"
 
     @property
+    def threads(self) -> int:
+        """CPU threads for the one context: configured, or every core.
+
+        llama-cpp-python's own default is half the cores; on this 2-core machine one
+        stream then makes about 65 tokens/s instead of 86 (docs/performance.md).
+        """
+        return self.connection.threads or max(1, os.cpu_count() or 1)
+
+    @property
     def loaded(self) -> bool:
         """Whether the model is in memory."""
-        return bool(self._slots)
+        return self._batcher is not None
 
     def load(self, progress: Callable[[str], None] | None = None) -> None:
-        """Load every slot now (blocking); *progress* receives one line per step."""
-        if self._slots:
+        """Load the model and create its context now (blocking)."""
+        if self._batcher is not None:
             return
         conn = self.connection
         path = resolve_model_path(conn.model_path)
-        size_mb = path.stat().st_size / 1e6
         started = time.perf_counter()
-        slots: list[LlamaSlot] = []
-        for index in range(conn.parallel):
-            if progress:
-                progress(
-                    f"loading {path.name} ({size_mb:.0f} MB), slot {index + 1}/{conn.parallel}…"
-                )
-            try:
-                slots.append(LlamaSlot(path, conn.context_size, conn.threads))
-            except (ValueError, RuntimeError, OSError) as exc:
-                raise ConfigError(f"cannot load model {path}: {exc}") from None
+        if progress:
+            progress(
+                f"loading {path.name} ({path.stat().st_size / 1e6:.0f} MB), "
+                f"{conn.parallel} parallel sequences of {conn.context_size} tokens…"
+            )
+        try:
+            model = LoadedModel(path)
+            batcher = Batcher(model, conn.context_size, conn.parallel, self.threads, conn.max_queue)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ConfigError(f"cannot load model {path}: {exc}") from None
         if progress:
             progress(f"model ready in {time.perf_counter() - started:.1f} s")
         self.path = path
         self.fingerprint = "fp_" + hashlib.sha256(path.name.encode()).hexdigest()[:10]
-        self._executor = ThreadPoolExecutor(len(slots), thread_name_prefix="chatgate-engine")
-        self._pool = SlotPool(slots, max_waiting=conn.max_queue)
-        self._slots = slots
+        self._model, self._batcher = model, batcher
 
     async def ensure_loaded(self) -> None:
         """Load the model off the event loop, once, however many callers ask."""
-        if self._slots:
+        if self._batcher is not None:
             return
         async with self._load_lock:
-            if not self._slots:
+            if self._batcher is None:
                 await asyncio.to_thread(self.load)
 
     @property
-    def slot(self) -> LlamaSlot:
-        """The first slot, for tokenizer and metadata questions."""
-        if not self._slots:
+    def model(self) -> LoadedModel:
+        """The loaded model (tokenizer and metadata)."""
+        if self._model is None:
             raise RuntimeError("the engine is not loaded")
-        return self._slots[0]
+        return self._model
 
     def status(self) -> dict[str, Any]:
         """Load and queue figures for ``/healthz``."""
-        pool = self._pool
+        batcher = self._batcher
         return {
             "loaded": self.loaded,
             "model": self.model_name,
             "slots": self.connection.parallel,
-            "busy": pool.busy if pool else 0,
-            "waiting": pool.waiting if pool else 0,
+            "busy": batcher.busy if batcher else 0,
+            "waiting": batcher.waiting if batcher else 0,
         }
 
     def render(self, messages: Sequence[dict[str, Any]]) -> str:
         """The prompt text for *messages*, through the GGUF's own chat template."""
-        slot = self.slot
+        model = self.model
         return render_chat_template(
-            slot.chat_template or CHATML_TEMPLATE,
+            model.chat_template or CHATML_TEMPLATE,
             messages,
-            bos_token=slot.bos_text,
-            eos_token=slot.eos_text,
+            bos_token=model.bos_text,
+            eos_token=model.eos_text,
         )
 
     def tokenize_prompt(self, prompt: str, max_tokens: int | None) -> list[int]:
-        """Tokenize and check that prompt plus completion fit the context."""
-        tokens = self.slot.tokenize(prompt)
-        n_ctx = self.slot.n_ctx
+        """Tokenize and check that prompt plus completion fit one sequence's context."""
+        tokens = self.model.tokenize(prompt)
+        n_ctx = self.connection.context_size
         wanted = len(tokens) + (max_tokens or 1)
         if wanted > n_ctx:
             raise ContextLengthError(
@@ -128,23 +136,28 @@ class Engine:
     async def generate(
         self, prompt: Sequence[int], sampling: Sampling
     ) -> AsyncIterator[Piece | Finished]:
-        """Wait for a slot in turn, then yield pieces as the thread makes them."""
+        """Queue for a sequence in turn, then yield pieces as the batcher makes them."""
         await self.ensure_loaded()
-        assert self._pool is not None and self._executor is not None
-        pool = self._pool
-        slot = await pool.acquire()
-        stream: ThreadStream[Piece | Finished] = ThreadStream(
-            self._executor,
-            lambda cancel: slot.generate(prompt, sampling, cancel),
-            lambda: pool.release(slot),
-        )
+        assert self._batcher is not None
+        room = self.connection.context_size - len(prompt)
+        generation = Generation(prompt, sampling, min(sampling.max_tokens or room, room))
+        self._batcher.submit(generation)
         try:
-            async for event in stream:
-                yield event
+            while True:
+                item = await generation.queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, Finished):
+                    return
         finally:
-            await stream.aclose()
+            self._batcher.withdraw(generation)
 
     def close(self) -> None:
-        """Stop the worker threads (after the current generations end)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        """Stop the batcher thread and free the model."""
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
+        if self._model is not None:
+            self._model.close()
+            self._model = None

@@ -1,0 +1,299 @@
+"""Turn raw figures into ratios, goal verdicts and the markdown of docs/performance.md."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shutil
+import subprocess
+from importlib import metadata
+from typing import Any
+
+from bench.peers import LITELLM_VERSION
+
+GATEWAYS = ("chatgate", "litellm")
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "-"
+
+
+def _tool_version(argv: list[str]) -> str:
+    if shutil.which(argv[0]) is None:
+        return "-"
+    done = subprocess.run(argv, capture_output=True, text=True)
+    text = (done.stdout + done.stderr).strip().splitlines()
+    return text[0] if text else "-"
+
+
+def machine() -> dict[str, Any]:
+    """The facts that make numbers comparable."""
+    cpu = "-"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        memory = int(open("/proc/meminfo").readline().split()[1]) / 1024 / 1024
+    except OSError:
+        memory = 0.0
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(memory, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def summarise(raw: dict[str, Any]) -> dict[str, Any]:
+    """Raw figures plus what was added, the ratios and the goals."""
+    seq, stream, tput = raw["sequential"], raw["streaming"], raw["throughput"]
+    added = {
+        g: {
+            "p50_ms": seq[g]["p50_ms"] - seq["direct"]["p50_ms"],
+            "p99_ms": seq[g]["p99_ms"] - seq["direct"]["p99_ms"],
+        }
+        for g in GATEWAYS
+    }
+    chunks = raw["chunks"]
+
+    def per_chunk_us(name: str) -> float:
+        body = stream[name]["ttlb_ms"] - stream[name]["ttfb_ms"]
+        direct = stream["direct"]["ttlb_ms"] - stream["direct"]["ttfb_ms"]
+        return max(0.0, (body - direct) * 1000 / chunks)
+
+    rps = {
+        name: {str(row["connections"]): row["rps"] for row in rows} for name, rows in tput.items()
+    }
+    engine = raw["engine"]
+    ours, direct_lcp = engine["chatgate"], engine["llama_cpp_python"]
+    server = engine["llama_server"]
+    result: dict[str, Any] = {
+        **raw,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "versions": {
+            "chatgate": _version("chatgate"),
+            "litellm": LITELLM_VERSION,
+            "uvicorn": _version("uvicorn"),
+            "starlette": _version("starlette"),
+            "aiohttp": _version("aiohttp"),
+            "pydantic": _version("pydantic"),
+            "orjson": _version("orjson"),
+            "llama-cpp-python": _version("llama-cpp-python"),
+            "nginx": _tool_version(["nginx", "-v"]),
+            "wrk": _tool_version(["wrk", "-v"]),
+        },
+        "workers": {"chatgate": 1, "litellm": 1, "nginx": 1},
+        "added_latency": added,
+        "added_per_chunk_us": {g: per_chunk_us(g) for g in GATEWAYS},
+        "rps": rps,
+        "throughput_errors": {name: sum(r["errors"] for r in rows) for name, rows in tput.items()},
+        "ratios": {
+            f"rps_c{c}_chatgate_over_litellm": rps["chatgate"][str(c)] / rps["litellm"][str(c)]
+            for c in (1, 16, 64)
+        }
+        | {
+            "mock_rps_c64_over_chatgate": rps["direct"]["64"] / rps["chatgate"]["64"],
+            "engine_1_over_llama_cpp_python": ours["tokens_per_s_1"] / direct_lcp["tokens_per_s_1"],
+            "engine_4_over_llama_cpp_python": ours["tokens_per_s_4"] / direct_lcp["tokens_per_s_4"],
+        },
+    }
+    goals = [
+        ("added latency p50 at concurrency 1", "≤ 0.5 ms", added["chatgate"]["p50_ms"], 0.5),
+        ("added latency p99 at concurrency 1", "≤ 2 ms", added["chatgate"]["p99_ms"], 2.0),
+        (
+            "throughput at 64 connections vs LiteLLM",
+            "≥ 30×",
+            result["ratios"]["rps_c64_chatgate_over_litellm"],
+            -30.0,
+        ),
+        ("added time per stream chunk", "≤ 50 µs", result["added_per_chunk_us"]["chatgate"], 50.0),
+        (
+            "idle memory, embedded model not loaded",
+            "≤ 80 MB",
+            raw["memory_idle_mb"]["chatgate"],
+            80.0,
+        ),
+        ("process start to first answer", "≤ 1.5 s", raw["startup_s"]["chatgate"], 1.5),
+        (
+            "engine vs llama-cpp-python, 1 stream",
+            "≥ 1.0×",
+            result["ratios"]["engine_1_over_llama_cpp_python"],
+            -1.0,
+        ),
+        (
+            "engine vs llama-cpp-python, 4 streams",
+            "≥ 1.0×",
+            result["ratios"]["engine_4_over_llama_cpp_python"],
+            -1.0,
+        ),
+    ]
+    result["goals"] = [
+        {
+            "goal": goal,
+            "target": target,
+            "measured": value,
+            "holds": value >= -limit if limit < 0 else value <= limit,
+        }
+        for goal, target, value, limit in goals
+    ]
+    if "tokens_per_s_1" in server:
+        ratio = ours["tokens_per_s_1"] / server["tokens_per_s_1"]
+        result["goals"].append(
+            {
+                "goal": "engine vs llama-server, 1 stream",
+                "target": "≥ 90%",
+                "measured": ratio,
+                "holds": ratio >= 0.9,
+            }
+        )
+    return result
+
+
+def _f(value: float, digits: int = 2) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def markdown(r: dict[str, Any]) -> str:
+    """The report, as docs/performance.md shows it."""
+    m, v, seq, st = r["machine"], r["versions"], r["sequential"], r["streaming"]
+    lines = [
+        "# Performance",
+        "",
+        "Written by `make bench` (`bench/run.py`); raw figures in `bench/results/latest.json`.",
+        "Every number below comes from one run on one machine, all contenders measured in",
+        "that same run against the same mock upstream.",
+        "",
+        f"- **Date:** {r['date']}{' (quick run: tiny counts)' if r['quick'] else ''}",
+        f"- **Machine:** {m['cpus']} cores ({m['cpu']}), {m['memory_gib']} GiB, "
+        f"Linux {m['kernel']}, Python {m['python']}",
+        "- **Versions:** " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        f"- **Workers:** chatgate {r['workers']['chatgate']}, LiteLLM "
+        f"{r['workers']['litellm']} (proxy, offline cost map, no callbacks, no retries), "
+        f"nginx {r['workers']['nginx']}",
+        "- **Mock upstream:** nginx serving a fixed chat completion and a fixed "
+        f"{r['chunks']}-chunk SSE stream from files on loopback; **load:** `wrk -t1` with a Lua "
+        f"POST body, {r['wrk_seconds']} s per level; one-at-a-time and streaming timings from a "
+        "kept-alive stdlib client, targets taking turns.",
+        "",
+        "## Gateway overhead",
+        "",
+        "| | direct (nginx) | chatgate | LiteLLM | chatgate vs LiteLLM |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+
+    def row(label: str, values: list[str], ratio: str = "") -> None:
+        lines.append(f"| {label} | " + " | ".join(values) + f" | {ratio} |")
+
+    row(
+        "latency p50, one at a time (ms)",
+        [_f(seq[n]["p50_ms"], 3) for n in ("direct", "chatgate", "litellm")],
+        f"{seq['litellm']['p50_ms'] / seq['chatgate']['p50_ms']:.1f}× faster",
+    )
+    row(
+        "latency p99, one at a time (ms)",
+        [_f(seq[n]["p99_ms"], 3) for n in ("direct", "chatgate", "litellm")],
+    )
+    row(
+        "**added** latency p50 / p99 (ms)",
+        ["—"]
+        + [
+            f"{_f(r['added_latency'][g]['p50_ms'], 3)} / {_f(r['added_latency'][g]['p99_ms'], 3)}"
+            for g in GATEWAYS
+        ],
+    )
+    for index, conns in enumerate((1, 16, 64)):
+        rows = {n: r["throughput"][n][index] for n in ("direct", "chatgate", "litellm")}
+        row(
+            f"throughput at {conns} connections (req/s)",
+            [_f(rows[n]["rps"], 0) for n in ("direct", "chatgate", "litellm")],
+            f"{r['ratios'][f'rps_c{conns}_chatgate_over_litellm']:.1f}×",
+        )
+        row(
+            f"p99 latency at {conns} connections (ms)",
+            [_f(rows[n]["p99_ms"], 2) for n in ("direct", "chatgate", "litellm")],
+        )
+    row(
+        f"stream: time to first byte ({r['chunks']} chunks, ms)",
+        [_f(st[n]["ttfb_ms"], 3) for n in ("direct", "chatgate", "litellm")],
+    )
+    row(
+        "stream: time to last byte (ms)",
+        [_f(st[n]["ttlb_ms"], 3) for n in ("direct", "chatgate", "litellm")],
+    )
+    row(
+        "stream: **added** time per chunk (µs)",
+        ["—"] + [_f(r["added_per_chunk_us"][g], 1) for g in GATEWAYS],
+    )
+    row("memory idle (MB RSS)", ["—"] + [_f(r["memory_idle_mb"][g], 1) for g in GATEWAYS])
+    row(
+        "memory peak under load (MB RSS)", ["—"] + [_f(r["memory_peak_mb"][g], 1) for g in GATEWAYS]
+    )
+    row("process start to first answer (s)", ["—"] + [_f(r["startup_s"][g], 2) for g in GATEWAYS])
+    errors = r["throughput_errors"]
+    lines += [
+        "",
+        f"`import chatgate` adds {_f(r['import_s'] * 1000, 0)} ms to interpreter start. "
+        f"Errors during the load runs: direct {errors['direct']}, chatgate "
+        f"{errors['chatgate']}, LiteLLM {errors['litellm']}.",
+        "",
+        f"**The mock is not the limit:** nginx alone served "
+        f"{_f(r['rps']['direct']['64'], 0)} req/s at 64 connections, "
+        f"{r['ratios']['mock_rps_c64_over_chatgate']:.0f}× what chatgate did through it "
+        "(and wrk itself shares the 2 cores, so that is a lower bound).",
+        "",
+        "## Embedded engine",
+        "",
+        f"SmolLM2-135M-Instruct Q4_1, {r['engine']['max_tokens']} tokens, greedy, the same "
+        "messages for all; tokens per second = completion tokens / request wall time.",
+        "",
+        "| | 1 stream (tokens/s) | 4 concurrent streams (total tokens/s) |",
+        "| --- | ---: | ---: |",
+    ]
+    engine = r["engine"]
+    for label, key in (
+        ("chatgate serve (HTTP, SSE)", "chatgate"),
+        ("llama-cpp-python, called directly", "llama_cpp_python"),
+        ("llama.cpp llama-server", "llama_server"),
+    ):
+        data = engine[key]
+        if "skipped" in data:
+            lines.append(f"| {label} | — | — |")
+        else:
+            lines.append(
+                f"| {label} | {_f(data['tokens_per_s_1'], 1)} | {_f(data['tokens_per_s_4'], 1)} |"
+            )
+    if "skipped" in engine["llama_server"]:
+        lines += ["", f"llama-server: {engine['llama_server']['skipped']}."]
+    lines += [
+        "",
+        "## Goals",
+        "",
+        "| goal | target | measured | holds |",
+        "| --- | --- | ---: | :---: |",
+    ]
+    for g in r["goals"]:
+        lines.append(
+            f"| {g['goal']} | {g['target']} | {_f(g['measured'], 3)} | "
+            f"{'yes' if g['holds'] else '**no**'} |"
+        )
+    profile = r.get("profile")
+    if profile and "top" in profile:
+        lines += [
+            "",
+            "## Where chatgate's time goes (py-spy, 64 connections)",
+            "",
+            f"{profile['samples']} samples of the event-loop thread; inclusive share.",
+            "",
+            "| function | % |",
+            "| --- | ---: |",
+        ]
+        lines += [f"| `{name}` | {share} |" for name, share in profile["top"]]
+    lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,127 @@
+"""``make bench``: chatgate against a direct call and LiteLLM, in one run.
+
+Writes ``bench/results/latest.json`` and ``docs/performance.md`` (``--quick`` writes
+``bench/results/quick.json`` only, with tiny counts, to prove the harness works).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench import engine, report
+from bench.load import Target, sequential, streaming, tree_memory_mb, wrk
+from bench.mock import NginxMock
+from bench.peers import (
+    ROOT,
+    Process,
+    chatgate_target,
+    free_port,
+    litellm_target,
+    start_chatgate,
+    start_litellm,
+)
+from bench.profile import profile_under_load
+
+CONCURRENCY = (1, 16, 64)
+
+
+def import_time(rounds: int) -> float:
+    """Seconds ``import chatgate`` adds to a bare interpreter start (median)."""
+
+    def run(code: str) -> float:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+        return time.perf_counter() - started
+
+    bare = statistics.median(run("pass") for _ in range(rounds))
+    return max(0.0, statistics.median(run("import chatgate") for _ in range(rounds)) - bare)
+
+
+def measure(quick: bool) -> dict[str, Any]:
+    """Run every measurement; return the raw figures."""
+    seconds = 1 if quick else 8
+    rounds = 40 if quick else 2000
+    stream_rounds = 5 if quick else 100
+    chunks = 100
+    mock = NginxMock(free_port(), chunks)
+    mock.start()
+    processes: list[Process] = []
+    out: dict[str, Any] = {"quick": quick, "chunks": chunks, "wrk_seconds": seconds}
+    try:
+        direct = Target(
+            "direct",
+            f"{mock.url}/v1/chat/completions",
+            "mock-model",
+            f"{mock.url}/stream/v1/chat/completions",
+            "mock-model",
+        )
+        print("bench: starting chatgate and LiteLLM", flush=True)
+        cg_port, ll_port = free_port(), free_port()
+        chatgate = start_chatgate(mock.url, cg_port)
+        processes.append(chatgate)
+        litellm = start_litellm(mock.url, ll_port)
+        processes.append(litellm)
+        targets = [direct, chatgate_target(cg_port), litellm_target(ll_port)]
+        gateways = {"chatgate": chatgate, "litellm": litellm}
+        out["startup_s"] = {name: p.start_seconds for name, p in gateways.items()}
+        out["memory_idle_mb"] = {name: tree_memory_mb(p.pid)[0] for name, p in gateways.items()}
+
+        print("bench: one request at a time", flush=True)
+        out["sequential"] = sequential(targets, rounds)
+        print("bench: streaming", flush=True)
+        out["streaming"] = streaming(targets, stream_rounds)
+        print("bench: throughput", flush=True)
+        out["throughput"] = {t.name: [wrk(t, c, seconds) for c in CONCURRENCY] for t in targets}
+        out["memory_peak_mb"] = {name: tree_memory_mb(p.pid)[1] for name, p in gateways.items()}
+        if not quick:
+            print("bench: profiling chatgate at 64 connections", flush=True)
+            out["profile"] = profile_under_load(chatgate.pid, targets[1], 64, 5)
+    finally:
+        for process in processes:
+            process.stop()
+        mock.stop()
+    out["import_s"] = import_time(3 if quick else 10)
+    print("bench: embedded engine", flush=True)
+    max_tokens, engine_rounds = (16, 1) if quick else (128, 3)
+    out["engine"] = {
+        "chatgate": engine.chatgate_engine(max_tokens, engine_rounds),
+        "llama_cpp_python": engine.llama_cpp_python(max_tokens, engine_rounds),
+        "llama_server": engine.llama_server(max_tokens, engine_rounds),
+        "max_tokens": max_tokens,
+    }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure, then write the JSON and (full runs) the markdown report."""
+    parser = argparse.ArgumentParser(prog="bench")
+    parser.add_argument("--quick", action="store_true", help="tiny counts: checks the harness")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    raw = measure(args.quick)
+    result = report.summarise(raw)
+    result["wall_s"] = time.perf_counter() - started
+    results = ROOT / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    name = "quick.json" if args.quick else "latest.json"
+    (results / name).write_text(json.dumps(result, indent=2) + "\n")
+    markdown = report.markdown(result)
+    if not args.quick:
+        (ROOT / "docs" / "performance.md").write_text(markdown)
+    print(markdown)
+    print(f"bench: wrote bench/results/{name} in {result['wall_s']:.0f} s")
+    failed = [t for t in result["throughput_errors"].values() if t]
+    if failed:
+        print("bench: some requests failed during the load runs", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
