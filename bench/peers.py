@@ -33,7 +33,10 @@ class Process:
         self, name: str, argv: list[str], env: dict[str, str], target: Target, timeout: float = 120
     ) -> None:
         self.name = name
-        self.log = tempfile.NamedTemporaryFile("w+b", prefix=f"bench-{name}-", delete=False)
+        # Kept open for the life of the process, which writes to it; closed in stop().
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            "w+b", prefix=f"bench-{name}-", delete=False
+        )
         started = time.perf_counter()
         self.popen = subprocess.Popen(
             argv, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT

@@ -33,14 +33,17 @@ def _tool_version(argv: list[str]) -> str:
 def machine() -> dict[str, Any]:
     """The facts that make numbers comparable."""
     cpu = "-"
+    memory = 0.0
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        memory = int(open("/proc/meminfo").readline().split()[1]) / 1024 / 1024
+        with open("/proc/cpuinfo") as info:
+            cpu = next(
+                (line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
+                "-",
+            )
+        with open("/proc/meminfo") as info:
+            memory = int(info.readline().split()[1]) / 1024 / 1024
     except OSError:
-        memory = 0.0
+        pass
     return {
         "cpus": os.cpu_count(),
         "cpu": cpu,
@@ -65,7 +68,7 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
     def per_chunk_us(name: str) -> float:
         body = stream[name]["ttlb_ms"] - stream[name]["ttfb_ms"]
         direct = stream["direct"]["ttlb_ms"] - stream["direct"]["ttfb_ms"]
-        return max(0.0, (body - direct) * 1000 / chunks)
+        return max(0.0, float(body - direct) * 1000 / float(chunks))
 
     rps = {
         name: {str(row["connections"]): row["rps"] for row in rows} for name, rows in tput.items()

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
-from yarl import URL
 
 from chatgate.adapters.upstream import UpstreamRequest, classify_error
 from chatgate.errors import GatewayTimeoutError, UpstreamError, redact
+
+if TYPE_CHECKING:
+    import aiohttp
 
 CONNECT_TIMEOUT = 10.0
 
@@ -41,6 +42,8 @@ class Transport:
     @property
     def session(self) -> aiohttp.ClientSession:
         """The pooled session (connections are reused across requests)."""
+        import aiohttp  # imported on first upstream use: `import chatgate` stays light
+
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=300),
@@ -58,6 +61,8 @@ class Transport:
             self._session = None
 
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        import aiohttp
+
         return aiohttp.ClientTimeout(
             total=None, sock_connect=min(seconds, CONNECT_TIMEOUT), sock_read=seconds
         )
@@ -70,6 +75,9 @@ class Transport:
         secrets: Iterable[str],
     ) -> tuple[int, Mapping[str, str], bytes]:
         """Send and read the whole answer; non-2xx answers are returned, not raised."""
+        import aiohttp
+        from yarl import URL
+
         try:
             async with self.session.request(
                 request.method,
@@ -115,6 +123,9 @@ class Transport:
     ) -> AsyncIterator[SSEEvent]:
         """Open a stream and yield its events; a non-2xx answer raises as an ordinary
         error, a stream that breaks later as a 502."""
+        import aiohttp
+        from yarl import URL
+
         secrets = list(secrets)
         try:
             async with self.session.request(
@@ -171,6 +182,9 @@ def _timeout(connection: str, timeout: float) -> GatewayTimeoutError:
 def _unreachable(
     connection: str, url: str, exc: aiohttp.ClientError, secrets: Iterable[str]
 ) -> UpstreamError:
+    import aiohttp
+    from yarl import URL
+
     refused = isinstance(exc, aiohttp.ClientConnectorError)
     reason = "connection refused" if refused else type(exc).__name__
     where = URL(url)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import cast
 
 import pytest
 
@@ -70,7 +71,7 @@ async def test_full_queue_is_refused_with_retry_after() -> None:
     await engine.ensure_loaded()
     tokens = prompt(engine, "Tell me a story.")
     endless = Sampling(max_tokens=400, temperature=0, logit_bias={0: -100, 2: -100, 4: -100})
-    running = engine.generate(tokens, endless)
+    running = cast(AsyncGenerator[Piece | Finished, None], engine.generate(tokens, endless))
     assert isinstance(await anext(running), Piece)
     with pytest.raises(OverloadedError) as caught:
         await anext(engine.generate(tokens, GREEDY))
@@ -82,7 +83,7 @@ async def test_full_queue_is_refused_with_retry_after() -> None:
 async def test_closing_a_stream_frees_its_sequence(engine4: Engine) -> None:
     tokens = prompt(engine4, "Tell me a story.")
     endless = Sampling(max_tokens=400, temperature=0, logit_bias={0: -100, 2: -100, 4: -100})
-    stream = engine4.generate(tokens, endless)
+    stream = cast(AsyncGenerator[Piece | Finished, None], engine4.generate(tokens, endless))
     await anext(stream)
     assert engine4.status()["busy"] == 1
     await stream.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -390,23 +391,23 @@ def test_disconnect_frees_the_engine(live: LiveServer, client: httpx.Client) -> 
 
 def test_disconnect_while_queued_leaves_the_queue(live: LiveServer, client: httpx.Client) -> None:
     long_stream = body(stream=True, max_tokens=1500, seed=2, logit_bias=NO_END_OF_TURN)
-    with (
-        live.client() as first,
-        first.stream("POST", "/v1/chat/completions", content=long_stream) as running,
-    ):
-        # Keep the line iterators referenced: a dropped one closes its response.
-        running_lines = running.iter_lines()
-        next(running_lines)
-        with (
-            live.client() as second,
-            second.stream("POST", "/v1/chat/completions", content=long_stream) as queued,
-        ):
-            queued_lines = queued.iter_lines()
-            next(queued_lines)  # its role chunk comes before its turn
-            deadline = time.monotonic() + 5
-            while engine_status(client)["waiting"] != 1 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert engine_status(client)["waiting"] == 1
+    slots = engine_status(client)["slots"]
+    with contextlib.ExitStack() as stack:
+        # Fill every sequence, then one more request has to wait.
+        lines = []
+        for _ in range(slots + 1):
+            c = stack.enter_context(live.client())
+            response = stack.enter_context(
+                c.stream("POST", "/v1/chat/completions", content=long_stream)
+            )
+            # Keep the line iterators referenced: a dropped one closes its response.
+            lines.append(response.iter_lines())
+            next(lines[-1])  # the role chunk comes before the request's turn
+        deadline = time.monotonic() + 5
+        while engine_status(client)["waiting"] != 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        status = engine_status(client)
+        assert (status["busy"], status["waiting"]) == (slots, 1)
     wait_until_idle(client, limit=5)
 
 

@@ -13,16 +13,18 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatgate.config import Connection
-from chatgate.engine.batcher import Batcher
-from chatgate.engine.model import LoadedModel
 from chatgate.engine.model_file import resolve_model_path
 from chatgate.engine.sequence import Finished, Piece, Sampling
 from chatgate.engine.sequence import Sequence as Generation
 from chatgate.errors import ConfigError, ContextLengthError
 from chatgate.prompt.chat_template import render_chat_template
+
+if TYPE_CHECKING:
+    from chatgate.engine.batcher import Batcher
+    from chatgate.engine.model import LoadedModel
 
 __all__ = ["Engine", "Finished", "Piece", "Sampling"]
 
@@ -72,6 +74,9 @@ class Engine:
                 f"loading {path.name} ({path.stat().st_size / 1e6:.0f} MB), "
                 f"{conn.parallel} parallel sequences of {conn.context_size} tokens…"
             )
+        from chatgate.engine.batcher import Batcher  # llama.cpp and numpy: only now
+        from chatgate.engine.model import LoadedModel
+
         try:
             model = LoadedModel(path)
             batcher = Batcher(model, conn.context_size, conn.parallel, self.threads, conn.max_queue)

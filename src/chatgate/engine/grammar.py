@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import jsonschema
-
 from chatgate.errors import InvalidRequestError, UpstreamError
 from chatgate.types import JSONObjectFormat, JSONSchemaFormat, ResponseFormat
 
@@ -42,6 +40,8 @@ class OutputContract:
                     "the model's output is not a JSON object", code="invalid_model_output"
                 )
             return
+        import jsonschema
+
         error = jsonschema.exceptions.best_match(_validator(_key(self.schema)).iter_errors(value))
         if error is not None:
             raise UpstreamError(
@@ -72,6 +72,7 @@ def _json_object_grammar() -> str:
 
 @lru_cache(maxsize=128)
 def _schema_grammar(schema_json: str) -> str:
+    import jsonschema
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     param = "response_format.json_schema.schema"
@@ -91,5 +92,7 @@ def _schema_grammar(schema_json: str) -> str:
 
 @lru_cache(maxsize=128)
 def _validator(schema_json: str) -> Any:
+    import jsonschema
+
     schema = json.loads(schema_json)
     return jsonschema.validators.validator_for(schema)(schema)

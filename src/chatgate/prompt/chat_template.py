@@ -15,9 +15,6 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, NoReturn
 
-from jinja2 import TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
 from chatgate.errors import InvalidRequestError
 
 
@@ -49,6 +46,9 @@ def _strftime_now(fmt: str) -> str:
 
 @lru_cache(maxsize=32)
 def _compile(source: str) -> Any:
+    from jinja2 import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
     env = ImmutableSandboxedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
     )
@@ -72,6 +72,8 @@ def render_chat_template(
     extra: Mapping[str, Any] | None = None,
 ) -> str:
     """Render *messages* with the template *source*; extra kwargs become variables."""
+    from jinja2 import TemplateError
+
     template = _compile(source)
     variables: dict[str, Any] = dict(extra or {})
     variables.update(
