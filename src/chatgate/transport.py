@@ -156,21 +156,38 @@ class Transport:
 
 
 async def _events(content: aiohttp.StreamReader) -> AsyncIterator[SSEEvent]:
-    event: str | None = None
+    """Split the byte stream into events ourselves: one Python step per network read,
+    not one per line (a read usually holds several whole events)."""
+    buffer = b""
+    async for data in content.iter_any():
+        buffer += data
+        if b"\r" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n")
+        while True:
+            end = buffer.find(b"\n\n")
+            if end < 0:
+                break
+            block, buffer = buffer[:end], buffer[end + 2 :]
+            event = _parse_event(block)
+            if event is not None:
+                yield event
+    if buffer.strip():
+        event = _parse_event(buffer)
+        if event is not None:
+            yield event
+
+
+def _parse_event(block: bytes) -> SSEEvent | None:
+    name: str | None = None
     data: list[str] = []
-    async for raw in content:
-        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        if not line:
-            if data:
-                yield SSEEvent(event, "\n".join(data))
-            event, data = None, []
-        elif line.startswith("data:"):
+    for raw in block.split(b"\n"):
+        line = raw.decode("utf-8", errors="replace")
+        if line.startswith("data:"):
             data.append(line[5:].removeprefix(" "))
         elif line.startswith("event:"):
-            event = line[6:].strip()
+            name = line[6:].strip()
         # Comments (":") and other fields (id:, retry:) carry nothing we use.
-    if data:
-        yield SSEEvent(event, "\n".join(data))
+    return SSEEvent(name, "\n".join(data)) if data else None
 
 
 def _timeout(connection: str, timeout: float) -> GatewayTimeoutError:
