@@ -287,6 +287,37 @@ def markdown(r: dict[str, Any]) -> str:
             f"| {g['goal']} | {g['target']} | {_f(g['measured'], 3)} | "
             f"{'yes' if g['holds'] else '**no**'} |"
         )
+    picks = r.get("choices")
+    if picks:
+        http, js = picks["http_clients"], picks["json"]
+        lines += [
+            "",
+            "## Choices measured",
+            "",
+            "The upstream HTTP client, each calling the mock from one uvloop event loop:",
+            "",
+            "| client | µs per request, one at a time | requests/s, 64 at once |",
+            "| --- | ---: | ---: |",
+        ]
+        lines += [
+            f"| {name} | {_f(v['us_per_request'], 0)} | {_f(v['rps_64'], 0)} |"
+            for name, v in http.items()
+        ]
+        lines += [
+            "",
+            "JSON, µs per call:",
+            "",
+            "| library | " + " | ".join(js["json"]) + " |",
+            "| --- |" + " ---: |" * len(js["json"]),
+        ]
+        lines += [
+            f"| {lib} | " + " | ".join(_f(x, 2) for x in v.values()) + " |" for lib, v in js.items()
+        ]
+        lines += [
+            "",
+            "chatgate uses aiohttp and orjson: the faster of each pair on the path "
+            "every request takes.",
+        ]
     profile = r.get("profile")
     if profile and "top" in profile:
         lines += [

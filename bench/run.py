@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from bench import engine, report
+from bench import choices, engine, report
 from bench.load import Target, paused, sequential, streaming, tree_memory_mb, wrk
 from bench.mock import NginxMock
 from bench.peers import (
@@ -90,6 +90,12 @@ def measure(quick: bool) -> dict[str, Any]:
                 out["streaming"].setdefault("direct", pair["direct"])
                 out["throughput"][target.name] = [wrk(target, c, seconds) for c in CONCURRENCY]
         out["memory_peak_mb"] = {name: tree_memory_mb(p.pid)[1] for name, p in gateways.items()}
+        with paused(chatgate.pid, litellm.pid):
+            print("bench: upstream HTTP clients and JSON libraries", flush=True)
+            out["choices"] = {
+                "http_clients": choices.http_clients(direct.url, 100 if quick else 2000),
+                "json": choices.json_libraries(200 if quick else 20000),
+            }
         if not quick:
             print("bench: profiling chatgate at 64 connections", flush=True)
             with paused(litellm.pid):
