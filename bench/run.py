@@ -14,7 +14,9 @@ import sys
 import time
 from typing import Any
 
-from bench import choices, engine, report
+import uvloop
+
+from bench import choices, engine, pipeline, report
 from bench.load import Target, paused, sequential, streaming, tree_memory_mb, wrk
 from bench.mock import NginxMock
 from bench.peers import (
@@ -96,6 +98,7 @@ def measure(quick: bool) -> dict[str, Any]:
                 "http_clients": choices.http_clients(direct.url, 100 if quick else 2000),
                 "json": choices.json_libraries(200 if quick else 20000),
             }
+            out["pipeline_us"] = uvloop.run(pipeline.breakdown(mock.url, 200 if quick else 3000))
         if not quick:
             print("bench: profiling chatgate at 64 connections", flush=True)
             with paused(litellm.pid):

@@ -38,6 +38,19 @@ class Transport:
 
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
+        # Parsed once: yarl URLs and timeout objects cost real time per request.
+        self._urls: dict[str, Any] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    def _url(self, url: str) -> Any:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            from yarl import URL
+
+            if len(self._urls) > 1024:
+                self._urls.clear()
+            parsed = self._urls[url] = URL(url, encoded=True)
+        return parsed
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -48,9 +61,11 @@ class Transport:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=300),
                 json_serialize=lambda v: orjson.dumps(v).decode(),
-                auto_decompress=True,
                 trust_env=False,
-                skip_auto_headers=("User-Agent",),
+                # No cookies to keep between API calls, and no compression to undo:
+                # both cost time on every answer.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
             )
         return self._session
 
@@ -61,11 +76,15 @@ class Transport:
             self._session = None
 
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        cached = self._timeouts.get(seconds)
+        if cached is not None:
+            return cached
         import aiohttp
 
-        return aiohttp.ClientTimeout(
+        cached = self._timeouts[seconds] = aiohttp.ClientTimeout(
             total=None, sock_connect=min(seconds, CONNECT_TIMEOUT), sock_read=seconds
         )
+        return cached
 
     async def send(
         self,
@@ -76,12 +95,11 @@ class Transport:
     ) -> tuple[int, Mapping[str, str], bytes]:
         """Send and read the whole answer; non-2xx answers are returned, not raised."""
         import aiohttp
-        from yarl import URL
 
         try:
             async with self.session.request(
                 request.method,
-                URL(request.url, encoded=True),
+                self._url(request.url),
                 headers=request.headers,
                 data=orjson.dumps(request.body) if request.body is not None else None,
                 timeout=self._timeout(timeout),
@@ -124,13 +142,12 @@ class Transport:
         """Open a stream and yield its events; a non-2xx answer raises as an ordinary
         error, a stream that breaks later as a 502."""
         import aiohttp
-        from yarl import URL
 
         secrets = list(secrets)
         try:
             async with self.session.request(
                 request.method,
-                URL(request.url, encoded=True),
+                self._url(request.url),
                 headers=request.headers,
                 data=orjson.dumps(request.body) if request.body is not None else None,
                 timeout=self._timeout(timeout),
