@@ -65,14 +65,46 @@ async def _aiohttp(url: str, sequential: int) -> dict[str, float]:
         return await _timed(send, sequential, 64)
 
 
+async def _pyreqwest(url: str, sequential: int) -> dict[str, float]:
+    from pyreqwest.client import ClientBuilder
+
+    body = BODY.encode()
+    async with ClientBuilder().http1_only().build() as client:
+
+        async def send() -> None:
+            request = client.post(url).header("Content-Type", "application/json")
+            response = await request.body_bytes(body).build().send()
+            await response.bytes()
+
+        return await _timed(send, sequential, 64)
+
+
+async def _aiosonic(url: str, sequential: int) -> dict[str, float]:
+    import aiosonic
+
+    client = aiosonic.HTTPClient()
+    body = BODY.encode()
+
+    async def send() -> None:
+        response = await client.post(url, data=body, headers=HEADERS)
+        await response.content()
+
+    return await _timed(send, sequential, 64)
+
+
+CLIENTS = (
+    ("httpx", _httpx),
+    ("aiohttp", _aiohttp),
+    ("pyreqwest (Rust)", _pyreqwest),
+    ("aiosonic", _aiosonic),
+)
+
+
 def http_clients(url: str, sequential: int) -> dict[str, dict[str, float]]:
-    """httpx against aiohttp, same loop (uvloop, as the server uses), same requests."""
+    """The candidate clients, same loop (uvloop, as the server uses), same requests."""
     import uvloop
 
-    out = {}
-    for name, run in (("httpx", _httpx), ("aiohttp", _aiohttp)):
-        out[name] = uvloop.run(run(url, sequential))
-    return out
+    return {name: uvloop.run(run(url, sequential)) for name, run in CLIENTS}
 
 
 def json_libraries(rounds: int) -> dict[str, dict[str, float]]:

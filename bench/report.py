@@ -315,8 +315,12 @@ def markdown(r: dict[str, Any]) -> str:
         ]
         lines += [
             "",
-            "chatgate uses aiohttp and orjson: the faster of each pair on the path "
-            "every request takes.",
+            "chatgate uses aiohttp and orjson. One request at a time, which is what the "
+            "added latency measures, aiohttp and the Rust-based pyreqwest are level "
+            "(pyreqwest hands each request to a Tokio thread and back); pyreqwest is "
+            "faster only at high concurrency, where chatgate's own server is the limit. "
+            "See "
+            "[dependencies.md](dependencies.md).",
         ]
     steps = r.get("pipeline_us")
     if steps:
