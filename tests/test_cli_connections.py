@@ -104,3 +104,41 @@ def test_preview_from_stdin(
     assert shown["headers"]["Authorization"] == "Bearer sk-...mnop"
     assert shown["body"]["model"] == "gpt-fake-1"
     assert fake.seen == []
+
+
+def test_preview_shows_the_connection_mode_and_config_placeholder(
+    tmp_path: Path,
+    fake: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = config(tmp_path, fake, extra='post_processing = "semi_tools"\nnames = "none"')
+    Path(path).write_text('prompt_placeholder = "[Begin]"\n' + Path(path).read_text())
+    request = {
+        "model": "fake/gpt-fake-1",
+        "messages": [
+            {"role": "system", "content": "S"},
+            {"role": "user", "name": "Kim", "content": "a"},
+            {"role": "system", "content": "late"},
+        ],
+    }
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(request)))
+    assert main(["--config", path, "preview"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["body"]["messages"] == [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "a\n\nlate"},
+    ]
+    assert shown["post_processing"]["mode"] == "semi-strict-tools"
+    assert shown["post_processing"]["set_by"] == "connection"
+    # Perplexity's forced strict uses the configured placeholder.
+    monkeypatch.setattr(
+        "sys.stdin",
+        io.StringIO(
+            json.dumps({**request, "model": "pplx/sonar", "messages": request["messages"][:1]})
+        ),
+    )
+    assert main(["--config", path, "preview"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["body"]["messages"][1] == {"role": "user", "content": "[Begin]"}
+    assert shown["post_processing"]["forced"] == "strict"

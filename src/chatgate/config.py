@@ -11,16 +11,13 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from chatgate.errors import ConfigError
-
-PostProcessing = Literal[
-    "none", "merge", "merge-tools", "semi-strict", "semi-strict-tools", "strict",
-    "strict-tools", "single",
-]  # fmt: skip
+from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
+from chatgate.types import NamesPolicy, PostProcessing
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
@@ -63,6 +60,7 @@ class Connection(_Section):
     models: list[str] = Field(default_factory=list)
     bypass_status_check: bool = False
     post_processing: PostProcessing | None = None
+    names: NamesPolicy | None = None
     timeout: float = Field(default=600.0, gt=0)
     # The embedded engine (source "local").
     model_path: str | None = None
@@ -99,6 +97,9 @@ class Settings(_Section):
 
     default_model: str | None = None
     embedded: bool = True
+    # Prompt post-processing (docs/post-processing.md).
+    prompt_placeholder: str = Field(default=DEFAULT_PLACEHOLDER, min_length=1)
+    names: NamesPolicy = "prefix"
     server: ServerSettings = Field(default_factory=ServerSettings)
     connections: list[Connection] = Field(default_factory=list)
 

@@ -16,6 +16,7 @@ from chatgate.adapters.remote import RemoteBackend
 from chatgate.config import Connection, Settings, load_settings
 from chatgate.connections import describe_connection
 from chatgate.errors import ChatgateError, ConfigError, InvalidRequestError, NotFoundError
+from chatgate.prompt.policy import Shaping, choose, shape
 from chatgate.routing import resolve
 from chatgate.sources import SOURCES, get_source
 from chatgate.transport import Transport
@@ -46,6 +47,7 @@ class Prepared:
     request: ChatRequest
     backend: Backend
     dropped: list[str]
+    shaping: Shaping
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +93,10 @@ class Gateway:
         req = self._coerce(request, fields)
         backend = resolve(req.model, self.backends)
         dropped = backend.unsupported(req)
-        return Prepared(req, backend, dropped)
+        connection = backend.connection
+        shaping = choose(req, connection, get_source(connection.source))
+        req = shape(req, shaping, connection, self.settings)
+        return Prepared(req, backend, dropped, shaping)
 
     async def run(self, prepared: Prepared) -> ChatResponse:
         """Run a prepared request to one whole answer."""
@@ -164,6 +169,7 @@ class Gateway:
         prepared = self.prepare(request, **fields)
         shown = await prepared.backend.preview(prepared.request)
         shown["dropped_params"] = prepared.dropped
+        shown["post_processing"] = prepared.shaping.describe()
         return shown
 
     def health(self) -> dict[str, Any]:

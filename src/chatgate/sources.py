@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from chatgate.types import PostProcessingMode
+
 Auth = Literal["bearer", "x-api-key", "none"]
 
 # Parameters of the OpenAI request that most OpenAI-compatible servers accept. Anything
@@ -51,7 +53,7 @@ class Source:
     # Keep only list entries whose field (dotted path) has this value.
     models_filter: tuple[str, object] | None = None
     status: Literal["models", "none"] = "models"
-    post_processing: str = "none"
+    post_processing: PostProcessingMode = "none"
     post_processing_forced: bool = False
     rejects: frozenset[str] = frozenset()
     passthrough: frozenset[str] = frozenset()

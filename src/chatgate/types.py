@@ -10,12 +10,34 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from chatgate.errors import InvalidRequestError
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
+PostProcessingMode = Literal[
+    "none", "merge", "merge-tools", "semi-strict", "semi-strict-tools", "strict",
+    "strict-tools", "single",
+]  # fmt: skip
+# SillyTavern's spellings of the same modes, so its users can paste what they know.
+POST_PROCESSING_ALIASES = {
+    "": "none",
+    "claude": "merge",
+    "merge_tools": "merge-tools",
+    "semi": "semi-strict",
+    "semi_tools": "semi-strict-tools",
+    "strict_tools": "strict-tools",
+}
+
+
+def _post_processing_alias(value: Any) -> Any:
+    return POST_PROCESSING_ALIASES.get(value, value) if isinstance(value, str) else value
+
+
+PostProcessing = Annotated[PostProcessingMode, BeforeValidator(_post_processing_alias)]
+# What happens to a message's ``name`` when post-processing reshapes the prompt.
+NamesPolicy = Literal["prefix", "keep", "none"]
 
 
 class _Strict(BaseModel):
@@ -208,6 +230,8 @@ class ChatRequest(BaseModel):
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    # chatgate's extension: the prompt post-processing mode for this request only.
+    prompt_post_processing: PostProcessing | None = None
 
     @field_validator("stop")
     @classmethod

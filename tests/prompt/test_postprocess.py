@@ -60,7 +60,7 @@ T = msgs(
     {"role": "assistant", "content": "Anything else?"},
 )
 # What the tools-keeping modes make of T: calls and results intact, texts merged.
-T_KEPT = [
+T_KEPT: list[dict[str, Any]] = [
     {"role": "system", "content": "Sys"},
     {"role": "user", "content": "Weather in Paris?"},
     {"role": "assistant", "tool_calls": [call("call_1", "get_weather", '{"city":"Paris"}')]},

@@ -113,3 +113,40 @@ def test_upstream_errors_reach_the_client(http: httpx.Client) -> None:
     )
     assert refused.status_code == 502
     assert "connection 'down'" in refused.json()["error"]["message"]
+
+
+STRICT_CHAT = {
+    "model": "fake/gpt-fake-1",
+    "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "assistant", "content": "Welcome!"},
+        {"role": "system", "content": "[OOC: no spoilers]"},
+        {"role": "user", "content": "Hello"},
+    ],
+    "prompt_post_processing": "strict",
+}
+STRICT_SENT = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "[Start a new chat]"},
+    {"role": "assistant", "content": "Welcome!"},
+    {"role": "user", "content": "[OOC: no spoilers]\n\nHello"},
+]
+
+
+def test_preview_shows_post_processing(http: httpx.Client) -> None:
+    shown = http.post("/api/preview", json=STRICT_CHAT).json()
+    assert shown["body"]["messages"] == STRICT_SENT
+    assert "prompt_post_processing" not in shown["body"]
+    assert shown["post_processing"] == {"mode": "strict", "set_by": "request", "forced": None}
+
+
+def test_post_processing_reaches_the_upstream(http: httpx.Client, fake: FakeOpenAI) -> None:
+    assert http.post("/v1/chat/completions", json=STRICT_CHAT).status_code == 200
+    assert fake.last("/chat/completions").body["messages"] == STRICT_SENT
+    refused = http.post(
+        "/v1/chat/completions",
+        json={**STRICT_CHAT, "tools": [{"type": "function", "function": {"name": "f"}}]},
+    )
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error["param"] == "prompt_post_processing" and "'strict-tools'" in error["message"]

@@ -49,6 +49,7 @@ SUPPORTED = frozenset(
         "response_format",
         "user",
         "parallel_tool_calls",
+        "prompt_post_processing",
     }
 )
 # A constrained output that fails its final check (the grammar covers only a subset of

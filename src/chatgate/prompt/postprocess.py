@@ -23,15 +23,18 @@ and names follow the ``names`` policy instead of always becoming prefixes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, cast, get_args
 
-from chatgate.types import ContentPart, Message, TextPart, ToolCall
+from chatgate.types import (
+    ContentPart,
+    Message,
+    NamesPolicy,
+    PostProcessingMode,
+    TextPart,
+    ToolCall,
+)
 
-Mode = Literal[
-    "none", "merge", "merge-tools", "semi-strict", "semi-strict-tools", "strict",
-    "strict-tools", "single",
-]  # fmt: skip
-NamesPolicy = Literal["prefix", "keep", "none"]
+Mode = PostProcessingMode
 MODES: tuple[str, ...] = get_args(Mode)
 DEFAULT_PLACEHOLDER = "[Start a new chat]"
 SEPARATOR = "\n\n"
@@ -67,9 +70,11 @@ def keeps_tools(mode: Mode) -> bool:
     return mode == "none" or mode.endswith("-tools")
 
 
-def tools_variant(mode: Mode) -> str:
-    """The tools-keeping variant of a plain mode (for error messages)."""
-    return "none" if mode == "single" else f"{mode}-tools"
+def tools_variant(mode: Mode) -> Mode:
+    """The tools-keeping variant of *mode* (``single`` has none: it gives ``none``)."""
+    if keeps_tools(mode):
+        return mode
+    return "none" if mode == "single" else cast(Mode, f"{mode}-tools")
 
 
 @dataclass(slots=True)
