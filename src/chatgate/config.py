@@ -62,6 +62,12 @@ class Connection(_Section):
     post_processing: PostProcessing | None = None
     names: NamesPolicy | None = None
     timeout: float = Field(default=600.0, gt=0)
+    # Google (AI Studio and Vertex AI).
+    safety_settings: list[dict[str, str]] | None = None
+    region: str = "global"
+    project: str | None = None
+    service_account_file: str | None = None
+    service_account_json_env: str | None = None
     # The embedded engine (source "local").
     model_path: str | None = None
     model_alias: str = LOCAL_MODEL_NAME

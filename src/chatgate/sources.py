@@ -16,7 +16,7 @@ from typing import Literal
 
 from chatgate.types import PostProcessingMode
 
-Auth = Literal["bearer", "x-api-key", "none"]
+Auth = Literal["bearer", "x-api-key", "x-goog-api-key", "none"]
 
 # Parameters of the OpenAI request that most OpenAI-compatible servers accept. Anything
 # else a client sends must be in a row's ``passthrough`` (or the source is ``custom``).
@@ -246,6 +246,60 @@ SOURCES: dict[str, Source] = {
             default_base_url="https://api.fireworks.ai/inference/v1",
             models_filter=("supports_chat", True),
             passthrough=REASONING | {"top_k", "min_p", "repetition_penalty"},
+        ),
+        Source(
+            id="claude",
+            display_name="Claude (Anthropic)",
+            kind="chat",
+            adapter="anthropic",
+            default_base_url="https://api.anthropic.com/v1",
+            auth="x-api-key",
+            reverse_proxy=True,
+            fixed_models=(
+                "claude-opus-4-5",
+                "claude-sonnet-4-5",
+                "claude-haiku-4-5",
+                "claude-opus-4-1",
+                "claude-sonnet-4-0",
+                "claude-3-7-sonnet-latest",
+                "claude-3-5-haiku-latest",
+            ),
+        ),
+        Source(
+            id="google",
+            display_name="Google AI Studio (Gemini API)",
+            kind="chat",
+            adapter="gemini",
+            default_base_url="https://generativelanguage.googleapis.com/v1beta",
+            auth="x-goog-api-key",
+            reverse_proxy=True,
+        ),
+        Source(
+            id="vertexai",
+            display_name="Google Vertex AI",
+            kind="chat",
+            adapter="gemini",
+            default_base_url="https://aiplatform.googleapis.com/v1",
+            auth="x-goog-api-key",
+            key_required=False,  # a service account works instead
+            reverse_proxy=True,
+            models="fixed",
+            fixed_models=(
+                "gemini-2.5-pro",
+                "gemini-2.5-flash",
+                "gemini-2.5-flash-lite",
+                "gemini-2.0-flash",
+                "gemini-2.0-flash-lite",
+            ),
+            status="none",
+        ),
+        Source(
+            id="cohere",
+            display_name="Cohere",
+            kind="chat",
+            adapter="cohere",
+            default_base_url="https://api.cohere.com/v2",
+            models_url="https://api.cohere.com/v1/models?endpoint=chat&page_size=1000",
         ),
         _row(
             id="custom",

@@ -18,9 +18,11 @@ from typing import Any
 import orjson
 
 from chatgate.adapters.upstream import UpstreamRequest
+from chatgate.adapters.wire import decode, endpoint, lie
 from chatgate.config import Connection
-from chatgate.errors import ConfigError, UpstreamError
+from chatgate.errors import UpstreamError
 from chatgate.sources import OPENAI_CORE, Source
+from chatgate.transport import SSEEvent
 from chatgate.types import (
     AssistantMessage,
     ChatChunk,
@@ -35,7 +37,6 @@ from chatgate.types import (
     ToolCallDelta,
     Usage,
 )
-from chatgate.urls import clean_base_url
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -62,33 +63,11 @@ class OpenAIChatAdapter:
         env = os.environ if env is None else env
         self.connection = connection
         self.source = source
-        self.notes: list[str] = []
-        configured = connection.key(env)
-        if connection.base_url:
-            cleaned = clean_base_url(connection.base_url, connection.name)
-            if cleaned.note:
-                self.notes.append(cleaned.note)
-            self.base_url = cleaned.url
-        elif source.anonymous_base_url and not configured:
-            self.base_url = source.anonymous_base_url
-        elif source.default_base_url:
-            self.base_url = source.default_base_url
-        else:
-            raise ConfigError(
-                f"connection '{connection.name}': source '{source.id}' needs base_url"
-            )
-        proxied = bool(connection.base_url) and source.reverse_proxy
-        # Behind a reverse proxy the proxy password replaces the provider key.
-        if proxied and connection.proxy_password:
-            self.key: str | None = connection.proxy_password
-        else:
-            self.key = configured or source.anonymous_key
-        if self.key is None and source.key_required:
-            variable = connection.api_key_env or f"{connection.name.upper()}_API_KEY"
-            raise ConfigError(
-                f"connection '{connection.name}' ({source.display_name}) needs a key: set "
-                f'api_key_env = "{variable}" and export it, or api_key'
-            )
+        where = endpoint(connection, source, env)
+        self.base_url, self.key, self.notes = where.base_url, where.key, list(where.notes)
+
+    async def authorize(self) -> None:
+        """Nothing beyond the key is needed."""
 
     # --- requests ------------------------------------------------------------------
 
@@ -126,6 +105,9 @@ class OpenAIChatAdapter:
         body = request.model_dump(mode="json", by_alias=True, exclude_unset=True)
         for name in [*dropped, "prompt_post_processing"]:
             body.pop(name, None)
+        if not request.stream:
+            body.pop("stream", None)
+            body.pop("stream_options", None)
         if not self.source.user_field:
             body.pop("user", None)
         body["model"] = request.model_name
@@ -272,10 +254,32 @@ class OpenAIChatAdapter:
             system_fingerprint=data.get("system_fingerprint"),
         )
 
+    def reader(self, request: ChatRequest) -> OpenAIStreamReader:
+        """A reader for an OpenAI-style stream (``data: [DONE]`` ends it)."""
+        return OpenAIStreamReader(self, request.model)
+
     def _lie(self, what: str) -> UpstreamError:
-        return UpstreamError(
-            f"connection '{self.connection.name}': {what}", code="bad_upstream_response"
-        )
+        return lie(self.connection, what)
+
+
+class OpenAIStreamReader:
+    """Chunks come as chunks; ``[DONE]`` or a finish reason ends the answer."""
+
+    def __init__(self, adapter: OpenAIChatAdapter, model: str) -> None:
+        self.adapter, self.model = adapter, model
+        self.finished = self.done = False
+
+    def feed(self, event: SSEEvent) -> list[ChatChunk]:
+        """One event as (at most) one chunk."""
+        if event.data.strip() == "[DONE]":
+            self.finished = self.done = True
+            return []
+        data = decode(self.adapter.connection, event)
+        if event.event == "error" and isinstance(data, dict):
+            data.setdefault("error", data.get("message") or "error event")
+        chunk = self.adapter.parse_chunk(data, self.model)
+        self.finished = self.finished or any(c.finish_reason for c in chunk.choices)
+        return [chunk]
 
 
 def _dig(item: dict[str, Any], path: str) -> Any:

@@ -13,11 +13,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-import orjson
-
 from chatgate.adapters.base import refuse_or_drop, set_fields
-from chatgate.adapters.openai_chat import OpenAIChatAdapter
 from chatgate.adapters.upstream import UpstreamRequest
+from chatgate.adapters.wire import WireAdapter
 from chatgate.config import Connection
 from chatgate.errors import ChatgateError, NotFoundError, UpstreamError
 from chatgate.sources import Source
@@ -46,7 +44,7 @@ class RemoteBackend:
         self.connection = connection
         self.source = source
         self.transport = transport
-        self.adapter = OpenAIChatAdapter(connection, source, env)
+        self.adapter: WireAdapter = make_adapter(connection, source, env)
         self.secrets = [s for s in [*connection.secrets(env), self.adapter.key] if s]
         self._models: list[str] = []
         self._models_at = 0.0
@@ -80,11 +78,10 @@ class RemoteBackend:
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """Send and translate one non-stream request."""
+        if request.stream:
+            request = request.model_copy(update={"stream": False, "stream_options": None})
+        await self.adapter.authorize()
         upstream = self.build(request)
-        upstream.stream = False
-        if upstream.body is not None:
-            upstream.body.pop("stream", None)
-            upstream.body.pop("stream_options", None)
         data = await self.transport.send_json(
             upstream, self.connection.name, self.connection.timeout, self.secrets
         )
@@ -92,45 +89,32 @@ class RemoteBackend:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Send and translate a stream; a stream that ends without finishing is a 502."""
+        await self.adapter.authorize()
         upstream = self.build(request)
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
-        finished = done = False
+        reader = self.adapter.reader(request)
         events = self.transport.stream_sse(
             upstream, self.connection.name, self.connection.timeout, self.secrets
         )
         async for event in events:
-            if event.data.strip() == "[DONE]":
-                done = True
+            for chunk in reader.feed(event):
+                usage = chunk.usage
+                if usage is not None and chunk.choices:
+                    chunk.usage = None  # OpenAI sends usage in a chunk of its own
+                if chunk.choices:
+                    yield chunk
+                if usage is not None and wants_usage:
+                    yield ChatChunk(
+                        chunk.id, chunk.created, chunk.model, [], usage, chunk.system_fingerprint
+                    )
+            if reader.done:
                 break
-            data = self._json(event.data)
-            if event.event == "error" and isinstance(data, dict):
-                data.setdefault("error", data.get("message") or "error event")
-            chunk = self.adapter.parse_chunk(data, request.model)
-            finished = finished or any(c.finish_reason for c in chunk.choices)
-            usage = chunk.usage
-            if usage is not None and chunk.choices:
-                chunk.usage = None  # OpenAI sends usage in a chunk of its own
-            if chunk.choices:
-                yield chunk
-            if usage is not None and wants_usage:
-                yield ChatChunk(
-                    chunk.id, chunk.created, chunk.model, [], usage, chunk.system_fingerprint
-                )
-        if not (done or finished):
+        if not reader.finished:
             raise UpstreamError(
                 f"connection '{self.connection.name}': the upstream stream ended before "
                 "the answer finished",
                 code="upstream_stream_broken",
             )
-
-    def _json(self, text: str) -> Any:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(
-                f"connection '{self.connection.name}': a stream event is not JSON: {text[:120]!r}",
-                code="bad_upstream_response",
-            ) from None
 
     # --- connection operations -----------------------------------------------------
 
@@ -241,6 +225,25 @@ class RemoteBackend:
             "source": self.source.id,
             **self.build(request).preview(self.secrets),
         }
+
+
+def make_adapter(connection: Connection, source: Source, env: Mapping[str, str]) -> WireAdapter:
+    """The wire protocol the source's catalogue row names (imported when first used)."""
+    if source.adapter == "anthropic":
+        from chatgate.adapters.anthropic import AnthropicAdapter
+
+        return AnthropicAdapter(connection, source, env)
+    if source.adapter == "gemini":
+        from chatgate.adapters.gemini import GeminiAdapter
+
+        return GeminiAdapter(connection, source, env)
+    if source.adapter == "cohere":
+        from chatgate.adapters.cohere import CohereAdapter
+
+        return CohereAdapter(connection, source, env)
+    from chatgate.adapters.openai_chat import OpenAIChatAdapter
+
+    return OpenAIChatAdapter(connection, source, env)
 
 
 def _merge(*lists: Any) -> list[str]:

@@ -1,0 +1,287 @@
+"""Cohere's v2 chat API (source ``cohere``), translated both ways (sans I/O).
+
+Cohere v2 messages are close to OpenAI's: the same roles, ``tool_calls`` with JSON
+string arguments, ``tool`` results by ``tool_call_id``. The differences handled here:
+sampling names (``p``, ``k``, ``stop_sequences``), ``response_format`` as ``json_object``
+with an optional ``json_schema``, ``tool_choice`` as ``REQUIRED`` / ``NONE`` (a named
+function becomes ``REQUIRED`` with only that tool offered), the model's ``tool_plan``
+(returned as ``reasoning_content``), and the stream's own event types.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from chatgate.adapters.upstream import UpstreamRequest
+from chatgate.adapters.wire import (
+    NativeAdapter,
+    ReaderBase,
+    decode,
+    image,
+    lie,
+    role_chunk,
+    text_of,
+)
+from chatgate.config import Connection
+from chatgate.errors import UpstreamError
+from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
+from chatgate.transport import SSEEvent
+from chatgate.types import (
+    AssistantMessage,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    Delta,
+    FinishReason,
+    FunctionCall,
+    JSONObjectFormat,
+    JSONSchemaFormat,
+    Message,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+FINISH: dict[str, FinishReason] = {
+    "COMPLETE": "stop",
+    "STOP_SEQUENCE": "stop",
+    "MAX_TOKENS": "length",
+    "TOOL_CALL": "tool_calls",
+}
+RENAMED = {"top_p": "p", "top_k": "k"}
+SUPPORTED = frozenset(
+    {
+        "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
+        "temperature", "top_p", "top_k", "stop", "seed", "presence_penalty",
+        "frequency_penalty", "response_format", "tools", "tool_choice", "logprobs", "user",
+        "prompt_post_processing",
+    }
+)  # fmt: skip
+
+
+class CohereAdapter(NativeAdapter):
+    """Builds ``POST /v2/chat`` requests and reads their answers, for one connection."""
+
+    supported = SUPPORTED
+
+    def headers(self) -> dict[str, str]:
+        """Bearer key, then the connection's own headers."""
+        out = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.key:
+            out["Authorization"] = f"Bearer {self.key}"
+        out.update(self.connection.headers)
+        return out
+
+    def build(self, request: ChatRequest, dropped: list[str]) -> UpstreamRequest:
+        """The ``POST /chat`` request."""
+        body: dict[str, Any] = {
+            "model": request.model_name,
+            "messages": _messages(request.messages),
+        }
+        if request.stream:
+            body["stream"] = True
+        skip = set(dropped)
+        for name in (
+            "temperature",
+            "top_p",
+            "top_k",
+            "seed",
+            "presence_penalty",
+            "frequency_penalty",
+            "logprobs",
+        ):
+            value = getattr(request, name)
+            if value is not None and name not in skip:
+                body[RENAMED.get(name, name)] = value
+        if request.completion_limit:
+            body["max_tokens"] = request.completion_limit
+        if request.stops:
+            body["stop_sequences"] = request.stops
+        fmt = request.response_format
+        if isinstance(fmt, JSONSchemaFormat):
+            body["response_format"] = {"type": "json_object"}
+            if fmt.json_schema.schema_:
+                body["response_format"]["json_schema"] = fmt.json_schema.schema_
+        elif isinstance(fmt, JSONObjectFormat):
+            body["response_format"] = {"type": "json_object"}
+        _tools(request, body)
+        body.update(self.connection.extra_body)
+        for name in self.connection.exclude_params:
+            body.pop(name, None)
+        return UpstreamRequest(
+            "POST", f"{self.base_url}/chat", self.headers(), body, stream=bool(request.stream)
+        )
+
+    def parse_response(self, data: Any, model: str) -> ChatResponse:
+        """A v2 chat answer as a chat completion."""
+        if not isinstance(data, dict) or not isinstance(data.get("message"), dict):
+            raise lie(self.connection, "the answer is not a Cohere chat response")
+        message = data["message"]
+        texts, thinking = [], []
+        for block in message.get("content") or []:
+            if block.get("type") == "thinking":
+                thinking.append(str(block.get("thinking", "")))
+            elif block.get("type") == "text":
+                texts.append(str(block.get("text", "")))
+        calls = [
+            ToolCall(
+                id=str(c.get("id")),
+                function=FunctionCall(
+                    name=str(c["function"]["name"]),
+                    arguments=str(c["function"].get("arguments") or "{}"),
+                ),
+            )
+            for c in message.get("tool_calls") or []
+        ]
+        reasoning = "".join(thinking) or message.get("tool_plan") or None
+        answer = AssistantMessage(
+            content="".join(texts) if texts or not calls else None,
+            tool_calls=calls or None,
+            reasoning_content=reasoning,
+        )
+        return ChatResponse(
+            id=str(data.get("id") or "cohere"),
+            created=int(time.time()),
+            model=model,
+            choices=[Choice(0, answer, FINISH.get(str(data.get("finish_reason")), "stop"))],
+            usage=_usage(data.get("usage")),
+        )
+
+    def reader(self, request: ChatRequest) -> CohereStreamReader:
+        """A reader for a v2 chat event stream."""
+        return CohereStreamReader(self.connection, request.model)
+
+    def models_request(self, base_url: str | None = None) -> UpstreamRequest:
+        """``GET /v1/models?endpoint=chat`` (the v1 route lists models for v2 too)."""
+        base = base_url or self.base_url
+        if self.source.models_url and base == self.source.default_base_url:
+            url = self.source.models_url
+        else:
+            url = f"{base.removesuffix('/v2')}/v1/models?endpoint=chat"
+        headers = {k: v for k, v in self.headers().items() if k != "Content-Type"}
+        return UpstreamRequest("GET", url, headers)
+
+    def parse_models(self, data: Any) -> list[str]:
+        """Model names from ``{"models": [{"name": ...}]}``."""
+        return self.listed(data, "models", "name")
+
+
+class CohereStreamReader(ReaderBase):
+    """v2 stream events → OpenAI chunks."""
+
+    def __init__(self, connection: Connection, model: str) -> None:
+        super().__init__(connection, model, "cohere")
+        self.tools: dict[int, int] = {}  # Cohere's tool-call index -> ours
+
+    def feed(self, event: SSEEvent) -> list[ChatChunk]:
+        """One event's chunks."""
+        data = decode(self.connection, event)
+        kind = data.get("type") if isinstance(data, dict) else None
+        delta = ((data.get("delta") or {}) if isinstance(data, dict) else {}) or {}
+        message = delta.get("message") or {}
+        if kind == "message-start":
+            self.id = str(data.get("id") or self.id)
+            return [role_chunk(self.id, self.model, self.created)]
+        if kind in ("content-start", "content-delta"):
+            content = message.get("content") or {}
+            if content.get("thinking"):
+                return [self.chunk(Delta(reasoning_content=str(content["thinking"])))]
+            return [self.chunk(Delta(content=str(content["text"])))] if content.get("text") else []
+        if kind == "tool-plan-delta" and message.get("tool_plan"):
+            return [self.chunk(Delta(reasoning_content=str(message["tool_plan"])))]
+        if kind in ("tool-call-start", "tool-call-delta"):
+            return [self._tool(int(data.get("index", 0)), message.get("tool_calls") or {})]
+        if kind == "message-end":
+            self.finished = self.done = True
+            finish = FINISH.get(str(delta.get("finish_reason")), "stop")
+            return [self.chunk(Delta(), finish, _usage(delta.get("usage")))]
+        if kind == "error" or event.event == "error":
+            said = data.get("message") if isinstance(data, dict) else None
+            raise UpstreamError(
+                f"connection '{self.connection.name}': upstream error in the stream: "
+                f"{said or str(data)[:300]}"
+            )
+        return []  # content-end, tool-call-end, citations
+
+    def _tool(self, index: int, call: dict[str, Any]) -> ChatChunk:
+        if index not in self.tools:
+            self.tools[index] = len(self.tools)
+        function = call.get("function") or {}
+        return self.chunk(
+            Delta(
+                tool_calls=[
+                    ToolCallDelta(
+                        self.tools[index],
+                        id=call.get("id"),
+                        name=function.get("name"),
+                        arguments=function.get("arguments") or "",
+                    )
+                ]
+            )
+        )
+
+
+def _messages(messages: list[Message]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for position, message in enumerate(messages):
+        role = "system" if message.role == "developer" else message.role
+        entry: dict[str, Any] = {"role": role}
+        if role == "tool":
+            entry["tool_call_id"] = message.tool_call_id or ""
+            entry["content"] = text_of(message)
+        elif isinstance(message.content, list) and role == "user":
+            entry["content"] = _parts(message, f"messages[{position}]")
+        else:
+            text = text_of(message)
+            if message.name and role == "user":
+                text = f"{message.name}: {text}"
+            if text or not message.tool_calls:
+                entry["content"] = text
+        if message.tool_calls:
+            entry["tool_calls"] = [c.model_dump(mode="json") for c in message.tool_calls]
+            if not entry.get("content"):
+                names = ", ".join(c.function.name for c in message.tool_calls)
+                entry["tool_plan"] = f"I will call {names}."
+        if entry.get("content") in ("", []) and "tool_calls" not in entry and role != "tool":
+            continue  # Cohere refuses empty messages
+        out.append(entry)
+    if not any(m["role"] != "system" for m in out):
+        out.append({"role": "user", "content": DEFAULT_PLACEHOLDER})
+    return out
+
+
+def _parts(message: Message, param: str) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    for index, part in enumerate(message.content or []):
+        if isinstance(part, str):
+            continue
+        if part.type == "text" and part.text:
+            parts.append({"type": "text", "text": part.text})
+        elif part.type == "image_url":
+            image(part.image_url.url, f"{param}.content[{index}]")  # checks a data URL
+            parts.append({"type": "image_url", "image_url": {"url": part.image_url.url}})
+    return parts
+
+
+def _tools(request: ChatRequest, body: dict[str, Any]) -> None:
+    tools = [t.model_dump(mode="json", exclude_none=True) for t in request.tools or []]
+    choice = request.tool_choice
+    if choice == "required":
+        body["tool_choice"] = "REQUIRED"
+    elif choice == "none":
+        body["tool_choice"] = "NONE"
+    elif choice is not None and choice != "auto":
+        wanted = choice.function.get("name", "")
+        tools = [t for t in tools if t["function"]["name"] == wanted]
+        body["tool_choice"] = "REQUIRED"
+    if tools:
+        body["tools"] = tools
+
+
+def _usage(raw: Any) -> Usage:
+    if not isinstance(raw, dict):
+        return Usage(0, 0)
+    counts = raw.get("tokens") or raw.get("billed_units") or {}
+    return Usage(int(counts.get("input_tokens") or 0), int(counts.get("output_tokens") or 0))
