@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from chatgate.config import Connection, Settings
+from chatgate.types import ChatRequest
 from tests.conftest import start_server
 from tests.fakes import anthropic_server, cohere_server, gemini_server
 from tests.fakes.common import TEXT, WEATHER_ARGS, FakeState
@@ -345,3 +346,71 @@ def test_claude_request_shape(sdk: Any, fakes: dict[str, FakeState]) -> None:
     assert body["stop_sequences"] == ["END"] and body["max_tokens"] == 50
     assert body["temperature"] == 1.0
     assert fakes["anthropic"].last("/messages").headers["anthropic-version"] == "2023-06-01"
+
+
+@pytest.mark.parametrize(
+    ("name", "models"),
+    [
+        ("claude", ["claude-fake-1"]),
+        ("google", ["gemini-fake-pro"]),
+        ("cohere", ["command-fake"]),
+    ],
+)
+def test_models_come_from_the_provider(
+    sdk: Any, fakes: dict[str, FakeState], name: str, models: list[str]
+) -> None:
+    listed = [m.id for m in sdk.models.list()]
+    for model in models:
+        assert f"{name}/{model}" in listed
+    assert "google/embedding-fake" not in listed  # only models that can generateContent
+
+
+async def test_preview_shows_the_translated_body() -> None:
+    from chatgate.gateway import Gateway
+
+    conn = Connection(
+        name="c", source="claude", base_url="http://127.0.0.1:9/v1", api_key=KEY, models=["m"]
+    )
+    async with Gateway(Settings(embedded=False, connections=[conn])) as gateway:
+        shown = await gateway.preview(
+            {
+                "model": "c/m",
+                "messages": user("Hi"),
+                "tools": [WEATHER_TOOL],
+                "tool_choice": "required",
+            }
+        )
+    assert shown["url"] == "http://127.0.0.1:9/v1/messages"
+    assert shown["headers"]["x-api-key"] == "sk-...wxyz"
+    assert shown["body"]["system"] == [{"type": "text", "text": "Be brief."}]
+    assert shown["body"]["tool_choice"] == {"type": "any"}
+    assert shown["body"]["tools"][0]["input_schema"] == WEATHER_TOOL["function"]["parameters"]  # type: ignore[index]
+    assert KEY not in orjson.dumps(shown).decode()
+
+
+@pytest.mark.parametrize(
+    ("source", "header", "value"),
+    [
+        ("claude", "x-api-key", "proxy-pass-1234"),
+        ("google", "authorization", "Bearer proxy-pass-1234"),
+        ("google", "x-goog-api-key", "proxy-pass-1234"),
+    ],
+)
+def test_reverse_proxies_get_the_proxy_password(source: str, header: str, value: str) -> None:
+    from chatgate.adapters.remote import make_adapter
+    from chatgate.sources import SOURCES
+
+    conn = Connection(
+        name="p",
+        source=source,
+        base_url="https://proxy.example/v1",
+        api_key="real-provider-key",
+        proxy_password="proxy-pass-1234",
+    )
+    adapter = make_adapter(conn, SOURCES[source], {})
+    request = ChatRequest.model_validate({"model": "p/m", "messages": user("Hi")})
+    built = adapter.build(request, [])
+    assert built.url.startswith("https://proxy.example/v1/")
+    headers = {k.lower(): v for k, v in built.headers.items()}
+    assert headers[header] == value
+    assert "real-provider-key" not in orjson.dumps(built.headers).decode()
