@@ -284,6 +284,8 @@ def test_upstream_errors_keep_their_words(sdk: Any, p: Provider) -> None:
     with pytest.raises(openai.AuthenticationError) as denied:
         sdk.chat.completions.create(model=f"{p.name}-revoked/m-1", messages=user("Hi"))
     assert p.revoked_key not in str(denied.value)
+    said = str(denied.value).lower()
+    assert "upstream answered 401" in said and ("invalid" in said or "not valid" in said)
 
 
 @pytest.mark.parametrize("p", PROVIDERS, ids=lambda p: p.name)
@@ -414,3 +416,41 @@ def test_reverse_proxies_get_the_proxy_password(source: str, header: str, value:
     headers = {k.lower(): v for k, v in built.headers.items()}
     assert headers[header] == value
     assert "real-provider-key" not in orjson.dumps(built.headers).decode()
+
+
+@pytest.mark.parametrize("name", ["claude", "google"])
+def test_reasoning_comes_back_as_reasoning_content(sdk: Any, name: str) -> None:
+    answer = sdk.chat.completions.create(model=f"{name}/think-1", messages=user("Hi"))
+    message = answer.choices[0].message
+    assert message.model_extra["reasoning_content"] == "Weighing it up."
+    assert message.content == TEXT
+    chunks = list(
+        sdk.chat.completions.create(model=f"{name}/think-1", messages=user("Hi"), stream=True)
+    )
+    thought = "".join(
+        (c.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
+        for c in chunks
+        if c.choices
+    )
+    assert thought == "Weighing it up."
+
+
+def test_cohere_tool_plan_is_reasoning(sdk: Any) -> None:
+    answer = sdk.chat.completions.create(
+        model="cohere/tool-1", messages=user("Weather?"), tools=[WEATHER_TOOL]
+    )
+    assert (
+        answer.choices[0].message.model_extra["reasoning_content"] == "I will look up the weather."
+    )
+
+
+def test_gemini_safety_settings_are_per_connection() -> None:
+    from chatgate.adapters.remote import make_adapter
+    from chatgate.sources import SOURCES
+
+    request = ChatRequest.model_validate({"model": "g/m", "messages": user("Hi")})
+    chosen = [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"}]
+    for setting, expected in ((chosen, chosen), ([], None)):
+        conn = Connection(name="g", source="google", api_key="AIza-1", safety_settings=setting)
+        body = make_adapter(conn, SOURCES["google"], {}).build(request, []).body
+        assert body is not None and body.get("safetySettings") == expected
