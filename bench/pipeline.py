@@ -71,7 +71,7 @@ async def breakdown(mock_url: str, rounds: int) -> dict[str, float]:
         ("parse and validate the body", parse),
         ("route and check parameters", prepare),
         ("build the upstream request", build),
-        ("upstream round trip (aiohttp + mock)", send),
+        ("upstream round trip (HTTP client + mock)", send),
         ("translate and encode the answer", respond),
     )
     try:

@@ -1,18 +1,22 @@
-"""The one place that talks to upstreams: a pooled aiohttp client and an SSE reader.
+"""The one place that talks to upstreams: a pooled HTTP client and an SSE reader.
 
 Every failure leaves here as one of our errors, named after the connection, with every
 secret masked: a refused connection or a broken stream is a 502, a timeout a 504, and
 a non-2xx answer is classified by `classify_error` with the upstream's own message.
 
-aiohttp was chosen over httpx by measurement (``docs/performance.md``): its C HTTP
-parser and connection pool cost a fraction of httpx's per request.
+The client is pyreqwest (Rust's reqwest and hyper on a Tokio thread), chosen by
+measurement over aiohttp, httpx and aiosonic (``docs/dependencies.md``): the lowest cost
+per request one at a time, which is what a gateway adds to every call.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -20,7 +24,9 @@ from chatgate.adapters.upstream import UpstreamRequest, classify_error
 from chatgate.errors import GatewayTimeoutError, UpstreamError, redact
 
 if TYPE_CHECKING:
-    import aiohttp
+    from pyreqwest.client import Client
+    from pyreqwest.request import RequestBuilder
+    from pyreqwest.response import Response
 
 CONNECT_TIMEOUT = 10.0
 
@@ -34,57 +40,50 @@ class SSEEvent:
 
 
 class Transport:
-    """A shared ``aiohttp.ClientSession``, created on first use in the running loop."""
+    """A shared pyreqwest client, created on first use."""
 
     def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
-        # Parsed once: yarl URLs and timeout objects cost real time per request.
-        self._urls: dict[str, Any] = {}
-        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
-
-    def _url(self, url: str) -> Any:
-        parsed = self._urls.get(url)
-        if parsed is None:
-            from yarl import URL
-
-            if len(self._urls) > 1024:
-                self._urls.clear()
-            parsed = self._urls[url] = URL(url, encoded=True)
-        return parsed
+        self._client: Client | None = None
+        self._timeouts: dict[float, timedelta] = {}
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        """The pooled session (connections are reused across requests)."""
-        import aiohttp  # imported on first upstream use: `import chatgate` stays light
+    def client(self) -> Client:
+        """The pooled client (connections are reused across requests)."""
+        if self._client is None:
+            # Imported on first upstream use: `import chatgate` stays light.
+            from pyreqwest.client import ClientBuilder
 
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=300),
-                json_serialize=lambda v: orjson.dumps(v).decode(),
-                trust_env=False,
-                # No cookies to keep between API calls, and no compression to undo:
-                # both cost time on every answer.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            self._client = (
+                ClientBuilder()
+                .connect_timeout(timedelta(seconds=CONNECT_TIMEOUT))
+                .follow_redirects(False)
+                .user_agent("chatgate")
+                # No compression to undo: it costs time on every answer.
+                .gzip(False)
+                .brotli(False)
+                .deflate(False)
+                .zstd(False)
+                .build()
             )
-        return self._session
+        return self._client
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
-    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+    def _timeout(self, seconds: float) -> timedelta:
         cached = self._timeouts.get(seconds)
-        if cached is not None:
-            return cached
-        import aiohttp
-
-        cached = self._timeouts[seconds] = aiohttp.ClientTimeout(
-            total=None, sock_connect=min(seconds, CONNECT_TIMEOUT), sock_read=seconds
-        )
+        if cached is None:
+            cached = self._timeouts[seconds] = timedelta(seconds=seconds)
         return cached
+
+    def _builder(self, request: UpstreamRequest) -> RequestBuilder:
+        builder = self.client.request(request.method, request.url).headers(request.headers)
+        if request.body is not None:
+            builder = builder.body_bytes(orjson.dumps(request.body))
+        return builder
 
     async def send(
         self,
@@ -94,21 +93,16 @@ class Transport:
         secrets: Iterable[str],
     ) -> tuple[int, Mapping[str, str], bytes]:
         """Send and read the whole answer; non-2xx answers are returned, not raised."""
-        import aiohttp
+        from pyreqwest import exceptions as failed
 
         try:
-            async with self.session.request(
-                request.method,
-                self._url(request.url),
-                headers=request.headers,
-                data=orjson.dumps(request.body) if request.body is not None else None,
-                timeout=self._timeout(timeout),
-                allow_redirects=False,
-            ) as response:
-                return response.status, response.headers, await response.read()
-        except (TimeoutError, aiohttp.ServerTimeoutError):
+            built = self._builder(request).timeout(self._timeout(timeout)).build()
+            response = await built.send()
+            return response.status, response.headers, bytes(await response.bytes())
+        except (TimeoutError, failed.RequestTimeoutError, failed.ReadTimeoutError,
+                failed.ConnectTimeoutError):  # fmt: skip
             raise _timeout(connection, timeout) from None
-        except aiohttp.ClientError as exc:
+        except failed.PyreqwestError as exc:
             raise _unreachable(connection, request.url, exc, secrets) from None
 
     async def send_json(
@@ -140,44 +134,53 @@ class Transport:
         secrets: Iterable[str],
     ) -> AsyncIterator[SSEEvent]:
         """Open a stream and yield its events; a non-2xx answer raises as an ordinary
-        error, a stream that breaks later as a 502."""
-        import aiohttp
+        error, a stream that breaks later as a 502. *timeout* bounds the wait for the
+        answer and then for each read, not the whole stream."""
+        from pyreqwest import exceptions as failed
 
         secrets = list(secrets)
+        opened = False
         try:
-            async with self.session.request(
-                request.method,
-                self._url(request.url),
-                headers=request.headers,
-                data=orjson.dumps(request.body) if request.body is not None else None,
-                timeout=self._timeout(timeout),
-                allow_redirects=False,
-            ) as response:
-                if not 200 <= response.status < 300:
-                    body = await response.read()
-                    raise classify_error(
-                        response.status, body, response.headers, connection, secrets
-                    )
-                async for event in _events(response.content):
+            # No read-ahead: by default the client buffers the body before handing the
+            # response over, which would hold back every event of a slow stream.
+            streamed = self._builder(request).streamed_read_buffer_limit(0).build_streamed()
+            async with asyncio.timeout(timeout):
+                response = await streamed.__aenter__()
+            opened = True
+            try:
+                async for event in _events(response, timeout, connection, secrets):
                     yield event
-        except (TimeoutError, aiohttp.ServerTimeoutError):
+            finally:
+                await streamed.__aexit__(None, None, None)
+        except (TimeoutError, failed.RequestTimeoutError, failed.ReadTimeoutError,
+                failed.ConnectTimeoutError):  # fmt: skip
             raise _timeout(connection, timeout) from None
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+        except failed.PyreqwestError as exc:
+            if not opened and not isinstance(exc, failed.ReadError | failed.DecodeError):
+                raise _unreachable(connection, request.url, exc, secrets) from None
             raise UpstreamError(
                 f"connection '{connection}': the upstream broke off the stream "
                 f"({type(exc).__name__})",
                 code="upstream_stream_broken",
             ) from None
-        except aiohttp.ClientError as exc:
-            raise _unreachable(connection, request.url, exc, secrets) from None
 
 
-async def _events(content: aiohttp.StreamReader) -> AsyncIterator[SSEEvent]:
+async def _events(
+    response: Response, timeout: float, connection: str, secrets: list[str]
+) -> AsyncIterator[SSEEvent]:
     """Split the byte stream into events ourselves: one Python step per network read,
     not one per line (a read usually holds several whole events)."""
+    if not 200 <= response.status < 300:
+        body = bytes(await response.bytes())
+        raise classify_error(response.status, body, response.headers, connection, secrets)
+    reader = response.body_reader
     buffer = b""
-    async for data in content.iter_any():
-        buffer += data
+    while True:
+        async with asyncio.timeout(timeout):  # a silent upstream is a 504, not a hang
+            data = await reader.read_chunk()
+        if data is None:
+            break
+        buffer += bytes(data)
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
         while True:
@@ -214,18 +217,17 @@ def _timeout(connection: str, timeout: float) -> GatewayTimeoutError:
 
 
 def _unreachable(
-    connection: str, url: str, exc: aiohttp.ClientError, secrets: Iterable[str]
+    connection: str, url: str, exc: Exception, secrets: Iterable[str]
 ) -> UpstreamError:
-    import aiohttp
-    from yarl import URL
+    from pyreqwest import exceptions as failed
 
-    refused = isinstance(exc, aiohttp.ClientConnectorError)
+    refused = isinstance(exc, failed.ConnectError)
     reason = "connection refused" if refused else type(exc).__name__
-    where = URL(url)
-    port = f":{where.explicit_port}" if where.explicit_port else ""
+    where = urlsplit(url)
+    port = f":{where.port}" if where.port else ""
     return UpstreamError(
         redact(
-            f"connection '{connection}': cannot reach {where.scheme}://{where.host}{port} "
+            f"connection '{connection}': cannot reach {where.scheme}://{where.hostname}{port} "
             f"({reason})",
             secrets,
         ),

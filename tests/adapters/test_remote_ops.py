@@ -184,6 +184,20 @@ async def test_timeout_is_a_504(fake: FakeOpenAI) -> None:
     assert "within 0.3 s" in caught.value.message
 
 
+async def test_streams_time_out_per_read_not_in_total(fake: FakeOpenAI) -> None:
+    async with gateway(fake, timeout=0.5) as gw:
+        with pytest.raises(GatewayTimeoutError):
+            async for _ in gw.stream(model="up/slow-1", messages=HI):
+                pass  # no answer at all within the timeout
+        got: list[str] = []
+        with pytest.raises(GatewayTimeoutError) as caught:
+            async for chunk in gw.stream(model="up/stall-1", messages=HI):
+                got += [c.delta.content or "" for c in chunk.choices]
+    # What came before the silence was delivered as it came, not held back.
+    assert "".join(got) == "Hello from"
+    assert "within 0.5 s" in caught.value.message
+
+
 async def test_no_secret_in_logs_or_answers(
     fake: FakeOpenAI, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -14,6 +14,7 @@ What it answers is chosen by the requested model name:
 - ``oops-*``: a stream that sends an error object after two chunks;
 - ``lie-*``: a non-stream answer that is not a chat completion;
 - ``slow-*``: answers after two seconds (for timeouts);
+- ``stall-*``: a stream that goes silent for two seconds after two chunks;
 - anything else: the text ``Hello from the fake.``
 """
 
@@ -151,6 +152,8 @@ async def stream_frames(model: str, request: dict[str, Any]) -> AsyncIterator[by
         if model.startswith("reason-"):
             yield _chunk(model, {"reasoning_content": "Thinking about it."})
         for number, piece in enumerate(TEXT_PIECES):
+            if model.startswith("stall-") and number == 2:
+                await asyncio.sleep(2)
             if model.startswith("die-") and number == 2:
                 await asyncio.sleep(0.05)
                 raise ConnectionResetError("the fake dies mid-stream")
