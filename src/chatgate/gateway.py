@@ -17,6 +17,7 @@ from chatgate.config import Connection, Settings, load_settings
 from chatgate.connections import describe_connection
 from chatgate.errors import ChatgateError, ConfigError, InvalidRequestError, NotFoundError
 from chatgate.prompt.policy import Shaping, choose, shape
+from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.routing import resolve
 from chatgate.sources import SOURCES, get_source
 from chatgate.transport import Transport
@@ -27,7 +28,9 @@ T = TypeVar("T")
 log = logging.getLogger("chatgate.gateway")
 
 
-def build_backend(connection: Connection, transport: Transport) -> Backend:
+def build_backend(
+    connection: Connection, transport: Transport, placeholder: str = DEFAULT_PLACEHOLDER
+) -> Backend:
     """The backend object for a configured connection."""
     source = get_source(connection.source)
     if source is None:
@@ -37,7 +40,7 @@ def build_backend(connection: Connection, transport: Transport) -> Backend:
         )
     if source.adapter == "local":
         return LocalBackend(connection)
-    return RemoteBackend(connection, source, transport)
+    return RemoteBackend(connection, source, transport, placeholder=placeholder)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +78,8 @@ class Gateway:
         self.settings = settings if settings is not None else load_settings(config)
         self.transport = Transport()
         self.backends: dict[str, Backend] = {
-            conn.name: build_backend(conn, self.transport) for conn in self.settings.connections
+            conn.name: build_backend(conn, self.transport, self.settings.prompt_placeholder)
+            for conn in self.settings.connections
         }
         self._runner: _LoopThread | None = None
 

@@ -454,3 +454,15 @@ def test_gemini_safety_settings_are_per_connection() -> None:
         conn = Connection(name="g", source="google", api_key="AIza-1", safety_settings=setting)
         body = make_adapter(conn, SOURCES["google"], {}).build(request, []).body
         assert body is not None and body.get("safetySettings") == expected
+
+
+async def test_providers_use_the_configured_placeholder() -> None:
+    from chatgate.gateway import Gateway
+
+    conn = Connection(name="c", source="claude", base_url="http://127.0.0.1:9/v1", api_key=KEY)
+    settings = Settings(embedded=False, connections=[conn], prompt_placeholder="[Go on]")
+    async with Gateway(settings) as gateway:
+        shown = await gateway.preview(
+            {"model": "c/m", "messages": [{"role": "assistant", "content": "Welcome."}]}
+        )
+    assert shown["body"]["messages"][0]["content"] == [{"type": "text", "text": "[Go on]"}]

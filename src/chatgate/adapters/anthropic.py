@@ -34,7 +34,6 @@ from chatgate.errors import (
     RateLimitError,
     UpstreamError,
 )
-from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.transport import SSEEvent
 from chatgate.types import (
     AssistantMessage,
@@ -92,7 +91,7 @@ class AnthropicAdapter(NativeAdapter):
 
     def build(self, request: ChatRequest, dropped: list[str]) -> UpstreamRequest:
         """The ``POST /messages`` request."""
-        system, messages = _messages(request.messages)
+        system, messages = _messages(request.messages, self.placeholder)
         body: dict[str, Any] = {
             "model": request.model_name,
             "max_tokens": request.completion_limit or DEFAULT_MAX_TOKENS,
@@ -263,7 +262,9 @@ def _set(request: ChatRequest) -> list[str]:
     return [*request.model_fields_set, *(request.model_extra or {})]
 
 
-def _messages(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _messages(
+    messages: list[Message], placeholder: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(system blocks, messages): the leading system run is the system prompt."""
     system: list[dict[str, Any]] = []
     start = 0
@@ -283,7 +284,7 @@ def _messages(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[
         else:
             out.append({"role": role, "content": blocks})
     if not out or out[0]["role"] != "user":
-        out.insert(0, {"role": "user", "content": [{"type": "text", "text": DEFAULT_PLACEHOLDER}]})
+        out.insert(0, {"role": "user", "content": [{"type": "text", "text": placeholder}]})
     last = out[-1]
     if last["role"] == "assistant":  # prefill: Claude refuses trailing whitespace
         tail = last["content"][-1]

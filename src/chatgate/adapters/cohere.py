@@ -25,7 +25,6 @@ from chatgate.adapters.wire import (
 )
 from chatgate.config import Connection
 from chatgate.errors import UpstreamError
-from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.transport import SSEEvent
 from chatgate.types import (
     AssistantMessage,
@@ -78,7 +77,7 @@ class CohereAdapter(NativeAdapter):
         """The ``POST /chat`` request."""
         body: dict[str, Any] = {
             "model": request.model_name,
-            "messages": _messages(request.messages),
+            "messages": _messages(request.messages, self.placeholder),
         }
         if request.stream:
             body["stream"] = True
@@ -223,7 +222,7 @@ class CohereStreamReader(ReaderBase):
         )
 
 
-def _messages(messages: list[Message]) -> list[dict[str, Any]]:
+def _messages(messages: list[Message], placeholder: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for position, message in enumerate(messages):
         role = "system" if message.role == "developer" else message.role
@@ -248,7 +247,7 @@ def _messages(messages: list[Message]) -> list[dict[str, Any]]:
             continue  # Cohere refuses empty messages
         out.append(entry)
     if not any(m["role"] != "system" for m in out):
-        out.append({"role": "user", "content": DEFAULT_PLACEHOLDER})
+        out.append({"role": "user", "content": placeholder})
     return out
 
 

@@ -33,7 +33,6 @@ from chatgate.adapters.wire import (
 )
 from chatgate.config import Connection
 from chatgate.errors import ConfigError, InvalidRequestError, UpstreamError
-from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.sources import Source
 from chatgate.transport import SSEEvent
 from chatgate.types import (
@@ -135,7 +134,7 @@ class GeminiAdapter(NativeAdapter):
 
     def build(self, request: ChatRequest, dropped: list[str]) -> UpstreamRequest:
         """The ``generateContent`` (or ``streamGenerateContent``) request."""
-        system, contents = _contents(request.messages)
+        system, contents = _contents(request.messages, self.placeholder)
         body: dict[str, Any] = {"contents": contents}
         if system:
             body["systemInstruction"] = {"parts": system}
@@ -260,7 +259,9 @@ class GeminiStreamReader(ReaderBase):
         return out
 
 
-def _contents(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _contents(
+    messages: list[Message], placeholder: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     start = 0
     while start < len(messages) - 1 and messages[start].role in ("system", "developer"):
         start += 1
@@ -278,7 +279,7 @@ def _contents(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[
         else:
             contents.append({"role": role, "parts": parts})
     if not contents:
-        contents.append({"role": "user", "parts": [{"text": DEFAULT_PLACEHOLDER}]})
+        contents.append({"role": "user", "parts": [{"text": placeholder}]})
     return system, contents
 
 

@@ -15,9 +15,10 @@ from typing import Any
 
 from chatgate.adapters.base import refuse_or_drop, set_fields
 from chatgate.adapters.upstream import UpstreamRequest
-from chatgate.adapters.wire import WireAdapter
+from chatgate.adapters.wire import NativeAdapter, WireAdapter
 from chatgate.config import Connection
 from chatgate.errors import ChatgateError, NotFoundError, UpstreamError
+from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.sources import Source
 from chatgate.transport import Transport
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse
@@ -39,12 +40,15 @@ class RemoteBackend:
         source: Source,
         transport: Transport,
         env: Mapping[str, str] | None = None,
+        placeholder: str = DEFAULT_PLACEHOLDER,
     ) -> None:
         env = os.environ if env is None else env
         self.connection = connection
         self.source = source
         self.transport = transport
         self.adapter: WireAdapter = make_adapter(connection, source, env)
+        if isinstance(self.adapter, NativeAdapter):
+            self.adapter.placeholder = placeholder
         self.secrets = [s for s in [*connection.secrets(env), self.adapter.key] if s]
         self._models: list[str] = []
         self._models_at = 0.0

@@ -21,6 +21,7 @@ import orjson
 from chatgate.adapters.upstream import UpstreamRequest
 from chatgate.config import Connection
 from chatgate.errors import ConfigError, InvalidRequestError, UpstreamError
+from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.sources import Source
 from chatgate.transport import SSEEvent
 from chatgate.types import (
@@ -126,6 +127,8 @@ class NativeAdapter:
     the parameters they accept (``supported``; ``n`` only matters above 1)."""
 
     supported: frozenset[str] = frozenset()
+    # The user turn inserted where a provider demands one (``prompt_placeholder``).
+    placeholder: str = DEFAULT_PLACEHOLDER
 
     def __init__(
         self, connection: Connection, source: Source, env: Mapping[str, str] | None = None
