@@ -76,6 +76,10 @@ class Connection(_Section):
     parallel: int = Field(default=4, ge=1, le=64)
     max_queue: int = Field(default=64, ge=0)
     drop_params: bool = False
+    # A request's inference_extra_headers may replace the auth headers only if allowed.
+    allow_auth_override: bool = False
+    # Named base-URL overrides, chosen by a third model segment on /v4 (or conn@name/...).
+    deployments: dict[str, str] = Field(default_factory=dict)
 
     def key(self, env: Mapping[str, str]) -> str | None:
         """The API key: ``api_key``, else the variable ``api_key_env`` names."""

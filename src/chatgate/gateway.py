@@ -15,7 +15,14 @@ from chatgate.adapters.local import LocalBackend
 from chatgate.adapters.remote import RemoteBackend
 from chatgate.config import Connection, Settings, load_settings
 from chatgate.connections import describe_connection
-from chatgate.errors import ChatgateError, ConfigError, InvalidRequestError, NotFoundError
+from chatgate.errors import (
+    ChatgateError,
+    ConfigError,
+    GatewayTimeoutError,
+    InvalidRequestError,
+    NotFoundError,
+)
+from chatgate.prompt.memory import apply_memory
 from chatgate.prompt.policy import Shaping, choose, shape
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.routing import resolve
@@ -51,6 +58,7 @@ class Prepared:
     backend: Backend
     dropped: list[str]
     shaping: Shaping
+    forgotten: int = 0  # messages the memory strategy left out
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +89,21 @@ class Gateway:
             conn.name: build_backend(conn, self.transport, self.settings.prompt_placeholder)
             for conn in self.settings.connections
         }
+        # Deployments are the same connection at another base URL, routed as
+        # "name@deployment/model"; '@' cannot occur in a connection name.
+        self.routes: dict[str, Backend] = dict(self.backends)
+        for conn in self.settings.connections:
+            if conn.deployments and conn.source == "local":
+                raise ConfigError(
+                    f"connection '{conn.name}': deployments are base URLs of a remote "
+                    "source; the embedded engine has none"
+                )
+            for deployment, url in conn.deployments.items():
+                moved = conn.model_copy(update={"base_url": url, "deployments": {}})
+                placeholder = self.settings.prompt_placeholder
+                self.routes[f"{conn.name}@{deployment}"] = build_backend(
+                    moved, self.transport, placeholder
+                )
         self._runner: _LoopThread | None = None
 
     # --- async API ---------------------------------------------------------------
@@ -95,20 +118,35 @@ class Gateway:
     ) -> Prepared:
         """Validate and route without running: the server needs the outcome first."""
         req = self._coerce(request, fields)
-        backend = resolve(req.model, self.backends)
+        backend = resolve(req.model, self.routes)
         dropped = backend.unsupported(req)
         connection = backend.connection
+        forgotten = 0
+        if req.memory_strategy is not None:
+            kept = apply_memory(req.messages, req.memory_strategy)
+            forgotten = len(req.messages) - len(kept)
+            req = req.model_copy(update={"messages": kept})
         shaping = choose(req, connection, get_source(connection.source))
         req = shape(req, shaping, connection, self.settings)
-        return Prepared(req, backend, dropped, shaping)
+        return Prepared(req, backend, dropped, shaping, forgotten)
 
     async def run(self, prepared: Prepared) -> ChatResponse:
         """Run a prepared request to one whole answer."""
-        return await prepared.backend.chat(prepared.request)
+        deadline = prepared.request.deadline
+        if deadline is None:
+            return await prepared.backend.chat(prepared.request)
+        try:
+            async with asyncio.timeout(deadline):
+                return await prepared.backend.chat(prepared.request)
+        except TimeoutError:
+            raise _past_deadline(deadline) from None
 
     def run_stream(self, prepared: Prepared) -> AsyncIterator[ChatChunk]:
         """Run a prepared request as a stream of chunks."""
-        return prepared.backend.stream(prepared.request)
+        deadline = prepared.request.deadline
+        if deadline is None:
+            return prepared.backend.stream(prepared.request)
+        return _within(prepared.backend.stream(prepared.request), deadline)
 
     async def chat(
         self, request: ChatRequest | dict[str, Any] | None = None, /, **fields: Any
@@ -174,6 +212,12 @@ class Gateway:
         shown = await prepared.backend.preview(prepared.request)
         shown["dropped_params"] = prepared.dropped
         shown["post_processing"] = prepared.shaping.describe()
+        strategy = prepared.request.memory_strategy
+        if strategy is not None:
+            shown["memory_strategy"] = {
+                **strategy.model_dump(),
+                "dropped_messages": prepared.forgotten,
+            }
         return shown
 
     def health(self) -> dict[str, Any]:
@@ -182,7 +226,7 @@ class Gateway:
 
     async def aclose(self) -> None:
         """Release every backend."""
-        for backend in self.backends.values():
+        for backend in self.routes.values():
             await backend.close()
         await self.transport.aclose()
 
@@ -256,6 +300,35 @@ class Gateway:
         if self._runner is None:
             self._runner = _LoopThread()
         return self._runner
+
+
+def _past_deadline(seconds: float) -> GatewayTimeoutError:
+    return GatewayTimeoutError(
+        f"no complete answer within inference_timeout ({seconds:g} s); raise "
+        "inference_timeout or ask for less",
+        param="inference_timeout",
+        code="inference_timeout",
+    )
+
+
+async def _within(chunks: AsyncIterator[ChatChunk], seconds: float) -> AsyncIterator[ChatChunk]:
+    """*chunks*, cut with a 504 when the whole stream takes longer than *seconds*."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    try:
+        while True:
+            try:
+                async with asyncio.timeout_at(end):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise _past_deadline(seconds) from None
+            yield chunk
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def _anext(agen: AsyncIterator[T]) -> T:

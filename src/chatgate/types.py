@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from chatgate.errors import InvalidRequestError
+from chatgate.extensions import RequestExtensions
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
@@ -199,7 +200,7 @@ class NamedToolChoice(_Strict):
     function: dict[str, str]
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(RequestExtensions):
     """A chat completion request, as the OpenAI API defines it.
 
     Fields chatgate does not know are kept in ``model_extra``; each backend decides

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from chatgate.config import Connection
 from chatgate.errors import UnsupportedParameterError
+from chatgate.extensions import GATEWAY_FIELDS
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse
 
 
@@ -66,7 +67,9 @@ def set_fields(request: ChatRequest) -> list[str]:
     names = [
         name
         for name in declared
-        if name in request.model_fields_set and getattr(request, name) is not None
+        if name in request.model_fields_set
+        and getattr(request, name) is not None
+        and name not in GATEWAY_FIELDS
     ]
     return names + list(request.model_extra or {})
 

@@ -55,7 +55,7 @@ SUPPORTED = frozenset(
         "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
         "temperature", "top_p", "top_k", "stop", "seed", "presence_penalty",
         "frequency_penalty", "response_format", "tools", "tool_choice", "logprobs", "user",
-        "prompt_post_processing",
+        "prompt_post_processing", "inference_extra_params", "inference_extra_headers",
     }
 )  # fmt: skip
 

@@ -74,7 +74,7 @@ SUPPORTED = frozenset(
         "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
         "temperature", "top_p", "top_k", "stop", "seed", "n", "presence_penalty",
         "frequency_penalty", "response_format", "tools", "tool_choice", "user",
-        "reasoning_effort", "prompt_post_processing",
+        "reasoning_effort", "inference_extra_params", "inference_extra_headers",
     }
 )  # fmt: skip
 

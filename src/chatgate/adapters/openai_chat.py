@@ -21,6 +21,7 @@ from chatgate.adapters.upstream import UpstreamRequest
 from chatgate.adapters.wire import decode, endpoint, lie
 from chatgate.config import Connection
 from chatgate.errors import UpstreamError
+from chatgate.extensions import GATEWAY_FIELDS, UPSTREAM_FIELDS
 from chatgate.sources import OPENAI_CORE, Source
 from chatgate.transport import SSEEvent
 from chatgate.types import (
@@ -94,7 +95,7 @@ class OpenAIChatAdapter:
                 name not in OPENAI_CORE
                 and name not in source.passthrough
                 and "pass_all" not in source.quirks
-                and name != "prompt_post_processing"
+                and name not in UPSTREAM_FIELDS
             ):
                 out.append(name)
         return out
@@ -103,7 +104,7 @@ class OpenAIChatAdapter:
         """The upstream chat request: the client's fields, the source's rules, then the
         connection's ``extra_body`` and, last of all, ``exclude_params``."""
         body = request.model_dump(mode="json", by_alias=True, exclude_unset=True)
-        for name in [*dropped, "prompt_post_processing"]:
+        for name in [*dropped, *GATEWAY_FIELDS, *UPSTREAM_FIELDS]:
             body.pop(name, None)
         if not request.stream:
             body.pop("stream", None)

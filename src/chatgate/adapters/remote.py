@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from chatgate.adapters.base import refuse_or_drop, set_fields
-from chatgate.adapters.upstream import UpstreamRequest
+from chatgate.adapters.upstream import UpstreamRequest, add_request_extras
 from chatgate.adapters.wire import NativeAdapter, WireAdapter
 from chatgate.config import Connection
 from chatgate.errors import ChatgateError, NotFoundError, UpstreamError
@@ -78,7 +78,17 @@ class RemoteBackend:
 
     def build(self, request: ChatRequest) -> UpstreamRequest:
         """The upstream request for *request*, parameters dropped as configured."""
-        return self.adapter.build(request, self.unsupported(request))
+        upstream = self.adapter.build(request, self.unsupported(request))
+        if request.inference_extra_params or request.inference_extra_headers:
+            add_request_extras(
+                upstream,
+                request.inference_extra_params,
+                request.inference_extra_headers,
+                protected=self.connection.extra_body,
+                excluded=self.connection.exclude_params,
+                allow_auth_override=self.connection.allow_auth_override,
+            )
+        return upstream
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """Send and translate one non-stream request."""

@@ -51,6 +51,39 @@ class UpstreamRequest:
         }
 
 
+def add_request_extras(
+    upstream: UpstreamRequest,
+    params: dict[str, Any] | None,
+    headers: dict[str, str] | None,
+    *,
+    protected: dict[str, Any],
+    excluded: list[str],
+    allow_auth_override: bool,
+) -> None:
+    """Merge a request's ``inference_extra_params`` and ``inference_extra_headers``.
+
+    The connection's own ``extra_body`` (*protected*) wins over the request's params and
+    ``exclude_params`` (*excluded*) still has the last word. A header that would replace
+    the connection's credentials is refused unless the connection allows it.
+    """
+    if params and upstream.body is not None:
+        for name, value in params.items():
+            if name not in protected:
+                upstream.body[name] = value
+        for name in excluded:
+            upstream.body.pop(name, None)
+    for name, value in (headers or {}).items():
+        if name.lower() in AUTH_HEADERS and not allow_auth_override:
+            raise InvalidRequestError(
+                f"inference_extra_headers may not set '{name}': it would replace the "
+                "connection's credentials (the connection can allow it with "
+                "allow_auth_override = true)",
+                param="inference_extra_headers",
+                code="auth_header_not_allowed",
+            )
+        upstream.headers[name] = value
+
+
 def _mask_header(name: str, value: str, secrets: list[str]) -> str:
     if name.lower() in AUTH_HEADERS:
         scheme, _, token = value.partition(" ")

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatgate.errors import ChatgateError, NotFoundError, redact
 from chatgate.gateway import Gateway
-from chatgate.server import admin, openai
+from chatgate.server import admin, openai, sgp
 from chatgate.server.auth import KeyChecker
 from chatgate.server.responses import dumps
 
@@ -77,6 +77,7 @@ def create_app(gateway: Gateway, *, progress: Callable[[str], None] | None = Non
         routes=[
             Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
             Route("/v1/models", openai.list_models, methods=["GET"]),
+            Route("/v4/beta/chat/completions", sgp.chat_completions, methods=["POST"]),
             Route("/v1/models/{model_id:path}", openai.get_model, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/api/connections", admin.list_connections, methods=["GET"]),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -52,21 +52,38 @@ async def chat_completions(request: Request) -> ASGIApp:
     gateway: Gateway = state.gateway
     body = await read_body(request, state.max_body_bytes)
     prepared = gateway.prepare(parse_chat_request(body))
+    return respond(gateway, prepared, state.secrets, openai_error, DONE_FRAME)
+
+
+def respond(
+    gateway: Gateway,
+    prepared: Prepared,
+    secrets: list[str],
+    render: Callable[[ChatgateError], dict[str, Any]],
+    done: bytes | None,
+) -> ASGIApp:
+    """The answer to a prepared request: one JSON body, or an SSE stream."""
     headers = dropped_header(prepared)
     if prepared.request.stream:
-        return EventStream(sse_frames(gateway, prepared, state.secrets), headers, openai_error)
+        frames = sse_frames(gateway, prepared, secrets, render, done)
+        return EventStream(frames, headers, render)
 
     async def produce() -> tuple[int, Any, dict[str, str]]:
         answer = await gateway.run(prepared)
         return 200, answer.to_dict(), headers
 
-    return JSONBody(produce, openai_error)
+    return JSONBody(produce, render)
 
 
 async def sse_frames(
-    gateway: Gateway, prepared: Prepared, secrets: list[str]
+    gateway: Gateway,
+    prepared: Prepared,
+    secrets: list[str],
+    render: Callable[[ChatgateError], dict[str, Any]],
+    done: bytes | None,
 ) -> AsyncIterator[bytes]:
-    """The OpenAI SSE stream: chunks, then ``[DONE]``; a late error as an error event."""
+    """Chunks, then *done* (OpenAI's ``[DONE]``; SGP sends none); a late error as an
+    ``event: error`` in the front door's error shape."""
     opts = prepared.request.stream_options
     with_usage = bool(opts and opts.include_usage)
     started = False
@@ -74,17 +91,18 @@ async def sse_frames(
         async for chunk in gateway.run_stream(prepared):
             yield b"data: " + dumps(chunk.to_dict(with_usage_field=with_usage)) + b"\n\n"
             started = True
-        yield DONE_FRAME
+        if done is not None:
+            yield done
     except ChatgateError as exc:
         if not started:
             raise
-        yield b"event: error\ndata: " + dumps(openai_error(exc)) + b"\n\n"
+        yield b"event: error\ndata: " + dumps(render(exc)) + b"\n\n"
     except Exception as exc:  # an unexpected failure mid-stream must still end the stream
         log.error("stream failed: %s", redact(repr(exc), secrets))
         error = ChatgateError("the stream failed inside chatgate; see the server log")
         if not started:
             raise error from None
-        yield b"event: error\ndata: " + dumps(openai_error(error)) + b"\n\n"
+        yield b"event: error\ndata: " + dumps(render(error)) + b"\n\n"
 
 
 async def list_models(request: Request) -> Response:
