@@ -50,6 +50,11 @@ SUPPORTED = frozenset(
         "user",
         "parallel_tool_calls",
         "prompt_post_processing",
+        "guided_json",
+        "guided_regex",
+        "guided_choice",
+        "guided_grammar",
+        "guided_decoding_backend",
     }
 )
 # A constrained output that fails its final check (the grammar covers only a subset of
@@ -166,13 +171,13 @@ class LocalBackend:
         prompt = self.engine.render([_template_message(m) for m in request.messages])
         tokens = self.engine.tokenize_prompt(prompt, request.completion_limit)
         bias = self.engine.model.check_logit_bias(request.logit_bias or {})
-        contract = contract_for(request.response_format)
+        contract = contract_for(request)
         return tokens, _sampling(request, bias, contract)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """Generate every choice and assemble one answer."""
         tokens, sampling = await self._prepare(request)
-        contract = contract_for(request.response_format)
+        contract = contract_for(request)
         n = request.n or 1
         results = await asyncio.gather(
             *(self._one_choice(tokens, _seeded(sampling, i), contract) for i in range(n))
@@ -226,7 +231,7 @@ class LocalBackend:
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Stream each choice in turn: role, content pieces, finish; usage last."""
         tokens, sampling = await self._prepare(request)
-        contract = contract_for(request.response_format)
+        contract = contract_for(request)
         cid, created = new_completion_id(), int(time.time())
         fp = self.engine.fingerprint
 
@@ -292,6 +297,7 @@ def _sampling(
         stop=tuple(request.stops),
         logit_bias=bias,
         grammar=contract.grammar if contract else None,
+        grammar_param=contract.param if contract else "response_format",
         logprobs=bool(request.logprobs),
         top_logprobs=request.top_logprobs or 0,
     )

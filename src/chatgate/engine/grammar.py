@@ -1,62 +1,107 @@
-"""``response_format`` as a llama.cpp grammar, and the check of what came out.
+"""Output constraints as llama.cpp grammars, and the check of what came out.
 
-The grammar makes the model unable to write anything but JSON of the right shape. The
-JSON-Schema-to-GBNF converter covers a subset of JSON Schema (bounds on numbers, for
-one, are not enforced), so every finished output is also validated with ``jsonschema``
-before it is returned; see `OutputContract.check`.
+A grammar makes the model unable to write anything outside the constraint:
+``response_format`` (any JSON object, or JSON of a schema), ``guided_json``,
+``guided_choice``, ``guided_regex`` and ``guided_grammar`` (GBNF, as llama.cpp reads it).
+The JSON-Schema-to-GBNF converter covers a subset of JSON Schema (bounds on numbers, for
+one, are not enforced), so every finished output is also checked — validated against
+the schema, matched against the regex, looked up among the choices — before it is
+returned; see `OutputContract.check`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
+from chatgate.engine.regex_grammar import gbnf_string, regex_to_gbnf
 from chatgate.errors import InvalidRequestError, UpstreamError
-from chatgate.types import JSONObjectFormat, JSONSchemaFormat, ResponseFormat
+from chatgate.types import ChatRequest, JSONObjectFormat, JSONSchemaFormat
+
+GUIDED = ("guided_json", "guided_regex", "guided_choice", "guided_grammar")
 
 
 @dataclass(frozen=True, slots=True)
 class OutputContract:
-    """What the output must be: any JSON object, or JSON valid against a schema."""
+    """What the output must be, the grammar that makes it so, and the field that asked."""
 
     grammar: str
-    schema: dict[str, Any] | None
+    kind: Literal["json", "schema", "choice", "regex", "grammar"]
+    param: str
+    schema: dict[str, Any] | None = None
+    choices: tuple[str, ...] = ()
+    pattern: str | None = None
 
     def check(self, text: str) -> None:
-        """Raise `UpstreamError` unless *text* parses (and validates, with a schema)."""
+        """Raise `UpstreamError` unless *text* keeps the contract."""
+        if self.kind == "choice":
+            if text not in self.choices:
+                raise _broken(f"the model's output {text[:80]!r} is not one of the choices")
+            return
+        if self.kind == "regex":
+            if self.pattern is None or re.fullmatch(self.pattern, text) is None:
+                raise _broken(f"the model's output {text[:80]!r} does not match guided_regex")
+            return
+        if self.kind == "grammar":
+            return  # the grammar itself is the contract
         try:
             value = json.loads(text)
         except ValueError as exc:
-            raise UpstreamError(
+            raise _broken(
                 f"the model's output is not valid JSON ({exc}); raise max_tokens "
-                "if it was cut short",
-                code="invalid_model_output",
+                "if it was cut short"
             ) from None
         if self.schema is None:
             if not isinstance(value, dict):
-                raise UpstreamError(
-                    "the model's output is not a JSON object", code="invalid_model_output"
-                )
+                raise _broken("the model's output is not a JSON object")
             return
         import jsonschema
 
         error = jsonschema.exceptions.best_match(_validator(_key(self.schema)).iter_errors(value))
         if error is not None:
-            raise UpstreamError(
-                f"the model's output does not match the schema: {error.message}",
-                code="invalid_model_output",
-            )
+            raise _broken(f"the model's output does not match the schema: {error.message}")
 
 
-def contract_for(response_format: ResponseFormat | None) -> OutputContract | None:
-    """The grammar and check for a ``response_format``; None for plain text."""
-    if isinstance(response_format, JSONObjectFormat):
-        return OutputContract(grammar=_json_object_grammar(), schema=None)
-    if isinstance(response_format, JSONSchemaFormat):
-        schema = response_format.json_schema.schema_ or {"type": "object"}
-        return OutputContract(grammar=_schema_grammar(_key(schema)), schema=schema)
+def _broken(message: str) -> UpstreamError:
+    return UpstreamError(message, code="invalid_model_output")
+
+
+def contract_for(request: ChatRequest) -> OutputContract | None:
+    """The grammar and check for the request's constraint; None for free text."""
+    asked = [name for name in GUIDED if getattr(request, name) is not None]
+    fmt = request.response_format
+    structured = isinstance(fmt, JSONObjectFormat | JSONSchemaFormat)
+    if len(asked) + structured > 1:
+        names = ", ".join([*asked, *(["response_format"] if structured else [])])
+        raise InvalidRequestError(
+            f"only one output constraint at a time; this request sets {names}",
+            param=asked[-1] if asked else "response_format",
+        )
+    if request.guided_json is not None:
+        schema = request.guided_json
+        return OutputContract(
+            _schema_grammar(_key(schema), "guided_json"), "schema", "guided_json", schema
+        )
+    if request.guided_choice is not None:
+        choices = tuple(request.guided_choice)
+        grammar = "root ::= " + " | ".join(gbnf_string(c) for c in choices) + "\n"
+        return OutputContract(grammar, "choice", "guided_choice", choices=choices)
+    if request.guided_regex is not None:
+        pattern = request.guided_regex
+        return OutputContract(regex_to_gbnf(pattern), "regex", "guided_regex", pattern=pattern)
+    if request.guided_grammar is not None:
+        return OutputContract(request.guided_grammar, "grammar", "guided_grammar")
+    if isinstance(fmt, JSONObjectFormat):
+        return OutputContract(_json_object_grammar(), "json", "response_format")
+    if isinstance(fmt, JSONSchemaFormat):
+        schema = fmt.json_schema.schema_ or {"type": "object"}
+        param = "response_format.json_schema.schema"
+        return OutputContract(
+            _schema_grammar(_key(schema), param), "schema", "response_format", schema
+        )
     return None
 
 
@@ -71,11 +116,10 @@ def _json_object_grammar() -> str:
 
 
 @lru_cache(maxsize=128)
-def _schema_grammar(schema_json: str) -> str:
+def _schema_grammar(schema_json: str, param: str) -> str:
     import jsonschema
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    param = "response_format.json_schema.schema"
     try:
         jsonschema.validators.validator_for(json.loads(schema_json)).check_schema(
             json.loads(schema_json)

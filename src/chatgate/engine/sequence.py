@@ -36,6 +36,7 @@ class Sampling:
     stop: tuple[str, ...] = ()
     logit_bias: dict[int, float] = field(default_factory=dict)
     grammar: str | None = None
+    grammar_param: str = "response_format"  # the request field the grammar came from
     logprobs: bool = False
     top_logprobs: int = 0
 
@@ -76,7 +77,7 @@ def build_sampler(model: LoadedModel, s: Sampling) -> Any:
         if not grammar:
             sampler.close()
             raise InvalidRequestError(
-                "the output grammar could not be parsed", param="response_format"
+                "the output grammar could not be parsed", param=s.grammar_param
             )
         llama_cpp.llama_sampler_chain_add(sampler.sampler, grammar)
     if s.temperature <= 0:

@@ -12,7 +12,6 @@ The same core as ``/v1``, with SGP's edges (``docs/api-v4.md``):
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
@@ -28,8 +27,6 @@ from chatgate.server.openai import read_body, respond
 from chatgate.server.responses import dumps
 from chatgate.types import ChatRequest
 from chatgate.validation import describe, param_path
-
-log = logging.getLogger("chatgate.server")
 
 
 class ValidationFailed(ChatgateError):
