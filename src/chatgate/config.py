@@ -11,7 +11,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -78,6 +78,10 @@ class Connection(_Section):
     drop_params: bool = False
     # A request's inference_extra_headers may replace the auth headers only if allowed.
     allow_auth_override: bool = False
+    # Guided decoding: vLLM's own form ("structured_outputs" from vLLM 0.10.2, "legacy"
+    # guided_* fields before), and how often a checked answer that fails is asked again.
+    vllm_guided: Literal["structured_outputs", "legacy"] | None = None
+    guided_retries: int = Field(default=2, ge=0, le=10)
     # Named base-URL overrides, chosen by a third model segment on /v4 (or conn@name/...).
     deployments: dict[str, str] = Field(default_factory=dict)
 

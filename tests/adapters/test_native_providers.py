@@ -466,3 +466,17 @@ async def test_providers_use_the_configured_placeholder() -> None:
             {"model": "c/m", "messages": [{"role": "assistant", "content": "Welcome."}]}
         )
     assert shown["body"]["messages"][0]["content"] == [{"type": "text", "text": "[Go on]"}]
+
+
+@pytest.mark.parametrize("p", PROVIDERS, ids=lambda p: p.name)
+def test_guided_json_and_choice(sdk: Any, p: Provider) -> None:
+    answer = sdk.chat.completions.create(
+        model=f"{p.name}/m-1", messages=user("Plan"), extra_body={"guided_json": SCHEMA}
+    )
+    jsonschema.validate(orjson.loads(answer.choices[0].message.content), SCHEMA)
+    picked = sdk.chat.completions.create(
+        model=f"{p.name}/m-1",
+        messages=user("Pick"),
+        extra_body={"guided_choice": ["north", "south"]},
+    )
+    assert picked.choices[0].message.content in ("north", "south")

@@ -76,6 +76,25 @@ def _error(status: int, message: str, etype: str, code: str | None = None) -> Re
     )
 
 
+def constrained_text(request: dict[str, Any]) -> str | None:
+    """What a constrained server answers: vLLM's structured_outputs or legacy guided_*
+    fields, or an OpenAI json_schema response_format (``wrong-*`` models ignore them)."""
+    from tests.fakes.common import sample
+
+    legacy = {k.removeprefix("guided_"): v for k, v in request.items() if k.startswith("guided_")}
+    wanted = request.get("structured_outputs") or legacy
+    if "json" in wanted:
+        return orjson.dumps(sample(wanted["json"])).decode()
+    if "choice" in wanted:
+        return str(wanted["choice"][-1])
+    if "regex" in wanted:
+        return "".join(TEXT_PIECES)  # the tests' patterns match the fake's text
+    fmt = request.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        return orjson.dumps(sample(fmt["json_schema"].get("schema") or {})).decode()
+    return None
+
+
 def completion(model: str, request: dict[str, Any]) -> dict[str, Any]:
     """The non-stream answer for *model*."""
     message: dict[str, Any] = {"role": "assistant", "content": "".join(TEXT_PIECES)}
@@ -95,6 +114,9 @@ def completion(model: str, request: dict[str, Any]) -> dict[str, Any]:
         finish = "tool_calls"
     elif model.startswith("reason-"):
         message["reasoning_content"] = "Thinking about it."
+    constrained = constrained_text(request)
+    if constrained is not None and not model.startswith("wrong-"):
+        message["content"] = constrained
     logprobs = None
     if request.get("logprobs"):
         token = {"token": "Hello", "logprob": -0.25, "bytes": [72, 101, 108, 108, 111]}

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+from chatgate.adapters import guided
 from chatgate.adapters.base import refuse_or_drop, set_fields
 from chatgate.adapters.upstream import UpstreamRequest, add_request_extras
 from chatgate.adapters.wire import NativeAdapter, WireAdapter
@@ -21,7 +22,14 @@ from chatgate.errors import ChatgateError, NotFoundError, UpstreamError
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.sources import Source
 from chatgate.transport import Transport
-from chatgate.types import ChatChunk, ChatRequest, ChatResponse
+from chatgate.types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    ChunkChoice,
+    Delta,
+    ToolCallDelta,
+)
 from chatgate.urls import with_v1
 
 log = logging.getLogger("chatgate.connections")
@@ -63,7 +71,10 @@ class RemoteBackend:
 
     def unsupported(self, request: ChatRequest) -> list[str]:
         """Parameters this source refuses (400 unless the connection drops them)."""
-        names = self.adapter.unsupported(request, set_fields(request))
+        return self._unsupported(guided.plan(request, self.connection).request)
+
+    def _unsupported(self, planned: ChatRequest) -> list[str]:
+        names = self.adapter.unsupported(planned, set_fields(planned))
         return refuse_or_drop(names, self.connection, self.source.display_name)
 
     async def start(self, progress: Callable[[str], None] | None = None) -> None:
@@ -78,12 +89,15 @@ class RemoteBackend:
 
     def build(self, request: ChatRequest) -> UpstreamRequest:
         """The upstream request for *request*, parameters dropped as configured."""
-        upstream = self.adapter.build(request, self.unsupported(request))
-        if request.inference_extra_params or request.inference_extra_headers:
+        return self._build(guided.plan(request, self.connection).request)
+
+    def _build(self, planned: ChatRequest) -> UpstreamRequest:
+        upstream = self.adapter.build(planned, self._unsupported(planned))
+        if planned.inference_extra_params or planned.inference_extra_headers:
             add_request_extras(
                 upstream,
-                request.inference_extra_params,
-                request.inference_extra_headers,
+                planned.inference_extra_params,
+                planned.inference_extra_headers,
                 protected=self.connection.extra_body,
                 excluded=self.connection.exclude_params,
                 allow_auth_override=self.connection.allow_auth_override,
@@ -91,20 +105,49 @@ class RemoteBackend:
         return upstream
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        """Send and translate one non-stream request."""
+        """Send and translate one non-stream request; a guided answer is checked, and
+        asked for again while it fails (``guided_retries``)."""
         if request.stream:
             request = request.model_copy(update={"stream": False, "stream_options": None})
+        planned = guided.plan(request, self.connection)
+        check = planned.check
+        for attempt in range(self.connection.guided_retries + 1):
+            answer = await self._send(planned.request)
+            if check is None:
+                return answer
+            try:
+                for choice in answer.choices:
+                    if choice.message.tool_calls is None:
+                        choice.message.content = check(choice.message.content or "")
+                return answer
+            except UpstreamError as exc:
+                if attempt == self.connection.guided_retries:
+                    raise UpstreamError(
+                        f"connection '{self.connection.name}': {exc.message} "
+                        f"(after {attempt + 1} attempts)",
+                        code="invalid_model_output",
+                    ) from None
+        raise AssertionError("unreachable")
+
+    async def _send(self, planned: ChatRequest) -> ChatResponse:
         await self.adapter.authorize()
-        upstream = self.build(request)
         data = await self.transport.send_json(
-            upstream, self.connection.name, self.connection.timeout, self.secrets
+            self._build(planned), self.connection.name, self.connection.timeout, self.secrets
         )
-        return self.adapter.parse_response(data, request.model)
+        return self.adapter.parse_response(data, planned.model)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        """Send and translate a stream; a stream that ends without finishing is a 502."""
+        """Send and translate a stream; a stream that ends without finishing is a 502.
+        A constraint the backend cannot enforce is checked first: that answer arrives
+        whole, as one chunk per choice."""
+        planned = guided.plan(request, self.connection)
+        if planned.buffered:
+            for chunk in as_chunks(await self.chat(request), request):
+                yield chunk
+            return
+        request = planned.request
         await self.adapter.authorize()
-        upstream = self.build(request)
+        upstream = self._build(request)
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
         reader = self.adapter.reader(request)
         events = self.transport.stream_sse(
@@ -239,6 +282,26 @@ class RemoteBackend:
             "source": self.source.id,
             **self.build(request).preview(self.secrets),
         }
+
+
+def as_chunks(answer: ChatResponse, request: ChatRequest) -> list[ChatChunk]:
+    """A whole answer as the chunks of a stream: role, content, finish, usage."""
+    chunks = []
+    for choice in answer.choices:
+        message = choice.message
+        calls = [
+            ToolCallDelta(i, c.id, c.function.name, c.function.arguments)
+            for i, c in enumerate(message.tool_calls or [])
+        ]
+        delta = Delta("assistant", message.content, message.reasoning_content, calls or None)
+        chunks.append(
+            ChatChunk(answer.id, answer.created, answer.model, [ChunkChoice(choice.index, delta)])
+        )
+        finish = ChunkChoice(choice.index, Delta(), choice.finish_reason)
+        chunks.append(ChatChunk(answer.id, answer.created, answer.model, [finish]))
+    if request.stream_options and request.stream_options.include_usage:
+        chunks.append(ChatChunk(answer.id, answer.created, answer.model, [], answer.usage))
+    return chunks
 
 
 def make_adapter(connection: Connection, source: Source, env: Mapping[str, str]) -> WireAdapter:
