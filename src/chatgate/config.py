@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from chatgate.errors import ConfigError
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
@@ -75,7 +82,10 @@ class Connection(_Section):
     threads: int | None = Field(default=None, ge=1)
     parallel: int = Field(default=4, ge=1, le=64)
     max_queue: int = Field(default=64, ge=0)
-    drop_params: bool = False
+    # Also spelled drop_unsupported_params, the SGP name.
+    drop_params: bool = Field(
+        default=False, validation_alias=AliasChoices("drop_params", "drop_unsupported_params")
+    )
     # A request's inference_extra_headers may replace the auth headers only if allowed.
     allow_auth_override: bool = False
     # Guided decoding: vLLM's own form ("structured_outputs" from vLLM 0.10.2, "legacy"

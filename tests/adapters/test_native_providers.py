@@ -480,3 +480,31 @@ def test_guided_json_and_choice(sdk: Any, p: Provider) -> None:
         extra_body={"guided_choice": ["north", "south"]},
     )
     assert picked.choices[0].message.content in ("north", "south")
+
+
+@pytest.mark.parametrize("name", ["claude", "cohere"])
+def test_n_is_emulated_with_parallel_requests(
+    sdk: Any, fakes: dict[str, FakeState], name: str
+) -> None:
+    answer = sdk.chat.completions.create(model=f"{name}/m-1", messages=user("Hi"), n=3)
+    assert [c.index for c in answer.choices] == [0, 1, 2]
+    assert all(c.message.content == TEXT for c in answer.choices)
+    fake = fakes["anthropic" if name == "claude" else "cohere"]
+    recent = [s.body for s in fake.seen[-3:]]
+    assert all("n" not in b for b in recent)
+    assert answer.usage.completion_tokens == 3 * (7 if name == "claude" else 5)
+    chunks = list(
+        sdk.chat.completions.create(
+            model=f"{name}/m-1",
+            messages=user("Hi"),
+            n=2,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    texts = {0: "", 1: ""}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+    assert texts == {0: TEXT, 1: TEXT}
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None

@@ -145,12 +145,12 @@ def test_openrouter_passes_its_routing_options_through() -> None:
     ("source", "param", "value"),
     [
         ("groq", "logprobs", True),
-        ("groq", "n", 2),
+        ("groq", "logit_bias", {"1": 2}),
         ("perplexity", "stop", "x"),
         ("openai", "top_k", 5),
         ("mistral", "logit_bias", {"1": 2}),
         ("openai", "mystery", 1),
-        ("deepseek", "n", 3),
+        ("deepseek", "top_k", 3),
     ],
 )
 def test_rejected_parameters_are_named(source: str, param: str, value: Any) -> None:
@@ -161,6 +161,17 @@ def test_rejected_parameters_are_named(source: str, param: str, value: Any) -> N
         backend(source).unsupported(request)
     assert caught.value.param == param
     assert SOURCES[source].display_name in caught.value.message
+
+
+@pytest.mark.parametrize("source", ["groq", "deepseek", "perplexity"])
+def test_n_is_emulated_not_refused(source: str) -> None:
+    request = parse_chat_request(
+        {"model": "c/m", "messages": [{"role": "user", "content": "x"}], "n": 3}
+    )
+    chosen = backend(source)
+    assert chosen.unsupported(request) == []
+    assert chosen._fans_out(request)
+    assert "n" not in (chosen.build(request).body or {})  # each copy asks for one
 
 
 def test_drop_params_drops_instead() -> None:

@@ -70,7 +70,7 @@ SUPPORTED = frozenset(
     {
         "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
         "temperature", "top_p", "top_k", "stop", "user", "tools", "tool_choice",
-        "parallel_tool_calls", "response_format", "n", "reasoning_effort", "thinking",
+        "parallel_tool_calls", "response_format", "reasoning_effort", "thinking",
         "metadata", "inference_extra_params", "inference_extra_headers",
     }
 )  # fmt: skip

@@ -78,6 +78,12 @@ def refuse_or_drop(names: list[str], connection: Connection, what: str) -> list[
     """Raise for the first unsupported parameter, unless the connection drops them."""
     if names and not connection.drop_params:
         name = names[0]
+        if name == "suffix":
+            raise UnsupportedParameterError(
+                f"'suffix' is for text-completion backends only; {what} (connection "
+                f"'{connection.name}') is a chat backend",
+                param=name,
+            )
         raise UnsupportedParameterError(
             f"'{name}' is not supported by {what} (connection '{connection.name}'); "
             "remove it, or set drop_params = true on the connection to drop such "

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from chatgate.adapters import guided
+from chatgate.adapters import fanout, guided
 from chatgate.adapters.base import refuse_or_drop, set_fields
 from chatgate.adapters.upstream import UpstreamRequest, add_request_extras
 from chatgate.adapters.wire import NativeAdapter, WireAdapter
@@ -75,7 +75,12 @@ class RemoteBackend:
 
     def _unsupported(self, planned: ChatRequest) -> list[str]:
         names = self.adapter.unsupported(planned, set_fields(planned))
+        names = [n for n in names if n != "n"]  # emulated: see `_fans_out`
         return refuse_or_drop(names, self.connection, self.source.display_name)
+
+    def _fans_out(self, planned: ChatRequest) -> bool:
+        """Whether ``n`` is emulated with parallel requests (the source has no ``n``)."""
+        return (planned.n or 1) > 1 and "n" in self.adapter.unsupported(planned, ["n"])
 
     async def start(self, progress: Callable[[str], None] | None = None) -> None:
         """Nothing to load: connections are opened on first use."""
@@ -88,8 +93,12 @@ class RemoteBackend:
         """The transport is shared and closed by the gateway."""
 
     def build(self, request: ChatRequest) -> UpstreamRequest:
-        """The upstream request for *request*, parameters dropped as configured."""
-        return self._build(guided.plan(request, self.connection).request)
+        """The upstream request for *request*, parameters dropped as configured (with
+        ``n`` emulated, the first of the n requests)."""
+        planned = guided.plan(request, self.connection).request
+        if self._fans_out(planned):
+            planned = fanout.copies(planned)[0]
+        return self._build(planned)
 
     def _build(self, planned: ChatRequest) -> UpstreamRequest:
         upstream = self.adapter.build(planned, self._unsupported(planned))
@@ -111,8 +120,12 @@ class RemoteBackend:
             request = request.model_copy(update={"stream": False, "stream_options": None})
         planned = guided.plan(request, self.connection)
         check = planned.check
+        fan = self._fans_out(planned.request)
         for attempt in range(self.connection.guided_retries + 1):
-            answer = await self._send(planned.request)
+            if fan:
+                answer = await fanout.gather(planned.request, self._send)
+            else:
+                answer = await self._send(planned.request)
             if check is None:
                 return answer
             try:
@@ -145,7 +158,14 @@ class RemoteBackend:
             for chunk in as_chunks(await self.chat(request), request):
                 yield chunk
             return
-        request = planned.request
+        if self._fans_out(planned.request):
+            async for chunk in fanout.interleave(planned.request, self._stream_one):
+                yield chunk
+            return
+        async for chunk in self._stream_one(planned.request):
+            yield chunk
+
+    async def _stream_one(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         await self.adapter.authorize()
         upstream = self._build(request)
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
@@ -281,6 +301,7 @@ class RemoteBackend:
             "connection": self.connection.name,
             "source": self.source.id,
             **self.build(request).preview(self.secrets),
+            **({"sent_times": request.n} if self._fans_out(request) else {}),
         }
 
 
