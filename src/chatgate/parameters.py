@@ -104,6 +104,9 @@ def cell(gateway: Any, column: str, name: str) -> str:
     fans_out = getattr(prepared.backend, "_fans_out", None)
     if name == "n" and fans_out is not None and fans_out(prepared.request):
         return "emulated"
+    emulates_best_of = getattr(prepared.backend, "_emulates_best_of", None)
+    if name == "best_of" and emulates_best_of is not None and emulates_best_of(prepared.request):
+        return "emulated"
     if name in GATEWAY_FIELDS:
         return "gateway"
     if name in UPSTREAM_FIELDS:
@@ -131,7 +134,7 @@ LEGEND = {
     "translated": "converted to the source's own field",
     "enforced": "enforced by the embedded engine's grammar",
     "checked": "not enforceable there: chatgate checks the answer and retries",
-    "emulated": "done by chatgate with parallel requests",
+    "emulated": "done by chatgate: n by parallel requests, best_of by ranking candidates",
     "gateway": "handled by chatgate itself, never sent",
     "refused": "a 400 naming the parameter and the source (or dropped with drop_params)",
 }

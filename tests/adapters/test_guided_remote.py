@@ -93,3 +93,18 @@ async def test_refusals_name_the_field(fake: FakeOpenAI) -> None:
                 await gw.chat(model="up/gpt-fake-1", messages=HI, **fields)
             assert caught.value.param == param
     assert not fake.seen  # refused before anything was sent
+
+
+async def test_best_of_is_emulated_where_log_probabilities_exist(fake: FakeOpenAI) -> None:
+    async with gateway(fake, source="openai") as gw:
+        answer = await gw.chat(model="up/gpt-fake-1", messages=HI, best_of=3)
+        assert len(answer.choices) == 1 and answer.choices[0].logprobs is None
+        sent = fake.last("/chat/completions").body
+        assert sent["n"] == 3 and sent["logprobs"] is True and "best_of" not in sent
+        with pytest.raises(InvalidRequestError, match="cannot be streamed"):
+            async for _ in gw.stream(model="up/gpt-fake-1", messages=HI, best_of=3):
+                pass
+    async with gateway(fake, source="groq") as gw:  # no logprobs there: nothing to rank by
+        with pytest.raises(InvalidRequestError) as caught:
+            await gw.chat(model="up/m", messages=HI, best_of=3)
+        assert caught.value.param == "best_of"

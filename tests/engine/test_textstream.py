@@ -78,3 +78,12 @@ def test_bytes_split_anywhere_decode_the_same(text: str, cuts: list[int]) -> Non
         for a, b in zip([0, *points], [*points, len(data)], strict=True)
     )
     assert out + scanner.flush() == text
+
+
+def test_include_stop_keeps_the_stop_string_and_stops_at_the_earliest() -> None:
+    scanner = StopScanner(["END", "EN", "."], include=True)
+    assert scanner.feed("one. END") == "one."
+    assert scanner.stopped and scanner.feed("more") == ""
+    longest_first = StopScanner(["EN", "END"], include=True)
+    assert longest_first.feed("xxENDyy") == "xxEND"  # same start: the longer stop wins
+    assert StopScanner(["END"]).feed("abcENDdef") == "abc"

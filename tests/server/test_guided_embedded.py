@@ -40,7 +40,7 @@ def outputs(live: LiveServer, **fields: Any) -> list[str]:
     )
     assert answer.status_code == 200, answer.text
     choices = answer.json()["choices"]
-    assert len(choices) == 10
+    assert len(choices) == fields.get("n", 10)
     return [c["message"]["content"] for c in choices]
 
 
@@ -78,3 +78,56 @@ def test_guided_grammar_and_conflicts(live: LiveServer) -> None:
         json={"model": MODEL, "messages": [{"content": "Hi"}], "guided_regex": r"(a)\1"},
     )
     assert refused.status_code == 400 and "back-references" in refused.json()["detail"]
+
+
+def test_include_stop_str_in_output_and_chat_template(live: LiveServer) -> None:
+    def first(**fields: Any) -> str:
+        return outputs(live, n=1, max_tokens=6, **fields)[0]
+
+    grammar = 'root ::= "yes." " more"'
+    assert first(guided_grammar=grammar, stop=["."]) == "yes"
+    assert first(guided_grammar=grammar, stop=["."], include_stop_str_in_output=True) == "yes."
+    template = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}{{ cue }}"
+    shown = httpx.post(
+        f"{live.url}/api/preview",
+        headers={"Authorization": f"Bearer {live.key}"},
+        json={
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Hi"}],
+            "chat_template": template,
+            "chat_template_kwargs": {"cue": "Answer:"},
+        },
+    ).json()
+    assert shown["body"]["prompt"] == "[user] Hi\nAnswer:"
+    broken = httpx.post(
+        f"{live.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {live.key}"},
+        json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}],
+              "chat_template": "{% for %}"},
+    )  # fmt: skip
+    assert broken.status_code == 400 and broken.json()["error"]["param"] == "chat_template"
+
+
+def test_best_of_returns_the_most_likely_candidates(live: LiveServer) -> None:
+    def ask(**fields: Any) -> httpx.Response:
+        return httpx.post(
+            f"{live.url}/v4/beta/chat/completions",
+            headers={"x-api-key": str(live.key)},
+            json={"model": MODEL, "messages": [{"content": "Name a colour."}], "max_tokens": 6,
+                  "seed": 4, "temperature": 1.2, **fields},
+            timeout=120,
+        )  # fmt: skip
+
+    best = ask(best_of=4, n=1, logprobs=True).json()
+    assert len(best["choices"]) == 1
+    chosen = best["choices"][0]["logprobs"]["content"]
+    mean = sum(t["logprob"] for t in chosen) / len(chosen)
+    singles = [ask(seed=4 + i, logprobs=True).json() for i in range(4)]
+    means = []
+    for single in singles:
+        tokens = single["choices"][0]["logprobs"]["content"]
+        means.append(sum(t["logprob"] for t in tokens) / len(tokens))
+    assert mean >= max(means) - 1e-6  # the best of the same four candidates
+    assert best["usage"]["completion_tokens"] > singles[0]["usage"]["completion_tokens"]
+    assert ask(best_of=2, n=3).status_code == 400
+    assert "cannot be streamed" in ask(best_of=3, stream=True).json()["detail"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from chatgate.types import ChatChunk, ChatRequest, ChatResponse, Usage
+from chatgate.types import ChatChunk, ChatRequest, ChatResponse, Choice, Usage
 
 
 def copies(request: ChatRequest) -> list[ChatRequest]:
@@ -46,6 +46,39 @@ async def gather(
     return ChatResponse(
         first.id, first.created, first.model, choices, usage, first.system_fingerprint
     )
+
+
+def candidates(request: ChatRequest) -> ChatRequest:
+    """The request for ``best_of``'s candidates: ``n = best_of``, with log-probabilities."""
+    data = request.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    data.pop("best_of", None)
+    data.update(n=request.best_of, logprobs=True)
+    return ChatRequest.model_validate(data)
+
+
+async def best_of(
+    request: ChatRequest,
+    send: Callable[[ChatRequest], Awaitable[ChatResponse]],
+    *,
+    native_n: bool,
+) -> ChatResponse:
+    """``best_of`` candidates, one request each with log-probabilities; the ``n`` with
+    the highest mean token log-probability are the answer (vLLM's rule)."""
+    n = request.n or 1
+    asked = candidates(request)
+    merged = await (send(asked) if native_n else gather(asked, send))
+
+    def score(choice: Choice) -> float:
+        tokens = (choice.logprobs or {}).get("content") or []
+        return sum(float(t["logprob"]) for t in tokens) / len(tokens) if tokens else -1e9
+
+    chosen = sorted(merged.choices, key=score, reverse=True)[:n]
+    for index, choice in enumerate(chosen):
+        choice.index = index
+        if not request.logprobs:
+            choice.logprobs = None
+    merged.choices = chosen
+    return merged
 
 
 async def interleave(

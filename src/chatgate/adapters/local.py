@@ -13,7 +13,7 @@ from chatgate.adapters.base import refuse_or_drop, set_fields
 from chatgate.config import Connection
 from chatgate.engine import Engine, Finished, Piece, Sampling
 from chatgate.engine.grammar import OutputContract, contract_for
-from chatgate.errors import UnsupportedParameterError, UpstreamError
+from chatgate.errors import InvalidRequestError, UnsupportedParameterError, UpstreamError
 from chatgate.types import (
     AssistantMessage,
     ChatChunk,
@@ -55,11 +55,16 @@ SUPPORTED = frozenset(
         "guided_choice",
         "guided_grammar",
         "guided_decoding_backend",
+        "include_stop_str_in_output",
+        "best_of",
+        "chat_template",
+        "chat_template_kwargs",
     }
 )
 # A constrained output that fails its final check (the grammar covers only a subset of
 # JSON Schema) is generated again with another seed this many times before giving up.
 CONSTRAINED_RETRIES = 2
+TEMPLATE_SECONDS = 2.0  # the longest a request's own chat_template may take to render
 
 
 def new_completion_id() -> str:
@@ -80,6 +85,10 @@ class LocalBackend:
 
     def unsupported(self, request: ChatRequest) -> list[str]:
         """Parameters the engine cannot honour; tools are refused unless disabled."""
+        if request.best_of is not None and request.best_of < (request.n or 1):
+            raise InvalidRequestError(
+                f"best_of ({request.best_of}) must be at least n ({request.n})", param="best_of"
+            )
         names = [n for n in set_fields(request) if n not in SUPPORTED]
         if request.tools and request.tool_choice == "none":
             names = [n for n in names if n not in ("tools", "tool_choice")]
@@ -156,7 +165,7 @@ class LocalBackend:
             "url": f"llama.cpp://{self.engine.path}",
             "headers": {},
             "body": {
-                "prompt": self.engine.render([_template_message(m) for m in request.messages]),
+                "prompt": await self._render_async(request),
                 "prompt_tokens": len(tokens),
                 "sampling": settings,
                 "grammar": sampling.grammar,
@@ -168,20 +177,46 @@ class LocalBackend:
 
     async def _prepare(self, request: ChatRequest) -> tuple[list[int], Sampling]:
         await self.engine.ensure_loaded()
-        prompt = self.engine.render([_template_message(m) for m in request.messages])
+        prompt = await self._render_async(request)
         tokens = self.engine.tokenize_prompt(prompt, request.completion_limit)
         bias = self.engine.model.check_logit_bias(request.logit_bias or {})
         contract = contract_for(request)
         return tokens, _sampling(request, bias, contract)
+
+    def _render(self, request: ChatRequest) -> str:
+        messages = [_template_message(m) for m in request.messages]
+        return self.engine.render(messages, request.chat_template, request.chat_template_kwargs)
+
+    async def _render_async(self, request: ChatRequest) -> str:
+        if request.chat_template is None:
+            return self._render(request)
+        # A client's template is code: render it off the event loop, within a deadline.
+        try:
+            async with asyncio.timeout(TEMPLATE_SECONDS):
+                return await asyncio.to_thread(self._render, request)
+        except TimeoutError:
+            raise InvalidRequestError(
+                f"chat_template took longer than {TEMPLATE_SECONDS:g} s to render",
+                param="chat_template",
+            ) from None
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """Generate every choice and assemble one answer."""
         tokens, sampling = await self._prepare(request)
         contract = contract_for(request)
         n = request.n or 1
+        tried = max(n, request.best_of or 1)
+        # best_of: more candidates than answers; the n most likely (by the mean
+        # log-probability of their tokens) are returned, as vLLM does.
+        scoring = replace(sampling, logprobs=True) if tried > n else sampling
         results = await asyncio.gather(
-            *(self._one_choice(tokens, _seeded(sampling, i), contract) for i in range(n))
+            *(self._one_choice(tokens, _seeded(scoring, i), contract) for i in range(tried))
         )
+        usage = Usage(len(tokens), sum(fin.completion_tokens for _, _, fin in results))
+        if tried > n:
+            results = sorted(results, key=_mean_logprob, reverse=True)[:n]
+            if not sampling.logprobs:
+                results = [(text, [], fin) for text, _, fin in results]
         choices = [
             Choice(
                 index=i,
@@ -191,7 +226,6 @@ class LocalBackend:
             )
             for i, (text, lps, fin) in enumerate(results)
         ]
-        usage = Usage(len(tokens), sum(fin.completion_tokens for _, _, fin in results))
         return ChatResponse(
             id=new_completion_id(),
             created=int(time.time()),
@@ -230,6 +264,11 @@ class LocalBackend:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Stream each choice in turn: role, content pieces, finish; usage last."""
+        if (request.best_of or 1) > (request.n or 1):
+            raise InvalidRequestError(
+                "best_of cannot be streamed: the best answers are known only at the end",
+                param="best_of",
+            )
         tokens, sampling = await self._prepare(request)
         contract = contract_for(request)
         cid, created = new_completion_id(), int(time.time())
@@ -269,6 +308,11 @@ class LocalBackend:
             )
 
 
+def _mean_logprob(result: tuple[str, list[dict[str, Any]], Finished]) -> float:
+    entries = result[1]
+    return sum(float(e["logprob"]) for e in entries) / len(entries) if entries else -1e9
+
+
 def _template_message(message: Message) -> dict[str, Any]:
     """A message as chat templates expect it: plain text content, OpenAI role names."""
     role = "system" if message.role == "developer" else message.role
@@ -295,6 +339,7 @@ def _sampling(
         frequency_penalty=request.frequency_penalty or 0.0,
         seed=request.seed,
         stop=tuple(request.stops),
+        include_stop=bool(request.include_stop_str_in_output),
         logit_bias=bias,
         grammar=contract.grammar if contract else None,
         grammar_param=contract.param if contract else "response_format",

@@ -18,7 +18,7 @@ from chatgate.adapters.base import refuse_or_drop, set_fields
 from chatgate.adapters.upstream import UpstreamRequest, add_request_extras
 from chatgate.adapters.wire import NativeAdapter, WireAdapter
 from chatgate.config import Connection
-from chatgate.errors import ChatgateError, NotFoundError, UpstreamError
+from chatgate.errors import ChatgateError, InvalidRequestError, NotFoundError, UpstreamError
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.sources import Source
 from chatgate.transport import Transport
@@ -76,7 +76,15 @@ class RemoteBackend:
     def _unsupported(self, planned: ChatRequest) -> list[str]:
         names = self.adapter.unsupported(planned, set_fields(planned))
         names = [n for n in names if n != "n"]  # emulated: see `_fans_out`
+        if "best_of" in names and self._ranks(planned):
+            names.remove("best_of")  # emulated: see `fanout.best_of`
         return refuse_or_drop(names, self.connection, self.source.display_name)
+
+    def _ranks(self, planned: ChatRequest) -> bool:
+        """Whether ``best_of`` is emulated: it needs the source's log-probabilities."""
+        return (planned.best_of or 1) > (planned.n or 1) and not self.adapter.unsupported(
+            planned, ["logprobs"]
+        )
 
     def _fans_out(self, planned: ChatRequest) -> bool:
         """Whether ``n`` is emulated with parallel requests (the source has no ``n``)."""
@@ -96,9 +104,16 @@ class RemoteBackend:
         """The upstream request for *request*, parameters dropped as configured (with
         ``n`` emulated, the first of the n requests)."""
         planned = guided.plan(request, self.connection).request
+        if self._emulates_best_of(planned):
+            planned = fanout.candidates(planned)
         if self._fans_out(planned):
             planned = fanout.copies(planned)[0]
         return self._build(planned)
+
+    def _emulates_best_of(self, planned: ChatRequest) -> bool:
+        # Only where the source lacks best_of itself (vLLM has it).
+        lacking = "best_of" in self.adapter.unsupported(planned, ["best_of"])
+        return lacking and self._ranks(planned)
 
     def _build(self, planned: ChatRequest) -> UpstreamRequest:
         upstream = self.adapter.build(planned, self._unsupported(planned))
@@ -121,8 +136,14 @@ class RemoteBackend:
         planned = guided.plan(request, self.connection)
         check = planned.check
         fan = self._fans_out(planned.request)
+        ranked = self._emulates_best_of(planned.request)
         for attempt in range(self.connection.guided_retries + 1):
-            if fan:
+            if ranked:
+                native_n = "n" not in self.adapter.unsupported(
+                    planned.request.model_copy(update={"n": planned.request.best_of}), ["n"]
+                )
+                answer = await fanout.best_of(planned.request, self._send, native_n=native_n)
+            elif fan:
                 answer = await fanout.gather(planned.request, self._send)
             else:
                 answer = await self._send(planned.request)
@@ -154,6 +175,11 @@ class RemoteBackend:
         A constraint the backend cannot enforce is checked first: that answer arrives
         whole, as one chunk per choice."""
         planned = guided.plan(request, self.connection)
+        if (request.best_of or 1) > (request.n or 1):
+            raise InvalidRequestError(
+                "best_of cannot be streamed: the best answers are known only at the end",
+                param="best_of",
+            )
         if planned.buffered:
             for chunk in as_chunks(await self.chat(request), request):
                 yield chunk

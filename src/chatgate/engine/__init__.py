@@ -114,14 +114,23 @@ class Engine:
             "waiting": batcher.waiting if batcher else 0,
         }
 
-    def render(self, messages: Sequence[dict[str, Any]]) -> str:
-        """The prompt text for *messages*, through the GGUF's own chat template."""
+    def render(
+        self,
+        messages: Sequence[dict[str, Any]],
+        template: str | None = None,
+        kwargs: dict[str, Any] | None = None,
+    ) -> str:
+        """The prompt text for *messages*: through the request's ``chat_template`` if it
+        has one, else the GGUF's own; ``chat_template_kwargs`` become template variables,
+        as in Hugging Face's ``apply_chat_template``."""
         model = self.model
         return render_chat_template(
-            model.chat_template or CHATML_TEMPLATE,
+            template or model.chat_template or CHATML_TEMPLATE,
             messages,
             bos_token=model.bos_text,
             eos_token=model.eos_text,
+            extra=kwargs,
+            param="chat_template" if template else None,
         )
 
     def tokenize_prompt(self, prompt: str, max_tokens: int | None) -> list[int]:

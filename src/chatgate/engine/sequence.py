@@ -34,6 +34,7 @@ class Sampling:
     repeat_penalty: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    include_stop: bool = False
     logit_bias: dict[int, float] = field(default_factory=dict)
     grammar: str | None = None
     grammar_param: str = "response_format"  # the request field the grammar came from
@@ -104,7 +105,7 @@ class Sequence:
         # Batcher-side state.
         self.seq_id = -1
         self.sampler: Any = None
-        self.scanner = StopScanner(sampling.stop)
+        self.scanner = StopScanner(sampling.stop, include=sampling.include_stop)
         self.evaluated = 0  # prompt tokens already in the KV cache
         self.cached: list[int] = []  # every token of this sequence in the KV cache
         self.next_token = -1  # the sampled token to evaluate in the next step

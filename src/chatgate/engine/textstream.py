@@ -14,10 +14,11 @@ from collections.abc import Sequence
 class StopScanner:
     """Release text as it arrives, minus any stop string and everything after it."""
 
-    __slots__ = ("_decoder", "_held", "_longest", "_stops", "stopped")
+    __slots__ = ("_decoder", "_held", "_include", "_longest", "_stops", "stopped")
 
-    def __init__(self, stops: Sequence[str] = ()) -> None:
+    def __init__(self, stops: Sequence[str] = (), *, include: bool = False) -> None:
         self._stops = tuple(s for s in stops if s)
+        self._include = include  # include_stop_str_in_output: keep the stop string itself
         self._longest = max((len(s) for s in self._stops), default=0)
         self._held = ""
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -35,11 +36,12 @@ class StopScanner:
         if not self._stops:
             self._held = ""
             return buffer
-        cut = min((i for i in (buffer.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
+        found = [(i, s) for s in self._stops if (i := buffer.find(s)) >= 0]
+        if found:
+            cut, stop = min(found, key=lambda item: (item[0], -len(item[1])))
             self.stopped = True
             self._held = ""
-            return buffer[:cut]
+            return buffer[: cut + len(stop)] if self._include else buffer[:cut]
         keep = self._partial_tail(buffer)
         self._held = buffer[len(buffer) - keep :] if keep else ""
         return buffer[: len(buffer) - keep]

@@ -70,11 +70,17 @@ def render_chat_template(
     add_generation_prompt: bool = True,
     tools: Sequence[Mapping[str, Any]] | None = None,
     extra: Mapping[str, Any] | None = None,
+    param: str | None = None,
 ) -> str:
-    """Render *messages* with the template *source*; extra kwargs become variables."""
+    """Render *messages* with the template *source*; extra kwargs become variables.
+    *param* names the request field the template came from, for errors."""
     from jinja2 import TemplateError
 
-    template = _compile(source)
+    try:
+        template = _compile(source)
+    except ChatTemplateError as exc:
+        exc.param = param
+        raise
     variables: dict[str, Any] = dict(extra or {})
     variables.update(
         messages=list(messages),
@@ -86,7 +92,8 @@ def render_chat_template(
         variables["tools"] = list(tools)
     try:
         return str(template.render(**variables))
-    except ChatTemplateError:
+    except ChatTemplateError as exc:
+        exc.param = param
         raise
     except TemplateError as exc:
-        raise ChatTemplateError(f"the chat template failed to render: {exc}") from None
+        raise ChatTemplateError(f"the chat template failed to render: {exc}", param=param) from None
