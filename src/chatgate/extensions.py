@@ -37,6 +37,15 @@ class MemoryStrategy(BaseModel):
         return value
 
 
+class AudioOutput(BaseModel):
+    """``audio``: the spoken answer's format and voice (OpenAI audio models)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    format: Literal["wav", "mp3", "flac", "opus", "pcm16", "aac"]
+    voice: str | dict[str, str]
+
+
 class RequestExtensions(BaseModel):
     """The extension fields, mixed into `ChatRequest`."""
 
@@ -55,6 +64,10 @@ class RequestExtensions(BaseModel):
     inference_timeout: float | str | None = None
     inference_extra_params: dict[str, Any] | None = None
     inference_extra_headers: dict[str, str] | None = None
+    # OpenAI's output-side fields, typed here so both doors check them.
+    audio: AudioOutput | None = None
+    modalities: list[Literal["text", "audio"]] | None = None
+    prediction: dict[str, Any] | None = None
 
     @field_validator("inference_timeout")
     @classmethod

@@ -102,6 +102,26 @@ def test_errors_are_the_sdks_own(embedded: Any, live: LiveServer) -> None:
     [
         (b"{not json", 422, ["body", 0]),
         (b"[]", 422, ["body"]),
+        (
+            b'{"model": "local/x", "messages": [{"content": "Hi"}], "audio": {"format": "ogg", "voice": "x"}}',
+            422,
+            ["body", "audio", "format"],
+        ),
+        (
+            b'{"model": "local/x", "messages": [{"content": "Hi"}], "modalities": ["video"]}',
+            422,
+            ["body", "modalities", 0],
+        ),
+        (
+            b'{"model": "local/x", "messages": [{"content": "Hi"}], "inference_timeout": "soon"}',
+            422,
+            ["body", "inference_timeout"],
+        ),
+        (
+            b'{"model": "local/x", "messages": [{"content": "Hi"}], "guided_choice": []}',
+            422,
+            ["body", "guided_choice"],
+        ),
         (b'{"messages": [{"content": "Hi"}]}', 422, ["body", "model"]),
         (b'{"model": "local/x", "messages": "Hi"}', 422, ["body", "messages"]),
         (
