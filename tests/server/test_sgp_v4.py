@@ -103,7 +103,8 @@ def test_errors_are_the_sdks_own(embedded: Any, live: LiveServer) -> None:
         (b"{not json", 422, ["body", 0]),
         (b"[]", 422, ["body"]),
         (
-            b'{"model": "local/x", "messages": [{"content": "Hi"}], "audio": {"format": "ogg", "voice": "x"}}',
+            b'{"model": "local/x", "messages": [{"content": "Hi"}], '
+            b'"audio": {"format": "ogg", "voice": "x"}}',
             422,
             ["body", "audio", "format"],
         ),
