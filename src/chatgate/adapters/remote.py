@@ -112,8 +112,7 @@ class RemoteBackend:
 
     def _emulates_best_of(self, planned: ChatRequest) -> bool:
         # Only where the source lacks best_of itself (vLLM has it).
-        lacking = "best_of" in self.adapter.unsupported(planned, ["best_of"])
-        return lacking and self._ranks(planned)
+        return self._ranks(planned) and "best_of" in self.adapter.unsupported(planned, ["best_of"])
 
     def _build(self, planned: ChatRequest) -> UpstreamRequest:
         upstream = self.adapter.build(planned, self._unsupported(planned))
