@@ -198,9 +198,7 @@ def test_memory_strategy_keeps_system_and_last_k(
 def test_vendor_source_and_deployment_resolution(sgp: Any, fake: FakeOpenAI) -> None:
     sgp.with_options(
         default_headers={"x-selected-account-id": "acct-1"}
-    ).beta.chat.completions.create(
-        model="fake/gpt-fake-1/eu", messages=[{"content": "Hi"}]
-    )
+    ).beta.chat.completions.create(model="fake/gpt-fake-1/eu", messages=[{"content": "Hi"}])
     assert fake.last("/chat/completions").path == "/eu/v1/chat/completions"
     sgp.beta.chat.completions.create(model="mistral/mistral-small", messages=[{"content": "Hi"}])
     seen = fake.last("/chat/completions")
