@@ -50,7 +50,9 @@ class GuidedPlan:
 
 def plan(request: ChatRequest, connection: Connection) -> GuidedPlan:
     """The plan for *request* on *connection* (the request unchanged when unguided)."""
-    if not any(getattr(request, name) is not None for name in GUIDED):
+    if request.model_fields_set.isdisjoint(GUIDED) or not any(
+        getattr(request, name) is not None for name in GUIDED
+    ):
         return GuidedPlan(request)
     kinds = [n for n in GUIDED[:4] if getattr(request, n) is not None]
     if len(kinds) > 1 or (kinds and request.response_format is not None):
