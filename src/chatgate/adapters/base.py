@@ -71,7 +71,7 @@ def set_fields(request: ChatRequest) -> list[str]:
         (
             name
             for name in request.model_fields_set - GATEWAY_FIELDS
-            if getattr(request, name) is not None
+            if name in order and getattr(request, name) is not None  # extras come below
         ),
         key=order.__getitem__,
     )
