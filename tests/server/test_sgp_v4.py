@@ -251,3 +251,18 @@ def test_memory_strategy_on_v1_and_in_the_preview(fake: FakeOpenAI) -> None:
         )
     assert [m["content"] for m in shown["body"]["messages"]] == ["Rules.", "five"]
     assert shown["memory_strategy"] == {"name": "last_k", "k": 1, "dropped_messages": 4}
+
+
+def test_an_internal_failure_keeps_the_v4_error_shape(
+    sgp: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chatgate.gateway import Gateway
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug, with secret sk-test-sgp-upstream-5555qrst")
+
+    monkeypatch.setattr(Gateway, "prepare", boom)
+    with pytest.raises(scale_gp.InternalServerError) as caught:
+        sgp.beta.chat.completions.create(model="fake/gpt-fake-1", messages=[{"content": "Hi"}])
+    body = cast(dict[str, Any], caught.value.body)
+    assert body == {"detail": "internal error in chatgate; see the server log"}

@@ -12,6 +12,7 @@ The same core as ``/v1``, with SGP's edges (``docs/api-v4.md``):
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -21,12 +22,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from chatgate.errors import ChatgateError, InvalidRequestError, ModelNotFoundError
+from chatgate.errors import ChatgateError, InvalidRequestError, ModelNotFoundError, redact
 from chatgate.gateway import Gateway
 from chatgate.server.openai import read_body, respond
 from chatgate.server.responses import dumps
 from chatgate.types import ChatRequest
 from chatgate.validation import describe, param_path
+
+log = logging.getLogger("chatgate.server")
 
 
 class ValidationFailed(ChatgateError):
@@ -61,6 +64,9 @@ async def chat_completions(request: Request) -> Response | ASGIApp:
         prepared = gateway.prepare(parse_v4(raw, gateway))
     except ChatgateError as exc:
         return _json(exc)
+    except Exception as exc:  # a bug must still answer in this door's error shape
+        log.error("unexpected error on /v4: %s", redact(repr(exc), state.secrets))
+        return _json(ChatgateError("internal error in chatgate; see the server log"))
     return respond(gateway, prepared, state.secrets, sgp_error, None)
 
 
