@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 GATEWAY_FIELDS = frozenset({"memory_strategy", "inference_timeout", "prompt_post_processing"})
 # Handled by the upstream transport for every remote connection.
 UPSTREAM_FIELDS = frozenset({"inference_extra_params", "inference_extra_headers"})
+# The four kinds of output constraint, then vLLM's hints about how to enforce them.
+GUIDED_KINDS = ("guided_json", "guided_regex", "guided_choice", "guided_grammar")
+GUIDED_FIELDS = (*GUIDED_KINDS, "guided_decoding_backend", "guided_whitespace_pattern")
 
 
 class MemoryStrategy(BaseModel):
@@ -81,14 +84,6 @@ class RequestExtensions(BaseModel):
         if not seconds > 0:
             raise ValueError("must be more than 0 seconds")
         return seconds
-
-    @property
-    def guided(self) -> bool:
-        """Whether any guided-decoding constraint is set."""
-        return any(
-            v is not None
-            for v in (self.guided_json, self.guided_regex, self.guided_choice, self.guided_grammar)
-        )
 
     @property
     def deadline(self) -> float | None:

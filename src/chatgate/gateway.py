@@ -118,6 +118,8 @@ class Gateway:
     ) -> Prepared:
         """Validate and route without running: the server needs the outcome first."""
         req = self._coerce(request, fields)
+        if req.best_of is not None:
+            _check_best_of(req)
         backend = resolve(req.model, self.routes)
         dropped = backend.unsupported(req)
         connection = backend.connection
@@ -300,6 +302,20 @@ class Gateway:
         if self._runner is None:
             self._runner = _LoopThread()
         return self._runner
+
+
+def _check_best_of(request: ChatRequest) -> None:
+    """What ``best_of`` means on every backend: at least ``n``, and never streamed."""
+    n = request.n or 1
+    if request.best_of is not None and request.best_of < n:
+        raise InvalidRequestError(
+            f"best_of ({request.best_of}) must be at least n ({n})", param="best_of"
+        )
+    if request.stream and (request.best_of or 1) > n:
+        raise InvalidRequestError(
+            "best_of cannot be streamed: the best answers are known only at the end",
+            param="best_of",
+        )
 
 
 def _past_deadline(seconds: float) -> GatewayTimeoutError:

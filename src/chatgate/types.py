@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from chatgate.errors import InvalidRequestError
-from chatgate.extensions import RequestExtensions
+from chatgate.extensions import GUIDED_KINDS, RequestExtensions
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
@@ -257,6 +257,33 @@ class ChatRequest(RequestExtensions):
                 code="invalid_value",
             )
         return self
+
+    def without(self, *names: str, **updates: Any) -> ChatRequest:
+        """This request less the fields *names*, with *updates*, validated again.
+
+        ``model_copy`` would keep a cleared field counted as set, and it would be sent
+        upstream as ``null``; a rebuilt request has only what it says.
+        """
+        data = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        for name in names:
+            data.pop(name, None)
+        data.update(updates)
+        return ChatRequest.model_validate(data)
+
+    def output_constraint(self) -> str | None:
+        """The field that constrains the output (a ``guided_*`` field, or
+        ``response_format`` asking for JSON), if any; more than one is a 400."""
+        if self.model_fields_set.isdisjoint(GUIDED_KINDS) and self.response_format is None:
+            return None
+        asked = [name for name in GUIDED_KINDS if getattr(self, name) is not None]
+        if isinstance(self.response_format, JSONObjectFormat | JSONSchemaFormat):
+            asked.append("response_format")
+        if len(asked) > 1:
+            raise InvalidRequestError(
+                f"only one output constraint at a time; this request sets {', '.join(asked)}",
+                param=asked[-2] if asked[-1] == "response_format" else asked[-1],
+            )
+        return asked[0] if asked else None
 
     @property
     def stops(self) -> list[str]:

@@ -101,22 +101,22 @@ class AnthropicAdapter(NativeAdapter):
         body["messages"] = messages
         if request.stream:
             body["stream"] = True
-        kept = set(_set(request)) - set(dropped)
-        if request.temperature is not None and "temperature" in kept:
+        skip = set(dropped)
+        if request.temperature is not None and "temperature" not in skip:
             body["temperature"] = min(request.temperature, 1.0)  # Claude's range is 0-1
-        if request.top_p is not None and "top_p" in kept:
+        if request.top_p is not None and "top_p" not in skip:
             body["top_p"] = request.top_p
-        if request.top_k is not None and "top_k" in kept:
+        if request.top_k is not None and "top_k" not in skip:
             body["top_k"] = request.top_k
         if request.stops:
             body["stop_sequences"] = request.stops
-        if request.user and "user" in kept:
+        if request.user and "user" not in skip:
             body["metadata"] = {"user_id": request.user}
         _tools(request, body)
         _thinking(request, body)
         extra = request.model_extra or {}
         for name in ("metadata", "thinking"):
-            if name in extra and name in kept:
+            if name in extra and name not in skip:
                 body[name] = extra[name]
         body.update(self.connection.extra_body)
         for name in self.connection.exclude_params:
@@ -256,10 +256,6 @@ class AnthropicStreamReader(ReaderBase):
                 return [self.chunk(Delta(content=part))]
             return [self.chunk(Delta(tool_calls=[ToolCallDelta(tool, arguments=part)]))]
         return []  # signature_delta and citations carry nothing OpenAI has
-
-
-def _set(request: ChatRequest) -> list[str]:
-    return [*request.model_fields_set, *(request.model_extra or {})]
 
 
 def _messages(

@@ -21,10 +21,10 @@ from chatgate.adapters.wire import (
     image,
     lie,
     role_chunk,
+    stream_error,
     text_of,
 )
 from chatgate.config import Connection
-from chatgate.errors import UpstreamError
 from chatgate.transport import SSEEvent
 from chatgate.types import (
     AssistantMessage,
@@ -197,11 +197,7 @@ class CohereStreamReader(ReaderBase):
             finish = FINISH.get(str(delta.get("finish_reason")), "stop")
             return [self.chunk(Delta(), finish, _usage(delta.get("usage")))]
         if kind == "error" or event.event == "error":
-            said = data.get("message") if isinstance(data, dict) else None
-            raise UpstreamError(
-                f"connection '{self.connection.name}': upstream error in the stream: "
-                f"{said or str(data)[:300]}"
-            )
+            raise stream_error(self.connection, data)
         return []  # content-end, tool-call-end, citations
 
     def _tool(self, index: int, call: dict[str, Any]) -> ChatChunk:

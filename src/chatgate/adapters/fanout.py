@@ -16,16 +16,11 @@ from chatgate.types import ChatChunk, ChatRequest, ChatResponse, Choice, Usage
 
 def copies(request: ChatRequest) -> list[ChatRequest]:
     """*request* as ``n`` single-answer requests."""
-    count = request.n or 1
-    # Rebuilt, not copied: a copy would still count ``n`` as set and send "n": null.
-    data = request.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    data.pop("n", None)
-    out = []
-    for index in range(count):
-        if request.seed is not None:
-            data["seed"] = request.seed + index
-        out.append(ChatRequest.model_validate(data))
-    return out
+    seed = request.seed
+    return [
+        request.without("n", **({} if seed is None else {"seed": seed + index}))
+        for index in range(request.n or 1)
+    ]
 
 
 async def gather(
@@ -50,10 +45,7 @@ async def gather(
 
 def candidates(request: ChatRequest) -> ChatRequest:
     """The request for ``best_of``'s candidates: ``n = best_of``, with log-probabilities."""
-    data = request.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    data.pop("best_of", None)
-    data.update(n=request.best_of, logprobs=True)
-    return ChatRequest.model_validate(data)
+    return request.without("best_of", n=request.best_of, logprobs=True)
 
 
 async def best_of(

@@ -29,10 +29,12 @@ from chatgate.adapters.wire import (
     image,
     lie,
     role_chunk,
+    stream_error,
     text_of,
 )
 from chatgate.config import Connection
-from chatgate.errors import ConfigError, InvalidRequestError, UpstreamError
+from chatgate.errors import ConfigError, InvalidRequestError
+from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.sources import Source
 from chatgate.transport import SSEEvent
 from chatgate.types import (
@@ -85,10 +87,14 @@ class GeminiAdapter(NativeAdapter):
     supported = SUPPORTED
 
     def __init__(
-        self, connection: Connection, source: Source, env: Mapping[str, str] | None = None
+        self,
+        connection: Connection,
+        source: Source,
+        env: Mapping[str, str] | None = None,
+        placeholder: str = DEFAULT_PLACEHOLDER,
     ) -> None:
         env = os.environ if env is None else env
-        super().__init__(connection, source, env)
+        super().__init__(connection, source, env, placeholder)
         self.vertex = source.id == "vertexai"
         account = load_service_account(connection, env) if self.vertex else None
         self.token: ServiceAccountToken | None = None
@@ -222,11 +228,7 @@ class GeminiStreamReader(ReaderBase):
         if not isinstance(data, dict):
             raise lie(self.connection, "a stream event is not a JSON object")
         if data.get("error"):
-            error = data["error"]
-            message = error.get("message") if isinstance(error, dict) else str(error)
-            raise UpstreamError(
-                f"connection '{self.connection.name}': upstream error in the stream: {message}"
-            )
+            raise stream_error(self.connection, data["error"])
         out: list[ChatChunk] = []
         if not self.started:
             self.started = True

@@ -29,12 +29,9 @@ import orjson
 
 from chatgate.config import Connection
 from chatgate.errors import InvalidRequestError, UpstreamError
+from chatgate.extensions import GUIDED_FIELDS
 from chatgate.types import ChatRequest
 
-GUIDED = (
-    "guided_json", "guided_regex", "guided_choice", "guided_grammar",
-    "guided_decoding_backend", "guided_whitespace_pattern",
-)  # fmt: skip
 CHOICE_KEY = "choice"
 
 
@@ -50,17 +47,13 @@ class GuidedPlan:
 
 def plan(request: ChatRequest, connection: Connection) -> GuidedPlan:
     """The plan for *request* on *connection* (the request unchanged when unguided)."""
-    if request.model_fields_set.isdisjoint(GUIDED) or not any(
-        getattr(request, name) is not None for name in GUIDED
+    if request.model_fields_set.isdisjoint(GUIDED_FIELDS) or not any(
+        getattr(request, name) is not None for name in GUIDED_FIELDS
     ):
         return GuidedPlan(request)
-    kinds = [n for n in GUIDED[:4] if getattr(request, n) is not None]
-    if len(kinds) > 1 or (kinds and request.response_format is not None):
-        names = ", ".join([*kinds, *(["response_format"] if request.response_format else [])])
-        raise InvalidRequestError(
-            f"only one output constraint at a time; this request sets {names}", param=kinds[-1]
-        )
-    kind = kinds[0] if kinds else None
+    kind = request.output_constraint()
+    if kind == "response_format":  # not guided: the hints below are all it sets
+        kind = None
     check = _checker(request)
     if connection.vllm_guided == "legacy":
         return GuidedPlan(request, check)  # the guided_* fields pass through as they are
@@ -100,12 +93,8 @@ def _schema_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rebuild(request: ChatRequest, updates: dict[str, Any]) -> ChatRequest:
-    """*request* without its ``guided_*`` fields, with *updates* (validated again)."""
-    data = request.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    for name in GUIDED:
-        data.pop(name, None)
-    data.update(updates)
-    return ChatRequest.model_validate(data)
+    """*request* without its ``guided_*`` fields, with *updates*."""
+    return request.without(*GUIDED_FIELDS, **updates)
 
 
 def _structured_outputs(request: ChatRequest) -> dict[str, Any]:

@@ -85,10 +85,6 @@ class LocalBackend:
 
     def unsupported(self, request: ChatRequest) -> list[str]:
         """Parameters the engine cannot honour; tools are refused unless disabled."""
-        if request.best_of is not None and request.best_of < (request.n or 1):
-            raise InvalidRequestError(
-                f"best_of ({request.best_of}) must be at least n ({request.n})", param="best_of"
-            )
         names = [n for n in set_fields(request) if n not in SUPPORTED]
         if request.tools and request.tool_choice == "none":
             names = [n for n in names if n not in ("tools", "tool_choice")]
@@ -155,7 +151,7 @@ class LocalBackend:
     async def preview(self, request: ChatRequest) -> dict[str, Any]:
         """The prompt text and sampling settings the engine would use."""
         self.unsupported(request)
-        tokens, sampling = await self._prepare(request)
+        tokens, sampling, _ = await self._prepare(request)
         settings = {k: v for k, v in asdict(sampling).items() if k != "grammar"}
         settings["logit_bias"] = {str(k): v for k, v in sampling.logit_bias.items()}
         return {
@@ -175,13 +171,15 @@ class LocalBackend:
 
     # --- the request -------------------------------------------------------------
 
-    async def _prepare(self, request: ChatRequest) -> tuple[list[int], Sampling]:
+    async def _prepare(
+        self, request: ChatRequest
+    ) -> tuple[list[int], Sampling, OutputContract | None]:
         await self.engine.ensure_loaded()
         prompt = await self._render_async(request)
         tokens = self.engine.tokenize_prompt(prompt, request.completion_limit)
         bias = self.engine.model.check_logit_bias(request.logit_bias or {})
         contract = contract_for(request)
-        return tokens, _sampling(request, bias, contract)
+        return tokens, _sampling(request, bias, contract), contract
 
     def _render(self, request: ChatRequest) -> str:
         messages = [_template_message(m) for m in request.messages]
@@ -202,8 +200,7 @@ class LocalBackend:
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """Generate every choice and assemble one answer."""
-        tokens, sampling = await self._prepare(request)
-        contract = contract_for(request)
+        tokens, sampling, contract = await self._prepare(request)
         n = request.n or 1
         tried = max(n, request.best_of or 1)
         # best_of: more candidates than answers; the n most likely (by the mean
@@ -264,13 +261,7 @@ class LocalBackend:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Stream each choice in turn: role, content pieces, finish; usage last."""
-        if (request.best_of or 1) > (request.n or 1):
-            raise InvalidRequestError(
-                "best_of cannot be streamed: the best answers are known only at the end",
-                param="best_of",
-            )
-        tokens, sampling = await self._prepare(request)
-        contract = contract_for(request)
+        tokens, sampling, contract = await self._prepare(request)
         cid, created = new_completion_id(), int(time.time())
         fp = self.engine.fingerprint
 

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from chatgate.adapters.upstream import UpstreamRequest
-from chatgate.adapters.wire import decode, endpoint, lie
+from chatgate.adapters.wire import decode, endpoint, lie, stream_error
 from chatgate.config import Connection
 from chatgate.errors import UpstreamError
 from chatgate.extensions import GATEWAY_FIELDS, UPSTREAM_FIELDS
@@ -224,11 +224,7 @@ class OpenAIChatAdapter:
         if not isinstance(data, dict):
             raise self._lie("a stream event is not a JSON object")
         if data.get("error"):
-            error = data["error"]
-            message = error.get("message") if isinstance(error, dict) else str(error)
-            raise UpstreamError(
-                f"connection '{self.connection.name}': upstream error in the stream: {message}"
-            )
+            raise stream_error(self.connection, data["error"])
         choices: list[ChunkChoice] = []
         for position, raw in enumerate(data.get("choices") or []):
             delta = raw.get("delta") or {}

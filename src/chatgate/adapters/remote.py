@@ -16,9 +16,9 @@ from typing import Any
 from chatgate.adapters import fanout, guided
 from chatgate.adapters.base import refuse_or_drop, set_fields
 from chatgate.adapters.upstream import UpstreamRequest, add_request_extras
-from chatgate.adapters.wire import NativeAdapter, WireAdapter
+from chatgate.adapters.wire import WireAdapter
 from chatgate.config import Connection
-from chatgate.errors import ChatgateError, InvalidRequestError, NotFoundError, UpstreamError
+from chatgate.errors import ChatgateError, NotFoundError, UpstreamError
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.sources import Source
 from chatgate.transport import Transport
@@ -54,9 +54,7 @@ class RemoteBackend:
         self.connection = connection
         self.source = source
         self.transport = transport
-        self.adapter: WireAdapter = make_adapter(connection, source, env)
-        if isinstance(self.adapter, NativeAdapter):
-            self.adapter.placeholder = placeholder
+        self.adapter: WireAdapter = make_adapter(connection, source, env, placeholder)
         self.secrets = [s for s in [*connection.secrets(env), self.adapter.key] if s]
         self._models: list[str] = []
         self._models_at = 0.0
@@ -174,11 +172,6 @@ class RemoteBackend:
         A constraint the backend cannot enforce is checked first: that answer arrives
         whole, as one chunk per choice."""
         planned = guided.plan(request, self.connection)
-        if (request.best_of or 1) > (request.n or 1):
-            raise InvalidRequestError(
-                "best_of cannot be streamed: the best answers are known only at the end",
-                param="best_of",
-            )
         if planned.buffered:
             for chunk in as_chunks(await self.chat(request), request):
                 yield chunk
@@ -350,20 +343,25 @@ def as_chunks(answer: ChatResponse, request: ChatRequest) -> list[ChatChunk]:
     return chunks
 
 
-def make_adapter(connection: Connection, source: Source, env: Mapping[str, str]) -> WireAdapter:
+def make_adapter(
+    connection: Connection,
+    source: Source,
+    env: Mapping[str, str],
+    placeholder: str = DEFAULT_PLACEHOLDER,
+) -> WireAdapter:
     """The wire protocol the source's catalogue row names (imported when first used)."""
     if source.adapter == "anthropic":
         from chatgate.adapters.anthropic import AnthropicAdapter
 
-        return AnthropicAdapter(connection, source, env)
+        return AnthropicAdapter(connection, source, env, placeholder)
     if source.adapter == "gemini":
         from chatgate.adapters.gemini import GeminiAdapter
 
-        return GeminiAdapter(connection, source, env)
+        return GeminiAdapter(connection, source, env, placeholder)
     if source.adapter == "cohere":
         from chatgate.adapters.cohere import CohereAdapter
 
-        return CohereAdapter(connection, source, env)
+        return CohereAdapter(connection, source, env, placeholder)
     from chatgate.adapters.openai_chat import OpenAIChatAdapter
 
     return OpenAIChatAdapter(connection, source, env)

@@ -127,13 +127,17 @@ class NativeAdapter:
     the parameters they accept (``supported``; ``n`` only matters above 1)."""
 
     supported: frozenset[str] = frozenset()
-    # The user turn inserted where a provider demands one (``prompt_placeholder``).
-    placeholder: str = DEFAULT_PLACEHOLDER
 
     def __init__(
-        self, connection: Connection, source: Source, env: Mapping[str, str] | None = None
+        self,
+        connection: Connection,
+        source: Source,
+        env: Mapping[str, str] | None = None,
+        placeholder: str = DEFAULT_PLACEHOLDER,
     ) -> None:
         self.connection, self.source = connection, source
+        # The user turn inserted where a provider demands one (``prompt_placeholder``).
+        self.placeholder = placeholder
         where = endpoint(connection, source, os.environ if env is None else env)
         self.base_url, self.key, self.proxied = where.base_url, where.key, where.proxied
         self.notes = list(where.notes)
@@ -246,6 +250,15 @@ def call_id() -> str:
 def lie(connection: Connection, what: str) -> UpstreamError:
     """The upstream answered something that is not its protocol."""
     return UpstreamError(f"connection '{connection.name}': {what}", code="bad_upstream_response")
+
+
+def stream_error(connection: Connection, said: Any) -> UpstreamError:
+    """An error the upstream sent inside a stream, in its own words."""
+    message = said.get("message") if isinstance(said, dict) else None
+    return UpstreamError(
+        f"connection '{connection.name}': upstream error in the stream: "
+        f"{message or str(said)[:300]}"
+    )
 
 
 def decode(connection: Connection, event: SSEEvent) -> Any:

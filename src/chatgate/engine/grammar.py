@@ -21,8 +21,6 @@ from chatgate.engine.regex_grammar import gbnf_string, regex_to_gbnf
 from chatgate.errors import InvalidRequestError, UpstreamError
 from chatgate.types import ChatRequest, JSONObjectFormat, JSONSchemaFormat
 
-GUIDED = ("guided_json", "guided_regex", "guided_choice", "guided_grammar")
-
 
 @dataclass(frozen=True, slots=True)
 class OutputContract:
@@ -71,15 +69,9 @@ def _broken(message: str) -> UpstreamError:
 
 def contract_for(request: ChatRequest) -> OutputContract | None:
     """The grammar and check for the request's constraint; None for free text."""
-    asked = [name for name in GUIDED if getattr(request, name) is not None]
+    if request.output_constraint() is None:
+        return None
     fmt = request.response_format
-    structured = isinstance(fmt, JSONObjectFormat | JSONSchemaFormat)
-    if len(asked) + structured > 1:
-        names = ", ".join([*asked, *(["response_format"] if structured else [])])
-        raise InvalidRequestError(
-            f"only one output constraint at a time; this request sets {names}",
-            param=asked[-1] if asked else "response_format",
-        )
     if request.guided_json is not None:
         schema = request.guided_json
         return OutputContract(
@@ -102,7 +94,7 @@ def contract_for(request: ChatRequest) -> OutputContract | None:
         return OutputContract(
             _schema_grammar(_key(schema), param), "schema", "response_format", schema
         )
-    return None
+    raise AssertionError("unreachable: output_constraint named a field")
 
 
 def _key(schema: dict[str, Any]) -> str:
