@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -94,13 +93,3 @@ def fake(fake_openai: FakeOpenAI) -> FakeOpenAI:
     fake_openai.missing_models_prefixes = ()
     fake_openai.models_payload = None
     return fake_openai
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Close the two /dev/null files llama-cpp-python opens at import and never closes,
-    so interpreter shutdown does not print ResourceWarnings after the results."""
-    utils = sys.modules.get("llama_cpp._utils")
-    for name in ("outnull_file", "errnull_file"):
-        handle = getattr(utils, name, None)
-        if handle is not None:
-            handle.close()

@@ -80,6 +80,10 @@ class Connection(_Section):
     model_alias: str = LOCAL_MODEL_NAME
     context_size: int = Field(default=2048, ge=128)
     threads: int | None = Field(default=None, ge=1)
+    threads_batch: int | None = Field(default=None, ge=1)
+    # Seconds the engine worker may leave its watchdog's probe unanswered before it is
+    # killed and restarted (a native hang); 0 turns the watchdog off.
+    engine_watchdog: float = Field(default=30.0, ge=0)
     parallel: int = Field(default=4, ge=1, le=64)
     max_queue: int = Field(default=64, ge=0)
     # Also spelled drop_unsupported_params, the SGP name.
@@ -124,6 +128,8 @@ class Settings(_Section):
     # Prompt post-processing (docs/post-processing.md).
     prompt_placeholder: str = Field(default=DEFAULT_PLACEHOLDER, min_length=1)
     names: NamesPolicy = "prefix"
+    # The most messages one request may carry: a bound on the work one request makes.
+    max_messages: int = Field(default=5000, ge=1)
     server: ServerSettings = Field(default_factory=ServerSettings)
     connections: list[Connection] = Field(default_factory=list)
 

@@ -46,7 +46,7 @@ def build_backend(
             f"connection '{connection.name}': unknown source '{connection.source}' (known: {known})"
         )
     if source.adapter == "local":
-        return LocalBackend(connection)
+        return LocalBackend(connection, transport)
     return RemoteBackend(connection, source, transport, placeholder=placeholder)
 
 
@@ -118,6 +118,15 @@ class Gateway:
     ) -> Prepared:
         """Validate and route without running: the server needs the outcome first."""
         req = self._coerce(request, fields)
+        limit = self.settings.max_messages
+        if len(req.messages) > limit:
+            raise InvalidRequestError(
+                f"the request has {len(req.messages)} messages; the limit is {limit} "
+                "(max_messages in the config); shorten the conversation or use a "
+                "memory_strategy",
+                param="messages",
+                code="too_many_messages",
+            )
         if req.best_of is not None:
             _check_best_of(req)
         backend = resolve(req.model, self.routes)
@@ -270,7 +279,7 @@ class Gateway:
         else:
             for backend in self.backends.values():
                 if isinstance(backend, LocalBackend):
-                    backend.engine.close()
+                    backend.supervisor.terminate()
 
     def __enter__(self) -> Gateway:
         return self

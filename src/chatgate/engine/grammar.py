@@ -1,12 +1,13 @@
-"""Output constraints as llama.cpp grammars, and the check of what came out.
+"""Output constraints for the embedded engine, and the check of what came out.
 
-A grammar makes the model unable to write anything outside the constraint:
-``response_format`` (any JSON object, or JSON of a schema), ``guided_json``,
-``guided_choice``, ``guided_regex`` and ``guided_grammar`` (GBNF, as llama.cpp reads it).
-The JSON-Schema-to-GBNF converter covers a subset of JSON Schema (bounds on numbers, for
-one, are not enforced), so every finished output is also checked — validated against
-the schema, matched against the regex, looked up among the choices — before it is
-returned; see `OutputContract.check`.
+The engine worker (llama.cpp's server) enforces each constraint while it samples, so
+the model cannot write anything outside it: a JSON schema goes as its ``json_schema``
+field (``response_format`` of either JSON kind, ``guided_json``), and everything else
+as a GBNF ``grammar`` (``guided_choice``, ``guided_regex`` through
+`regex_to_gbnf`, ``guided_grammar`` as it is). llama.cpp's schema conversion covers a
+subset of JSON Schema (bounds on numbers, for one, are not enforced), so every finished
+output is also checked — validated against the schema, matched against the regex,
+looked up among the choices — before it is returned; see `OutputContract.check`.
 """
 
 from __future__ import annotations
@@ -24,14 +25,20 @@ from chatgate.types import ChatRequest, JSONObjectFormat, JSONSchemaFormat
 
 @dataclass(frozen=True, slots=True)
 class OutputContract:
-    """What the output must be, the grammar that makes it so, and the field that asked."""
+    """What the output must be, how the engine enforces it, and the field that asked."""
 
-    grammar: str
     kind: Literal["json", "schema", "choice", "regex", "grammar"]
     param: str
+    grammar: str | None = None
     schema: dict[str, Any] | None = None
     choices: tuple[str, ...] = ()
     pattern: str | None = None
+
+    def engine_fields(self) -> dict[str, Any]:
+        """The fields of the engine request that enforce this contract."""
+        if self.grammar is not None:
+            return {"grammar": self.grammar}
+        return {"json_schema": self.schema if self.schema is not None else {"type": "object"}}
 
     def check(self, text: str) -> None:
         """Raise `UpstreamError` unless *text* keeps the contract."""
@@ -73,27 +80,23 @@ def contract_for(request: ChatRequest) -> OutputContract | None:
         return None
     fmt = request.response_format
     if request.guided_json is not None:
-        schema = request.guided_json
-        return OutputContract(
-            _schema_grammar(_key(schema), "guided_json"), "schema", "guided_json", schema
-        )
+        schema = _checked_schema(request.guided_json, "guided_json")
+        return OutputContract("schema", "guided_json", schema=schema)
     if request.guided_choice is not None:
         choices = tuple(request.guided_choice)
         grammar = "root ::= " + " | ".join(gbnf_string(c) for c in choices) + "\n"
-        return OutputContract(grammar, "choice", "guided_choice", choices=choices)
+        return OutputContract("choice", "guided_choice", grammar, choices=choices)
     if request.guided_regex is not None:
         pattern = request.guided_regex
-        return OutputContract(regex_to_gbnf(pattern), "regex", "guided_regex", pattern=pattern)
+        return OutputContract("regex", "guided_regex", regex_to_gbnf(pattern), pattern=pattern)
     if request.guided_grammar is not None:
-        return OutputContract(request.guided_grammar, "grammar", "guided_grammar")
+        return OutputContract("grammar", "guided_grammar", request.guided_grammar)
     if isinstance(fmt, JSONObjectFormat):
-        return OutputContract(_json_object_grammar(), "json", "response_format")
+        return OutputContract("json", "response_format")
     if isinstance(fmt, JSONSchemaFormat):
-        schema = fmt.json_schema.schema_ or {"type": "object"}
         param = "response_format.json_schema.schema"
-        return OutputContract(
-            _schema_grammar(_key(schema), param), "schema", "response_format", schema
-        )
+        schema = _checked_schema(fmt.json_schema.schema_ or {"type": "object"}, param)
+        return OutputContract("schema", "response_format", schema=schema)
     raise AssertionError("unreachable: output_constraint named a field")
 
 
@@ -101,29 +104,21 @@ def _key(schema: dict[str, Any]) -> str:
     return json.dumps(schema, sort_keys=True, separators=(",", ":"))
 
 
-def _json_object_grammar() -> str:
-    from llama_cpp.llama_grammar import JSON_GBNF
-
-    return str(JSON_GBNF)
+def _checked_schema(schema: dict[str, Any], param: str) -> dict[str, Any]:
+    """*schema*, once it is known to be valid JSON Schema (else a 400 naming *param*)."""
+    _valid_schema(_key(schema), param)
+    return schema
 
 
 @lru_cache(maxsize=128)
-def _schema_grammar(schema_json: str, param: str) -> str:
+def _valid_schema(schema_json: str, param: str) -> None:
     import jsonschema
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+    schema = json.loads(schema_json)
     try:
-        jsonschema.validators.validator_for(json.loads(schema_json)).check_schema(
-            json.loads(schema_json)
-        )
+        jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.exceptions.SchemaError as exc:
         raise InvalidRequestError(f"invalid JSON schema: {exc.message}", param=param) from None
-    try:
-        return str(json_schema_to_gbnf(schema_json))
-    except (ValueError, KeyError, TypeError, NotImplementedError, RecursionError) as exc:
-        raise InvalidRequestError(
-            f"this JSON schema cannot be enforced by the embedded engine: {exc}", param=param
-        ) from None
 
 
 @lru_cache(maxsize=128)

@@ -1,0 +1,523 @@
+"""JSON Schema as a llama.cpp grammar (GBNF), so the embedded engine can only write that shape.
+
+The engine's own ``json_schema`` conversion can freeze its main loop on some schemas, so
+every JSON constraint goes to it as a plain ``grammar`` built here. The grammar enforces
+structure: types, ``enum``/``const``, properties in their given order (optional ones may
+be left out), ``additionalProperties``, ``items``/``prefixItems``, length and count
+bounds up to `MAX_REPEAT`, string ``pattern`` (as a full match, which implies JSON
+Schema's search match), ``anyOf``/``oneOf``, simple ``allOf`` and local ``$ref``.
+What it leaves out — numeric bounds, ``format``, ``not``, ``uniqueItems``, larger length
+bounds, ``oneOf`` exclusivity — the finished output is validated against afterwards.
+Keywords it could neither enforce nor safely leave to that check are refused with a 400,
+as are schemas whose grammar would be too big for the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+from urllib.parse import unquote
+
+from chatgate.engine.regex_grammar import regex_to_gbnf
+from chatgate.errors import InvalidRequestError
+
+MAX_GRAMMAR_BYTES = 64 * 1024
+MAX_RULES = 2000
+# Bounds above this are only checked afterwards: llama.cpp expands x{m,n} into ~n rules.
+MAX_REPEAT = 256
+MAX_REPEAT_TOTAL = 16384
+MAX_DEPTH = 64
+DIGITS = 16  # integral digits of a number; more only when a bound in the schema needs them
+MAX_DIGITS = 64
+
+# One slot of whitespace between tokens, bounded so the model cannot loop on it.
+_BASE = {
+    "value": 'object | array | string | number | "true" | "false" | "null"',
+    "object": '"{" ws ( member ( "," ws member )* )? "}"',
+    "member": 'string ws ":" ws value ws',
+    "array": '"[" ws ( value ws ( "," ws value ws )* )? "]"',
+    "string": r'"\"" char* "\""',
+    "char": r'[^"\\\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )',
+    "number": "integer fraction",
+    "fraction": '( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,2} )?',
+    "integer": '"-"? ( "0" | [1-9] [0-9]{0,15} )',
+    "ws": r'( " " | "\n" [ \t]{0,16} )?',
+}
+_TYPES = ("null", "boolean", "object", "array", "string", "number", "integer")
+_INFER = {
+    "object": {"properties", "required", "additionalProperties"},
+    "array": {"items", "prefixItems", "minItems", "maxItems", "additionalItems"},
+    "string": {"pattern", "minLength", "maxLength"},
+}
+_REFUSED = {
+    "if",
+    "patternProperties",
+    "dependentRequired",
+    "dependentSchemas",
+    "dependencies",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "contains",
+    "$dynamicRef",
+    "$recursiveRef",
+}
+# Keywords the grammar does not need: annotations, and what the check afterwards covers.
+_PASSIVE = {
+    "title", "description", "default", "examples", "$comment", "$schema", "$id", "$anchor",
+    "$defs", "definitions", "deprecated", "readOnly", "writeOnly", "format", "contentMediaType",
+    "contentEncoding", "contentSchema", "minimum", "maximum", "exclusiveMinimum",
+    "exclusiveMaximum", "multipleOf", "not", "uniqueItems", "minProperties", "maxProperties",
+    "propertyNames", "then", "else", "minContains", "maxContains",
+}  # fmt: skip
+_LOWER = {"minLength", "minItems"}
+_UPPER = {"maxLength", "maxItems"}
+_TOKEN = re.compile(r'("(?:\\.|[^"\\])*")|(\[(?:\\.|[^\]\\])*\])|([^"\[]+)', re.DOTALL)
+_NAME = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|([a-zA-Z][a-zA-Z0-9-]*)')
+_UNIT = re.compile(r"\\(?:x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)|.", re.DOTALL)
+_JSON_SPECIAL = [*range(0x20), 0x22, 0x5C]
+
+
+def schema_to_gbnf(schema: dict[str, Any], *, param: str | None = None) -> str:
+    """A GBNF grammar whose root matches JSON text of *schema* (400 if it cannot be built)."""
+    return _Converter(schema, param).grammar()
+
+
+def _assemble(rules: dict[str, str]) -> str:
+    """The rules reachable from root, base rules included, one per line."""
+    every = {**_BASE, **rules}
+    order, seen = ["root"], {"root"}
+    for name in order:
+        for match in _NAME.finditer(every[name]):
+            ref = match.group(1)
+            if ref and ref not in seen:
+                seen.add(ref)
+                order.append(ref)
+    return "".join(f"{name} ::= {every[name]}\n" for name in order)
+
+
+JSON_OBJECT_GBNF: str = _assemble({"root": "object"})
+
+
+class _Converter:
+    def __init__(self, schema: Any, param: str | None) -> None:
+        self.schema = schema
+        self.param = param
+        self.rules: dict[str, str] = {"root": ""}
+        self.by_body: dict[str, str] = {}
+        self.refs: dict[str, str] = {"#": "root"}
+        # The nesting (objects/arrays entered) at which each $ref being converted began:
+        # a reference back to it at the same nesting would be left recursion.
+        self.open: dict[str, int] = {"#": 0}
+        self.nesting = self.depth = self.repeats = self.work = 0
+
+    def grammar(self) -> str:
+        self.rules["root"] = self.expr(self.schema)
+        text = _assemble(self.rules)
+        if len(text.encode()) > MAX_GRAMMAR_BYTES or text.count("\n") > MAX_RULES:
+            raise self.too_big()
+        return text
+
+    def error(self, message: str) -> InvalidRequestError:
+        return InvalidRequestError(f"JSON schema: {message}", param=self.param)
+
+    def refuse(self, what: str) -> InvalidRequestError:
+        return self.error(f"{what} cannot be enforced by the embedded engine")
+
+    def too_big(self) -> InvalidRequestError:
+        return self.error("the schema is too large for the embedded engine's grammar")
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"nested (or referred to in a cycle) more than {MAX_DEPTH} deep")
+
+    def expr(self, schema: Any) -> str:
+        if schema is True or schema == {}:
+            return "value"
+        if not isinstance(schema, dict):
+            raise self.error("a schema that nothing matches (false) cannot be generated")
+        self.enter()
+        try:
+            out = self.dispatch(schema)
+        finally:
+            self.depth -= 1
+        self.work += len(out)
+        if self.work > 4 * MAX_GRAMMAR_BYTES:
+            raise self.too_big()
+        return out
+
+    def dispatch(self, schema: dict[str, Any]) -> str:
+        refused = sorted(_REFUSED & schema.keys())
+        if refused:
+            raise self.refuse(f"'{refused[0]}'")
+        if "$ref" in schema:
+            rest = _without(schema, "$ref")
+            if not rest.keys() - _PASSIVE:
+                return self.ref(schema["$ref"])
+            return self.expr(self.merge([{"$ref": schema["$ref"]}, rest]))
+        if "allOf" in schema:
+            return self.expr(self.merge([*_list(schema["allOf"]), _without(schema, "allOf")]))
+        for key in ("anyOf", "oneOf"):
+            if key in schema:
+                rest = _without(schema, key)
+                plain = not rest.keys() - _PASSIVE
+                branches = _list(schema[key])
+                if not branches:
+                    raise self.error(f"'{key}' is empty")
+                return _alt([self.expr(b if plain else self.merge([rest, b])) for b in branches])
+        if "const" in schema:
+            return _lit(_dump(schema["const"]))
+        if "enum" in schema:
+            values = _list(schema["enum"])
+            if not values:
+                raise self.error("'enum' is empty")
+            return _alt([_lit(_dump(value)) for value in values])
+        declared = schema.get("type")
+        types = [declared] if isinstance(declared, str) else _list(declared or [])
+        if declared is None:
+            types = [t for t, keys in _INFER.items() if keys & schema.keys()]
+            if not types:
+                return "value"
+        if "number" in types:
+            types = [t for t in types if t != "integer"]
+        return _alt([self.typed(t, schema) for t in dict.fromkeys(types)])
+
+    def typed(self, kind: Any, schema: dict[str, Any]) -> str:
+        if kind == "null":
+            return '"null"'
+        if kind == "boolean":
+            return '( "true" | "false" )'
+        if kind in ("integer", "number"):
+            return self.number(schema, kind == "integer")
+        if kind == "string":
+            return self.string(schema)
+        if kind == "array":
+            return self.array(schema)
+        if kind == "object":
+            return self.object(schema)
+        raise self.error(f"type {kind!r} is not one of {', '.join(_TYPES)}")
+
+    def rule(self, prefix: str, body: str) -> str:
+        if body not in self.by_body:
+            self.by_body[body] = self.fresh(prefix)
+            self.rules[self.by_body[body]] = body
+        return self.by_body[body]
+
+    def fresh(self, prefix: str) -> str:
+        if len(self.rules) >= MAX_RULES:
+            raise self.too_big()
+        stem = re.sub(r"[^a-zA-Z0-9]+", "-", prefix).strip("-")[:32] or "r"
+        return f"{stem}-{len(self.rules)}"
+
+    def resolve(self, ref: Any) -> Any:
+        if not isinstance(ref, str) or not ref.startswith("#") or ref[1:2] not in ("", "/"):
+            raise self.refuse(f"the $ref {ref!r} (only local ones like '#/$defs/name')")
+        node = self.schema
+        for part in ref[2:].split("/") if len(ref) > 1 else []:
+            key = unquote(part).replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict) and key in node:
+                node = node[key]
+            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                node = node[int(key)]
+            else:
+                raise self.error(f"the $ref {ref!r} points to nothing")
+        return node
+
+    def ref(self, ref: Any) -> str:
+        if ref in self.open:
+            if self.open[ref] == self.nesting:
+                raise self.refuse(f"the $ref {ref!r}, which refers to itself without nesting,")
+            return self.refs[ref]
+        if ref in self.refs:
+            return str(self.refs[ref])
+        target = self.resolve(ref)
+        name = self.refs[ref] = self.fresh("ref-" + ref.rsplit("/", 1)[-1])
+        self.rules[name] = ""
+        self.open[ref] = self.nesting
+        try:
+            self.rules[name] = self.expr(target)
+        finally:
+            del self.open[ref]
+        return name
+
+    def merge(self, schemas: list[Any]) -> dict[str, Any]:
+        """The conjunction of *schemas* as one schema, when it is a simple union of keys."""
+        self.enter()
+        try:
+            out: dict[str, Any] = {}
+            for schema in schemas:
+                if schema is True:
+                    continue
+                if not isinstance(schema, dict):
+                    raise self.error("'allOf' includes a schema that nothing matches")
+                if "$ref" in schema:
+                    schema = self.merge([self.resolve(schema["$ref"]), _without(schema, "$ref")])
+                for key, value in schema.items():
+                    out[key] = self.merge_key(key, out[key], value) if key in out else value
+            return out
+        finally:
+            self.depth -= 1
+
+    def merge_key(self, key: str, a: Any, b: Any) -> Any:
+        if a == b or key in _PASSIVE:
+            return a
+        if key == "type":
+            both = [t for t in _types(a) if t in _types(b)]
+            if not both:
+                raise self.error("'allOf' asks for types that no value has at once")
+            return both
+        if key == "required" and isinstance(a, list) and isinstance(b, list):
+            return a + [name for name in b if name not in a]
+        if key == "properties" and isinstance(a, dict) and isinstance(b, dict):
+            return {k: {"allOf": [a[k], b[k]]} if k in a and k in b else a.get(k, b.get(k))
+                    for k in {**a, **b}}  # fmt: skip
+        if key in _LOWER | _UPPER and isinstance(a, int) and isinstance(b, int):
+            return max(a, b) if key in _LOWER else min(a, b)
+        if key == "allOf" and isinstance(a, list) and isinstance(b, list):
+            return a + b
+        if key in ("additionalProperties", "items"):
+            if a is False or b is False:
+                return False
+            return b if a is True else a if b is True else {"allOf": [a, b]}
+        raise self.refuse(f"'allOf' with two different '{key}'")
+
+    def repeat(self, item: str, low: int, high: int | None) -> str:
+        self.repeats += low if high is None else high
+        if self.repeats > MAX_REPEAT_TOTAL:
+            raise self.too_big()
+        if high is None:
+            return {0: f"{item}*", 1: f"{item}+"}.get(low, f"{item}{{{low},}}")
+        if high == 0:
+            return ""
+        if (low, high) == (0, 1):
+            return f"{item}?"
+        return f"{item}{{{low}}}" if low == high else f"{item}{{{low},{high}}}"
+
+    def bounds(self, schema: dict[str, Any], low_key: str, high_key: str) -> tuple[int, int | None]:
+        low, high = _count(schema.get(low_key)) or 0, _count(schema.get(high_key))
+        if high is not None and low > high:
+            raise self.error(f"'{low_key}' is greater than '{high_key}'")
+        return min(low, MAX_REPEAT), high if high is not None and high <= MAX_REPEAT else None
+
+    def number(self, schema: dict[str, Any], integral: bool) -> str:
+        digits, signed = DIGITS, True
+        for key in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+            bound = schema.get(key)
+            if isinstance(bound, int | float) and not isinstance(bound, bool):
+                if math.isfinite(bound):
+                    digits = max(digits, len(str(int(abs(bound)))) + 1)
+                signed = signed and not ("Min" in key or "min" in key) or bound < 0
+        digits = min(digits, MAX_DIGITS)
+        if digits == DIGITS and signed:
+            return "integer" if integral else "number"
+        body = f'{'"-"? ' if signed else ""}( "0" | [1-9] [0-9]{{0,{digits - 1}}} )'
+        return self.rule("integer" if integral else "number", body + ("" if integral else " fraction"))
+
+    def string(self, schema: dict[str, Any]) -> str:
+        if "pattern" in schema:
+            return f'( "\\"" {self.pattern(schema["pattern"])} "\\"" )'
+        low, high = self.bounds(schema, "minLength", "maxLength")
+        if (low, high) == (0, None):
+            return "string"
+        return f'( "\\"" {self.repeat("char", low, high)} "\\"" )'.replace("  ", " ")
+
+    def pattern(self, pattern: Any) -> str:
+        """The JSON string contents (without quotes) whose decoded text fully matches."""
+        if not isinstance(pattern, str):
+            raise self.error("'pattern' must be a string")
+        try:
+            expr = regex_to_gbnf(pattern).removeprefix("root ::= ").rstrip("\n")
+        except InvalidRequestError as exc:
+            detail = exc.message.replace("guided_regex", "it")
+            raise self.error(f"the pattern {pattern!r} cannot be used: {detail}") from None
+        out = []
+        for literal, char_class, other in _TOKEN.findall(expr):
+            if literal:
+                out.append(_lit(_dump(_decode(literal[1:-1]))[1:-1]))
+            elif char_class:
+                out.append(_json_class(char_class[1:-1]))
+            else:
+                for low, high in re.findall(r"\{(\d+)(?:,(\d*))?\}", other):
+                    self.repeats += int(high or low)
+                out.append(other)
+        if self.repeats > MAX_REPEAT_TOTAL:
+            raise self.too_big()
+        return "".join(out)
+
+    def array(self, schema: dict[str, Any]) -> str:
+        prefix, items = _list(schema.get("prefixItems", [])), schema.get("items", True)
+        if isinstance(items, list):  # the tuple form of drafts before 2020-12
+            prefix, items = items, schema.get("additionalItems", True)
+        low, high = self.bounds(schema, "minItems", "maxItems")
+        if high == 0:
+            return '( "[" ws "]" )'
+        if prefix == [] and items is True and (low, high) == (0, None):
+            return "array"
+        self.nesting += 1
+        try:
+            elems = [self.expr(p) for p in prefix[:high]]
+            item = None if items is False else self.expr(items)
+        finally:
+            self.nesting -= 1
+        if item is None and low > len(elems):
+            raise self.error("'minItems' asks for more items than the schema allows")
+        if not elems and item is not None:
+            elems, low, high = [item], low, high
+            prefix_only = 1
+        else:
+            prefix_only = len(elems)
+        rest = "" if item is None else self.repeat(
+            f'( "," ws {item} ws )',
+            max(low - prefix_only, 0),
+            None if high is None else high - prefix_only,
+        )
+        for i in reversed(range(1, len(elems))):
+            inner = f'"," ws {elems[i]} ws {rest}'.strip()
+            rest = f"( {inner} )" if i < low else f"( {inner} )?"
+        body = f"{elems[0]} ws {rest}".strip()
+        return f'( "[" ws {body} "]" )' if low else f'( "[" ws ( {body} )? "]" )'
+
+    def object(self, schema: dict[str, Any]) -> str:
+        props = schema.get("properties", {})
+        required = [name for name in _list(schema.get("required", [])) if isinstance(name, str)]
+        extra = schema.get("additionalProperties", True)
+        if not props and not required and extra is True:
+            return "object"
+        if not isinstance(props, dict):
+            raise self.error("'properties' must be an object")
+        self.nesting += 1
+        try:
+            members = []
+            for name, sub in props.items():
+                if sub is not False:
+                    members.append((self.member(name, sub), name in required))
+                elif name in required:
+                    raise self.error(f"the required property {name!r} is forbidden")
+            for name in required:
+                if name not in props:
+                    if extra is False:
+                        raise self.error(f"the required property {name!r} is not allowed")
+                    members.append((self.member(name, extra), True))
+            other = None if extra is False else self.member(None, extra)
+        finally:
+            self.nesting -= 1
+        return f'( "{{" ws {self.members(members, other)} "}}" )'.replace("  ", " ")
+
+    def member(self, name: str | None, schema: Any) -> str:
+        key = "string" if name is None else _lit(_dump(name))
+        value = self.expr(schema)
+        return "member" if (key, value) == ("string", "value") else f'{key} ws ":" ws {value} ws'
+
+    def members(self, members: list[tuple[str, bool]], other: str | None) -> str:
+        """Members in order, a comma between any two, then any number of *other* ones."""
+        tail = "" if other is None else self.rule("more", f'( "," ws {self.rule("kv", other)} )*')
+        first = next((i for i, (_, required) in enumerate(members) if required), None)
+        if first is not None:  # each optional member before the first required one owns a comma
+            parts = [f'( {kv} "," ws )?' for kv, _ in members[:first]] + [members[first][0]]
+            parts += [f'"," ws {kv}' if req else f'( "," ws {kv} )?' for kv, req in members[first + 1 :]]
+            return " ".join([*parts, tail]).strip()
+        # All optional: the first present member has no comma; rules keep this linear.
+        alts, after = [], tail
+        for kv, _ in reversed(members):
+            name = self.rule("kv", kv)
+            alts.append(f"{name} {after}".strip())
+            after = self.rule("rest", f'( "," ws {name} )? {after}'.strip())
+        if other is not None:
+            alts.append(f"{self.rule('kv', other)} {tail}")
+        return f"( {' | '.join(reversed(alts))} )?" if alts else ""
+
+
+def _without(schema: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in schema.items() if k != key}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _types(value: Any) -> list[Any]:
+    return [value] if isinstance(value, str) else _list(value)
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _alt(options: list[str]) -> str:
+    unique = list(dict.fromkeys(options))
+    return unique[0] if len(unique) == 1 else f"( {' | '.join(unique)} )"
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _lit(text: str) -> str:
+    """*text* as a GBNF string literal."""
+    return '"' + "".join(_escape(char, '"\\') for char in text) + '"'
+
+
+def _escape(char: str, special: str) -> str:
+    if char in special:
+        return "\\" + char
+    if char in "\n\r\t":
+        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}[char]
+    if char.isprintable():
+        return char
+    code = ord(char)
+    return f"\\x{code:02X}" if code < 0x100 else f"\\u{code:04X}" if code < 0x10000 else f"\\U{code:08X}"
+
+
+def _class_char(char: str) -> str:
+    # llama.cpp knows no escape for ^ or -, so specials go as hex.
+    return f"\\x{ord(char):02X}" if char in "[]\\^-" else _escape(char, "")
+
+
+def _unit(unit: str) -> str:
+    if len(unit) == 1:
+        return unit
+    if unit[1] in "xuU" and len(unit) > 2:
+        return chr(int(unit[2:], 16))
+    return {"n": "\n", "t": "\t", "r": "\r"}.get(unit[1], unit[1])
+
+
+def _decode(body: str) -> str:
+    return "".join(_unit(unit) for unit in _UNIT.findall(body))
+
+
+def _json_class(body: str) -> str:
+    """A GBNF class's characters as JSON string contents: specials become their escapes."""
+    negate = body.startswith("^")
+    units = _UNIT.findall(body[1:] if negate else body)
+    ranges, i = [], 0
+    while i < len(units):  # a bare "-" between two units is a range; regex_grammar escapes others
+        low = high = _unit(units[i])
+        if i + 2 < len(units) and units[i + 1] == "-":
+            high, i = _unit(units[i + 2]), i + 3
+        else:
+            i += 1
+        ranges.append((ord(low), ord(high)))
+    inside = [c for c in _JSON_SPECIAL if any(a <= c <= b for a, b in ranges) != negate]
+    options = [_lit(_dump(chr(c))[1:-1]) for c in inside]
+    if negate:
+        return _alt([f"[^{_ranges(ranges)}\\x00-\\x1F\"\\x5C]", *options])
+    pieces = []
+    for a, b in ranges:
+        a = max(a, 0x20)
+        for cut in (0x22, 0x5C):
+            if a <= cut <= b:
+                pieces += [(a, cut - 1)] if a < cut else []
+                a = cut + 1
+        pieces += [(a, b)] if a <= b else []
+    return _alt(([f"[{_ranges(pieces)}]"] if pieces else []) + options)
+
+
+def _ranges(ranges: list[tuple[int, int]]) -> str:
+    return "".join(
+        _class_char(chr(a)) if a == b else f"{_class_char(chr(a))}-{_class_char(chr(b))}"
+        for a, b in ranges
+    )

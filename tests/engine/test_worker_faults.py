@@ -1,0 +1,152 @@
+"""The engine worker dies or hangs; the gateway and its remote connections do not."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from chatgate.adapters.local import LocalBackend
+from chatgate.config import Connection, Settings
+from tests.conftest import GATEWAY_KEY, MODEL, LiveServer, start_server
+from tests.fakes.openai_server import FakeOpenAI
+
+pytestmark = pytest.mark.model
+
+NO_END_OF_TURN = {"0": -100, "2": -100, "4": -100}
+
+
+@pytest.fixture()
+def faulty(fake: FakeOpenAI) -> Iterator[LiveServer]:
+    """A server of its own (its worker gets killed), with a remote connection beside it."""
+    settings = Settings(
+        connections=[
+            Connection(name="local", source="local", engine_watchdog=1.0),
+            Connection(name="remote", source="custom", base_url=f"{fake.url}/v1"),
+        ],
+        embedded=False,
+        default_model=MODEL,
+        max_messages=20_000,
+    )
+    settings.server.api_keys = [GATEWAY_KEY]
+    info, server, thread = start_server(settings)
+    yield info
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def engine(live: LiveServer) -> LocalBackend:
+    backend = live.gateway.backends["local"]
+    assert isinstance(backend, LocalBackend)
+    return backend
+
+
+def health(c: httpx.Client) -> dict[str, Any]:
+    status: dict[str, Any] = c.get("/healthz").json()["connections"]["local"]
+    return status
+
+
+def ask(c: httpx.Client, model: str = MODEL, **fields: Any) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+    return c.post("/v1/chat/completions", json={**body, **fields})
+
+
+def wait_for(predicate: Any, limit: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise AssertionError(f"not within {limit} s")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV], ids=["SIGKILL", "SIGSEGV"])
+def test_worker_death_mid_stream(faulty: LiveServer, sig: signal.Signals) -> None:
+    backend = engine(faulty)
+    with faulty.client() as c:
+        first_pid = health(c)["pid"]
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Tell me a long story."}],
+            "max_tokens": 1500,
+            "stream": True,
+            "logit_bias": NO_END_OF_TURN,
+        }
+        with c.stream("POST", "/v1/chat/completions", json=body) as answer:
+            assert answer.status_code == 200
+            lines = answer.iter_lines()
+            for line in lines:
+                if '"content":"' in line and '"content":""' not in line:
+                    break
+            backend.supervisor.kill(sig)
+            # Meanwhile a remote connection answers as if nothing happened.
+            assert ask(c, "remote/gpt-4o-mini").status_code == 200
+            rest = [line for line in lines if line.strip()]
+        assert rest[-2] == "event: error", rest[-5:]
+        error = orjson.loads(rest[-1].removeprefix("data: "))["error"]
+        assert error["code"] == "engine_unavailable"
+        assert sig.name in error["message"]
+        assert "[DONE]" not in rest
+        # The engine answers again after its restart, and /healthz tells the story.
+        again = ask(c)
+        assert again.status_code == 200, again.text
+        status = health(c)
+        assert status["worker"] == "ready"
+        assert status["restarts"] == 1
+        assert status["last_exit"] == sig.name
+        assert status["pid"] != first_pid
+
+
+def test_request_during_restart_waits_for_the_new_worker(faulty: LiveServer) -> None:
+    backend = engine(faulty)
+    with faulty.client() as c:
+        backend.supervisor.kill(signal.SIGKILL)
+        answer = ask(c)  # sent while the worker is down or coming back
+        assert answer.status_code == 200, answer.text
+        assert health(c)["restarts"] == 1
+
+
+def test_hung_worker_is_killed_and_replaced(faulty: LiveServer) -> None:
+    backend = engine(faulty)
+    with faulty.client() as c:
+        backend.supervisor.kill(signal.SIGSTOP)  # alive, but answers nothing
+        wait_for(lambda: health(c)["restarts"] == 1 and health(c)["worker"] == "ready", 20)
+        assert health(c)["last_exit"] == "hung: no answer for 1 s"
+        answer = ask(c)
+        assert answer.status_code == 200, (answer.text, health(c))
+        assert ask(c, "remote/gpt-4o-mini").status_code == 200
+
+
+def test_healthz_stays_quick_during_a_huge_request(faulty: LiveServer) -> None:
+    messages = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"message number {i}"}
+        for i in range(10_000)
+    ]
+    outcome: list[httpx.Response] = []
+
+    def huge() -> None:
+        with faulty.client() as c:
+            outcome.append(c.post("/v1/chat/completions", json={"model": MODEL,
+                                   "messages": messages, "max_tokens": 4}))  # fmt: skip
+
+    worker = threading.Thread(target=huge)
+    slowest = 0.0
+    with faulty.client() as c:
+        c.get("/healthz")
+        worker.start()
+        while worker.is_alive():
+            started = time.perf_counter()
+            assert c.get("/healthz").status_code == 200
+            slowest = max(slowest, time.perf_counter() - started)
+            time.sleep(0.005)
+        worker.join()
+    # 10,000 messages are far more than 2,048 tokens: a clear 400, after real work.
+    assert outcome[0].status_code == 400, outcome[0].text
+    assert outcome[0].json()["error"]["code"] == "context_length_exceeded"
+    assert slowest < 0.1, slowest
