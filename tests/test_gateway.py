@@ -63,3 +63,17 @@ def test_not_a_gguf_file(tmp_path: Path) -> None:
 def test_unknown_source_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown source 'martian'"):
         Gateway(Settings(connections=[Connection(name="x", source="martian")], embedded=False))
+
+
+def test_a_corrupt_model_is_one_clear_error_and_not_retried(tmp_path: Path) -> None:
+    # GGUF magic, then garbage: the worker cannot load it and says so once; a file
+    # that does not load will not load after a restart either.
+    bogus = tmp_path / "broken.gguf"
+    bogus.write_bytes(b"GGUF" + b"\x00" * 64)
+    conn = Connection(name="bad", source="local", model_path=str(bogus))
+    with Gateway(Settings(connections=[conn], embedded=False)) as gw:
+        with pytest.raises(ConfigError, match="cannot load model"):
+            gw.start_sync()
+        status = gw.health()["bad"]
+        assert status["worker"] == "failed"
+        assert status["restarts"] == 0

@@ -81,6 +81,8 @@ class Connection(_Section):
     context_size: int = Field(default=2048, ge=128)
     threads: int | None = Field(default=None, ge=1)
     threads_batch: int | None = Field(default=None, ge=1)
+    # OpenMP's wait policy for the engine's threads (only matters with two or more).
+    wait_policy: Literal["active", "passive"] | None = None
     # Seconds the engine worker may leave its watchdog's probe unanswered before it is
     # killed and restarted (a native hang); 0 turns the watchdog off.
     engine_watchdog: float = Field(default=30.0, ge=0)

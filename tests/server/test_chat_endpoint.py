@@ -411,16 +411,24 @@ def test_disconnect_while_queued_leaves_the_queue(live: LiveServer, client: http
     wait_until_idle(client, limit=5)
 
 
-# The grammar cannot enforce numeric bounds, so this schema is checked after generation;
-# the grammar also allows at most 16 digits, so no output can pass the check.
+# A grammar cannot say "no two items alike", so uniqueItems is checked after generation;
+# three items drawn from two values can never pass that check.
 UNENFORCEABLE = {
     "type": "json_schema",
     "json_schema": {
-        "name": "big",
+        "name": "impossible",
         "schema": {
             "type": "object",
-            "properties": {"n": {"type": "integer", "minimum": 10**17}},
-            "required": ["n"],
+            "properties": {
+                "a": {
+                    "type": "array",
+                    "items": {"enum": [0, 1]},
+                    "minItems": 3,
+                    "maxItems": 3,
+                    "uniqueItems": True,
+                }
+            },
+            "required": ["a"],
             "additionalProperties": False,
         },
     },
@@ -430,9 +438,9 @@ UNENFORCEABLE = {
 def test_unchecked_output_is_never_returned(client: httpx.Client) -> None:
     answer = client.post(
         "/v1/chat/completions",
-        content=body(response_format=UNENFORCEABLE, max_tokens=30, seed=4),
+        content=body(response_format=UNENFORCEABLE, max_tokens=80, seed=4),
     )
-    assert answer.status_code == 502
+    assert answer.status_code == 502, answer.text
     error = answer.json()["error"]
     assert error["code"] == "invalid_model_output"
     assert "schema" in error["message"]

@@ -103,8 +103,10 @@ def chat_body(
     if (n or request.n or 1) > 1:
         body["n"] = n or request.n
     if request.logprobs:
+        # The worker sends no log-probabilities at all for top_logprobs 0: ask for one
+        # alternative and leave it out again (`trim_alternatives`).
         body["logprobs"] = True
-        body["top_logprobs"] = request.top_logprobs or 0
+        body["top_logprobs"] = max(1, request.top_logprobs or 0)
     if request.chat_template_kwargs:
         body["chat_template_kwargs"] = request.chat_template_kwargs
     if request.stream:
@@ -130,6 +132,13 @@ def completion_body(
     if contract is not None:
         body.update(contract.engine_fields())
     return body
+
+
+def trim_alternatives(logprobs: dict[str, Any] | None, top: int) -> None:
+    """Keep *top* alternatives per token (the worker was asked for at least one)."""
+    for entry in (logprobs or {}).get("content") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("top_logprobs"), list):
+            entry["top_logprobs"] = entry["top_logprobs"][:top]
 
 
 def _finish(data: dict[str, Any]) -> FinishReason:

@@ -26,6 +26,7 @@ from chatgate.adapters.engine_wire import (
     new_completion_id,
     parse_completion,
     template_message,
+    trim_alternatives,
 )
 from chatgate.adapters.upstream import UpstreamRequest
 from chatgate.config import Connection
@@ -392,6 +393,7 @@ class LocalBackend:
         weight = self._admit(request)
         try:
             await self.supervisor.ready()
+            broken = ""
             for attempt in range(CONSTRAINED_RETRIES + 1):
                 tried = (
                     request
@@ -399,12 +401,13 @@ class LocalBackend:
                     else request.model_copy(update={"seed": request.seed + 1000 * attempt})
                 )
                 answer = await self._answer_once_more_if_restarted(tried, contract)
-                if contract is None or _kept(answer, contract):
+                broken = "" if contract is None else _broken(answer, contract)
+                if not broken:
                     return answer
             assert contract is not None
             raise UpstreamError(
-                f"the model's output did not keep its {contract.param} constraint after "
-                f"{CONSTRAINED_RETRIES + 1} attempts; raise max_tokens or simplify it",
+                f"{broken} (the {contract.param} constraint, after "
+                f"{CONSTRAINED_RETRIES + 1} attempts); raise max_tokens or simplify it",
                 code="invalid_model_output",
             )
         finally:
@@ -442,6 +445,8 @@ class LocalBackend:
         else:
             data = await self._call(self._chat_request(request, contract))
             answer = self._openai.parse_response(data, request.model)
+            for choice in answer.choices:
+                trim_alternatives(choice.logprobs, request.top_logprobs or 0)
         answer.model = request.model
         return answer
 
@@ -505,6 +510,8 @@ class LocalBackend:
             for chunk in reader.feed(event):
                 chunk.id, chunk.created, chunk.model = cid, created, request.model
                 chunk.choices = [c for c in chunk.choices if not _role_only(c)]
+                for choice in chunk.choices:
+                    trim_alternatives(choice.logprobs, request.top_logprobs or 0)
                 usage, chunk.usage = chunk.usage, None
                 if chunk.choices:
                     yield chunk
@@ -561,17 +568,18 @@ def _role_only(choice: ChunkChoice) -> bool:
     )
 
 
-def _kept(answer: ChatResponse, contract: OutputContract) -> bool:
-    """Whether every finished choice keeps the contract (a cut-short one is let through,
-    flagged by ``finish_reason: "length"``, as OpenAI does)."""
+def _broken(answer: ChatResponse, contract: OutputContract) -> str:
+    """Why a finished choice breaks the contract; empty when every one keeps it (a
+    choice cut short is let through, flagged by ``finish_reason: "length"``, as OpenAI
+    does)."""
     for choice in answer.choices:
         if choice.finish_reason == "length":
             continue
         try:
             contract.check(choice.message.content or "")
-        except UpstreamError:
-            return False
-    return True
+        except UpstreamError as exc:
+            return exc.message
+    return ""
 
 
 _ENGINE_SOURCE = Source(

@@ -19,13 +19,13 @@ __all__ = [
     "worker_settings",
 ]
 
-# Chosen by measurement (docs/embedded-engine.md, "Threads"): one thread per token
-# step, two for prompts and for batches of several sequences, and threads that sleep
-# rather than spin while they wait, so a busy machine does not make them fight for
-# the cores.
+# Chosen by measurement (docs/embedded-engine.md, "Threads"): one thread, for token
+# steps and batches alike. Two threads are faster only while nothing else wants the
+# cores; beside one busy process they wait on each other at every step and lose half
+# their speed or more, where one thread loses nothing. A gateway always shares its
+# cores, so the default is the one that never collapses.
 DEFAULT_THREADS = 1
 DEFAULT_THREADS_BATCH = 1
-DEFAULT_WAIT_POLICY = "ACTIVE"
 
 
 def worker_settings(connection: Connection) -> WorkerSettings:
@@ -37,5 +37,5 @@ def worker_settings(connection: Connection) -> WorkerSettings:
         parallel=connection.parallel,
         threads=threads,
         threads_batch=connection.threads_batch or max(threads, DEFAULT_THREADS_BATCH),
-        wait_policy=DEFAULT_WAIT_POLICY,
+        wait_policy=connection.wait_policy,
     )

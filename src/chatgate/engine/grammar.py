@@ -1,11 +1,13 @@
 """Output constraints for the embedded engine, and the check of what came out.
 
 The engine worker (llama.cpp's server) enforces each constraint while it samples, so
-the model cannot write anything outside it: a JSON schema goes as its ``json_schema``
-field (``response_format`` of either JSON kind, ``guided_json``), and everything else
-as a GBNF ``grammar`` (``guided_choice``, ``guided_regex`` through
-`regex_to_gbnf`, ``guided_grammar`` as it is). llama.cpp's schema conversion covers a
-subset of JSON Schema (bounds on numbers, for one, are not enforced), so every finished
+the model cannot write anything outside it. Every constraint goes as a GBNF ``grammar``:
+JSON through `schema_to_gbnf` (``response_format`` of either JSON kind, ``guided_json``),
+``guided_choice`` as alternatives, ``guided_regex`` through `regex_to_gbnf`, and
+``guided_grammar`` as it is. The worker's own ``json_schema`` route is not used: its
+LLGuidance compiler can hang the whole engine on some schemas (an integer with
+``"minimum": 10**17`` never compiles). The schema grammar covers a subset of JSON
+Schema (bounds on numbers, for one, are not enforced), so every finished
 output is also checked — validated against the schema, matched against the regex,
 looked up among the choices — before it is returned; see `OutputContract.check`.
 """
@@ -19,6 +21,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from chatgate.engine.regex_grammar import gbnf_string, regex_to_gbnf
+from chatgate.engine.schema_grammar import JSON_OBJECT_GBNF, schema_to_gbnf
 from chatgate.errors import InvalidRequestError, UpstreamError
 from chatgate.types import ChatRequest, JSONObjectFormat, JSONSchemaFormat
 
@@ -38,7 +41,9 @@ class OutputContract:
         """The fields of the engine request that enforce this contract."""
         if self.grammar is not None:
             return {"grammar": self.grammar}
-        return {"json_schema": self.schema if self.schema is not None else {"type": "object"}}
+        if self.schema is None:
+            return {"grammar": JSON_OBJECT_GBNF}
+        return {"grammar": _schema_grammar(_key(self.schema), self.param)}
 
     def check(self, text: str) -> None:
         """Raise `UpstreamError` unless *text* keeps the contract."""
@@ -105,9 +110,16 @@ def _key(schema: dict[str, Any]) -> str:
 
 
 def _checked_schema(schema: dict[str, Any], param: str) -> dict[str, Any]:
-    """*schema*, once it is known to be valid JSON Schema (else a 400 naming *param*)."""
+    """*schema*, once it is valid JSON Schema that a grammar can enforce (else a 400
+    naming *param*)."""
     _valid_schema(_key(schema), param)
+    _schema_grammar(_key(schema), param)
     return schema
+
+
+@lru_cache(maxsize=128)
+def _schema_grammar(schema_json: str, param: str) -> str:
+    return schema_to_gbnf(json.loads(schema_json), param=param)
 
 
 @lru_cache(maxsize=128)

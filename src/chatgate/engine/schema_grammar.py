@@ -38,31 +38,24 @@ _BASE = {
     "object": '"{" ws ( member ( "," ws member )* )? "}"',
     "member": 'string ws ":" ws value ws',
     "array": '"[" ws ( value ws ( "," ws value ws )* )? "]"',
-    "string": r'"\"" char* "\""',
-    "char": r'[^"\\\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )',
+    "string": r'"\"" string-end',
+    "string-end": r'char* "\""',
+    "char": r'[^"\\\x00-\x1F] | escape',
+    "escape": r'"\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )',
     "number": "integer fraction",
-    "fraction": '( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,2} )?',
+    "fraction": '( "." [0-9]{1,20} )? ( [eE] [-+]? [0-9]{1,2} )?',
     "integer": '"-"? ( "0" | [1-9] [0-9]{0,15} )',
     "ws": r'( " " | "\n" [ \t]{0,16} )?',
 }
-_TYPES = ("null", "boolean", "object", "array", "string", "number", "integer")
 _INFER = {
     "object": {"properties", "required", "additionalProperties"},
     "array": {"items", "prefixItems", "minItems", "maxItems", "additionalItems"},
     "string": {"pattern", "minLength", "maxLength"},
 }
 _REFUSED = {
-    "if",
-    "patternProperties",
-    "dependentRequired",
-    "dependentSchemas",
-    "dependencies",
-    "unevaluatedProperties",
-    "unevaluatedItems",
-    "contains",
-    "$dynamicRef",
-    "$recursiveRef",
-}
+    "if", "patternProperties", "dependentRequired", "dependentSchemas", "dependencies",
+    "unevaluatedProperties", "unevaluatedItems", "contains", "$dynamicRef", "$recursiveRef",
+}  # fmt: skip
 # Keywords the grammar does not need: annotations, and what the check afterwards covers.
 _PASSIVE = {
     "title", "description", "default", "examples", "$comment", "$schema", "$id", "$anchor",
@@ -71,6 +64,7 @@ _PASSIVE = {
     "exclusiveMaximum", "multipleOf", "not", "uniqueItems", "minProperties", "maxProperties",
     "propertyNames", "then", "else", "minContains", "maxContains",
 }  # fmt: skip
+_TOO_BIG = "the schema is too large for the embedded engine's grammar"
 _LOWER = {"minLength", "minItems"}
 _UPPER = {"maxLength", "maxItems"}
 _TOKEN = re.compile(r'("(?:\\.|[^"\\])*")|(\[(?:\\.|[^\]\\])*\])|([^"\[]+)', re.DOTALL)
@@ -116,7 +110,7 @@ class _Converter:
         self.rules["root"] = self.expr(self.schema)
         text = _assemble(self.rules)
         if len(text.encode()) > MAX_GRAMMAR_BYTES or text.count("\n") > MAX_RULES:
-            raise self.too_big()
+            raise self.error(_TOO_BIG)
         return text
 
     def error(self, message: str) -> InvalidRequestError:
@@ -124,9 +118,6 @@ class _Converter:
 
     def refuse(self, what: str) -> InvalidRequestError:
         return self.error(f"{what} cannot be enforced by the embedded engine")
-
-    def too_big(self) -> InvalidRequestError:
-        return self.error("the schema is too large for the embedded engine's grammar")
 
     def enter(self) -> None:
         self.depth += 1
@@ -145,7 +136,7 @@ class _Converter:
             self.depth -= 1
         self.work += len(out)
         if self.work > 4 * MAX_GRAMMAR_BYTES:
-            raise self.too_big()
+            raise self.error(_TOO_BIG)
         return out
 
     def dispatch(self, schema: dict[str, Any]) -> str:
@@ -167,39 +158,35 @@ class _Converter:
                 if not branches:
                     raise self.error(f"'{key}' is empty")
                 return _alt([self.expr(b if plain else self.merge([rest, b])) for b in branches])
-        if "const" in schema:
-            return _lit(_dump(schema["const"]))
-        if "enum" in schema:
-            values = _list(schema["enum"])
+        if "const" in schema or "enum" in schema:
+            values = [schema["const"]] if "const" in schema else _list(schema["enum"])
             if not values:
                 raise self.error("'enum' is empty")
             return _alt([_lit(_dump(value)) for value in values])
         declared = schema.get("type")
-        types = [declared] if isinstance(declared, str) else _list(declared or [])
-        if declared is None:
-            types = [t for t, keys in _INFER.items() if keys & schema.keys()]
-            if not types:
-                return "value"
+        types = [t for t, keys in _INFER.items() if keys & schema.keys()]
+        if declared is None and not types:
+            return "value"
+        types = types if declared is None else _list(declared)
+        if not types:
+            raise self.error("'type' is empty")
         if "number" in types:
             types = [t for t in types if t != "integer"]
         return _alt([self.typed(t, schema) for t in dict.fromkeys(types)])
 
     def typed(self, kind: Any, schema: dict[str, Any]) -> str:
-        if kind == "null":
-            return '"null"'
-        if kind == "boolean":
-            return '( "true" | "false" )'
+        if kind in ("null", "boolean"):
+            return '"null"' if kind == "null" else '( "true" | "false" )'
         if kind in ("integer", "number"):
             return self.number(schema, kind == "integer")
-        if kind == "string":
-            return self.string(schema)
-        if kind == "array":
-            return self.array(schema)
-        if kind == "object":
-            return self.object(schema)
-        raise self.error(f"type {kind!r} is not one of {', '.join(_TYPES)}")
+        build = {"string": self.string, "array": self.array, "object": self.object}.get(kind)
+        if build is None:
+            raise self.error(f"type {kind!r} is not a JSON type")
+        return build(schema)
 
     def rule(self, prefix: str, body: str) -> str:
+        if re.fullmatch(r"[a-zA-Z][a-zA-Z0-9-]*", body):
+            return body
         if body not in self.by_body:
             self.by_body[body] = self.fresh(prefix)
             self.rules[self.by_body[body]] = body
@@ -207,7 +194,7 @@ class _Converter:
 
     def fresh(self, prefix: str) -> str:
         if len(self.rules) >= MAX_RULES:
-            raise self.too_big()
+            raise self.error(_TOO_BIG)
         stem = re.sub(r"[^a-zA-Z0-9]+", "-", prefix).strip("-")[:32] or "r"
         return f"{stem}-{len(self.rules)}"
 
@@ -226,12 +213,14 @@ class _Converter:
         return node
 
     def ref(self, ref: Any) -> str:
+        if not isinstance(ref, str):
+            raise self.error("'$ref' must be a string")
         if ref in self.open:
             if self.open[ref] == self.nesting:
                 raise self.refuse(f"the $ref {ref!r}, which refers to itself without nesting,")
             return self.refs[ref]
         if ref in self.refs:
-            return str(self.refs[ref])
+            return self.refs[ref]
         target = self.resolve(ref)
         name = self.refs[ref] = self.fresh("ref-" + ref.rsplit("/", 1)[-1])
         self.rules[name] = ""
@@ -264,15 +253,15 @@ class _Converter:
         if a == b or key in _PASSIVE:
             return a
         if key == "type":
-            both = [t for t in _types(a) if t in _types(b)]
+            both = [t for t in _list(a) if t in _list(b)]
             if not both:
                 raise self.error("'allOf' asks for types that no value has at once")
             return both
         if key == "required" and isinstance(a, list) and isinstance(b, list):
             return a + [name for name in b if name not in a]
         if key == "properties" and isinstance(a, dict) and isinstance(b, dict):
-            return {k: {"allOf": [a[k], b[k]]} if k in a and k in b else a.get(k, b.get(k))
-                    for k in {**a, **b}}  # fmt: skip
+            union = {**a, **b}
+            return {k: {"allOf": [a[k], b[k]]} if k in a and k in b else union[k] for k in union}
         if key in _LOWER | _UPPER and isinstance(a, int) and isinstance(b, int):
             return max(a, b) if key in _LOWER else min(a, b)
         if key == "allOf" and isinstance(a, list) and isinstance(b, list):
@@ -286,7 +275,7 @@ class _Converter:
     def repeat(self, item: str, low: int, high: int | None) -> str:
         self.repeats += low if high is None else high
         if self.repeats > MAX_REPEAT_TOTAL:
-            raise self.too_big()
+            raise self.error(_TOO_BIG)
         if high is None:
             return {0: f"{item}*", 1: f"{item}+"}.get(low, f"{item}{{{low},}}")
         if high == 0:
@@ -305,15 +294,20 @@ class _Converter:
         digits, signed = DIGITS, True
         for key in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
             bound = schema.get(key)
-            if isinstance(bound, int | float) and not isinstance(bound, bool):
-                if math.isfinite(bound):
-                    digits = max(digits, len(str(int(abs(bound)))) + 1)
-                signed = signed and not ("Min" in key or "min" in key) or bound < 0
+            if not isinstance(bound, int | float) or isinstance(bound, bool):
+                continue
+            if math.isfinite(bound):  # room for the bound's digits, so it can be reached
+                digits = max(digits, len(str(int(abs(bound)))) + 1)
+            if key.endswith("inimum") and bound >= 0:
+                signed = False
         digits = min(digits, MAX_DIGITS)
         if digits == DIGITS and signed:
             return "integer" if integral else "number"
-        body = f'{'"-"? ' if signed else ""}( "0" | [1-9] [0-9]{{0,{digits - 1}}} )'
-        return self.rule("integer" if integral else "number", body + ("" if integral else " fraction"))
+        sign = '"-"? ' if signed else ""
+        body = f'{sign}( "0" | [1-9] [0-9]{{0,{digits - 1}}} )'
+        return self.rule(
+            "integer" if integral else "number", _seq(body, "" if integral else "fraction")
+        )
 
     def string(self, schema: dict[str, Any]) -> str:
         if "pattern" in schema:
@@ -321,7 +315,7 @@ class _Converter:
         low, high = self.bounds(schema, "minLength", "maxLength")
         if (low, high) == (0, None):
             return "string"
-        return f'( "\\"" {self.repeat("char", low, high)} "\\"" )'.replace("  ", " ")
+        return _seq('( "\\""', self.repeat("char", low, high), '"\\"" )')
 
     def pattern(self, pattern: Any) -> str:
         """The JSON string contents (without quotes) whose decoded text fully matches."""
@@ -335,7 +329,8 @@ class _Converter:
         out = []
         for literal, char_class, other in _TOKEN.findall(expr):
             if literal:
-                out.append(_lit(_dump(_decode(literal[1:-1]))[1:-1]))
+                text = "".join(_unit(unit) for unit in _UNIT.findall(literal[1:-1]))
+                out.append(_lit(_dump(text)[1:-1]))
             elif char_class:
                 out.append(_json_class(char_class[1:-1]))
             else:
@@ -343,7 +338,7 @@ class _Converter:
                     self.repeats += int(high or low)
                 out.append(other)
         if self.repeats > MAX_REPEAT_TOTAL:
-            raise self.too_big()
+            raise self.error(_TOO_BIG)
         return "".join(out)
 
     def array(self, schema: dict[str, Any]) -> str:
@@ -351,32 +346,31 @@ class _Converter:
         if isinstance(items, list):  # the tuple form of drafts before 2020-12
             prefix, items = items, schema.get("additionalItems", True)
         low, high = self.bounds(schema, "minItems", "maxItems")
-        if high == 0:
-            return '( "[" ws "]" )'
         if prefix == [] and items is True and (low, high) == (0, None):
             return "array"
         self.nesting += 1
         try:
             elems = [self.expr(p) for p in prefix[:high]]
-            item = None if items is False else self.expr(items)
+            item = None if items is False or high == len(elems) else self.expr(items)
         finally:
             self.nesting -= 1
         if item is None and low > len(elems):
             raise self.error("'minItems' asks for more items than the schema allows")
-        if not elems and item is not None:
-            elems, low, high = [item], low, high
-            prefix_only = 1
-        else:
-            prefix_only = len(elems)
-        rest = "" if item is None else self.repeat(
-            f'( "," ws {item} ws )',
-            max(low - prefix_only, 0),
-            None if high is None else high - prefix_only,
+        if item is None and not elems:
+            return '( "[" ws "]" )'
+        known = len(elems) or 1  # the items before the repeated tail: the prefix, or one
+        elems = elems or [str(item)]
+        rest = (
+            ""
+            if item is None
+            else self.repeat(
+                f'( "," ws {item} ws )', max(low - known, 0), None if high is None else high - known
+            )
         )
-        for i in reversed(range(1, len(elems))):
-            inner = f'"," ws {elems[i]} ws {rest}'.strip()
+        for i in reversed(range(1, len(elems))):  # item i is there only if all before it are
+            inner = _seq('"," ws', elems[i], "ws", rest)
             rest = f"( {inner} )" if i < low else f"( {inner} )?"
-        body = f"{elems[0]} ws {rest}".strip()
+        body = _seq(elems[0], "ws", rest)
         return f'( "[" ws {body} "]" )' if low else f'( "[" ws ( {body} )? "]" )'
 
     def object(self, schema: dict[str, Any]) -> str:
@@ -400,13 +394,15 @@ class _Converter:
                     if extra is False:
                         raise self.error(f"the required property {name!r} is not allowed")
                     members.append((self.member(name, extra), True))
-            other = None if extra is False else self.member(None, extra)
+            names = [*props, *required]
+            other = None if extra is False else self.member(names, extra)
         finally:
             self.nesting -= 1
-        return f'( "{{" ws {self.members(members, other)} "}}" )'.replace("  ", " ")
+        return _seq('( "{" ws', self.members(members, other), '"}" )')
 
-    def member(self, name: str | None, schema: Any) -> str:
-        key = "string" if name is None else _lit(_dump(name))
+    def member(self, name: str | list[str], schema: Any) -> str:
+        """A key and its value; a list of names means any other key."""
+        key = _lit(_dump(name)) if isinstance(name, str) else _other_key(name)
         value = self.expr(schema)
         return "member" if (key, value) == ("string", "value") else f'{key} ws ":" ws {value} ws'
 
@@ -416,17 +412,41 @@ class _Converter:
         first = next((i for i, (_, required) in enumerate(members) if required), None)
         if first is not None:  # each optional member before the first required one owns a comma
             parts = [f'( {kv} "," ws )?' for kv, _ in members[:first]] + [members[first][0]]
-            parts += [f'"," ws {kv}' if req else f'( "," ws {kv} )?' for kv, req in members[first + 1 :]]
-            return " ".join([*parts, tail]).strip()
+            parts += [
+                f'"," ws {kv}' if req else f'( "," ws {kv} )?' for kv, req in members[first + 1 :]
+            ]
+            return _seq(*parts, tail)
         # All optional: the first present member has no comma; rules keep this linear.
         alts, after = [], tail
-        for kv, _ in reversed(members):
+        for i, (kv, _) in reversed(list(enumerate(members))):
             name = self.rule("kv", kv)
-            alts.append(f"{name} {after}".strip())
-            after = self.rule("rest", f'( "," ws {name} )? {after}'.strip())
+            alts.append(_seq(name, after))
+            if i:
+                after = self.rule("rest", _seq(f'( "," ws {name} )?', after))
         if other is not None:
-            alts.append(f"{self.rule('kv', other)} {tail}")
+            alts.append(_seq(self.rule("kv", other), tail))
         return f"( {' | '.join(reversed(alts))} )?" if alts else ""
+
+
+def _other_key(names: list[str]) -> str:
+    """A JSON string that spells none of *names* plainly (an escaped spelling is checked)."""
+    trie: dict[str, Any] = {}
+    for name in dict.fromkeys(names):
+        if _dump(name)[1:-1] == name and len(name) <= 64:  # others are left to the check
+            node = trie
+            for char in name:
+                node = node.setdefault(char, {})
+            node[""] = {}
+    return f'"\\"" {_trie(trie)}' if trie else "string"
+
+
+def _trie(node: dict[str, Any]) -> str:
+    # At each point the key may end (unless a name does), differ, or follow a name on.
+    chars = "".join(_class_char(char) for char in node if char)
+    options = [] if "" in node else ['"\\""']
+    options.append(f'( [^{chars}"\\x5C\\x00-\\x1F] | escape ) string-end')
+    options += [f"{_lit(char)} {_trie(child)}" for char, child in node.items() if char]
+    return _alt(options)
 
 
 def _without(schema: dict[str, Any], key: str) -> dict[str, Any]:
@@ -437,14 +457,15 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _types(value: Any) -> list[Any]:
-    return [value] if isinstance(value, str) else _list(value)
-
-
 def _count(value: Any) -> int | None:
     if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+        value = int(value)
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return int(value) if ok else None
+
+
+def _seq(*parts: str) -> str:
+    return " ".join(part for part in parts if part)
 
 
 def _alt(options: list[str]) -> str:
@@ -464,12 +485,11 @@ def _lit(text: str) -> str:
 def _escape(char: str, special: str) -> str:
     if char in special:
         return "\\" + char
-    if char in "\n\r\t":
-        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}[char]
     if char.isprintable():
         return char
     code = ord(char)
-    return f"\\x{code:02X}" if code < 0x100 else f"\\u{code:04X}" if code < 0x10000 else f"\\U{code:08X}"
+    width = 2 if code < 0x100 else 4 if code < 0x10000 else 8
+    return {9: "\\t", 10: "\\n", 13: "\\r"}.get(code, f"\\{'xuU'[width // 4]}{code:0{width}X}")
 
 
 def _class_char(char: str) -> str:
@@ -478,15 +498,10 @@ def _class_char(char: str) -> str:
 
 
 def _unit(unit: str) -> str:
-    if len(unit) == 1:
-        return unit
-    if unit[1] in "xuU" and len(unit) > 2:
+    """The character a GBNF character or escape stands for."""
+    if len(unit) > 2:
         return chr(int(unit[2:], 16))
-    return {"n": "\n", "t": "\t", "r": "\r"}.get(unit[1], unit[1])
-
-
-def _decode(body: str) -> str:
-    return "".join(_unit(unit) for unit in _UNIT.findall(body))
+    return unit if len(unit) == 1 else {"n": "\n", "t": "\t", "r": "\r"}.get(unit[1], unit[1])
 
 
 def _json_class(body: str) -> str:
@@ -502,9 +517,11 @@ def _json_class(body: str) -> str:
             i += 1
         ranges.append((ord(low), ord(high)))
     inside = [c for c in _JSON_SPECIAL if any(a <= c <= b for a, b in ranges) != negate]
-    options = [_lit(_dump(chr(c))[1:-1]) for c in inside]
+    # A negated class loses the control characters JSON can only write as \u00XX: a safe
+    # narrowing that keeps the grammar small (any other character still fits).
+    options = [_lit(_dump(chr(c))[1:-1]) for c in inside if not negate or c in b'\b\t\n\f\r"\\']
     if negate:
-        return _alt([f"[^{_ranges(ranges)}\\x00-\\x1F\"\\x5C]", *options])
+        return _alt([f'[^{_ranges(ranges)}\\x00-\\x1F"\\x5C]', *options])
     pieces = []
     for a, b in ranges:
         a = max(a, 0x20)

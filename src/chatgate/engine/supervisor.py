@@ -57,7 +57,7 @@ class WorkerSettings:
     parallel: int
     threads: int
     threads_batch: int
-    wait_policy: str  # libgomp's OMP_WAIT_POLICY, read when the library loads
+    wait_policy: str | None = None  # OMP_WAIT_POLICY for the worker's OpenMP threads
 
     def argv(self) -> list[str]:
         """The worker's command line (no secret is ever on it)."""
@@ -271,7 +271,9 @@ class Supervisor:
                 f"{s.threads} thread{'s' if s.threads != 1 else ''}…"
             )
         begun = time.monotonic()
-        env = dict(os.environ, CHATGATE_ENGINE_TOKEN=self.token, OMP_WAIT_POLICY=s.wait_policy)
+        env = dict(os.environ, CHATGATE_ENGINE_TOKEN=self.token)
+        if s.wait_policy:
+            env["OMP_WAIT_POLICY"] = s.wait_policy
         process = await asyncio.create_subprocess_exec(
             *s.argv(),
             stdin=asyncio.subprocess.PIPE,
