@@ -55,6 +55,14 @@ def test_guided_choice_is_one_of_the_choices(live: LiveServer) -> None:
     assert all(t in choices for t in texts)
 
 
+def test_guided_regex_with_class_metacharacters(live: LiveServer) -> None:
+    # Characters that are special inside a class reach llama.cpp's grammar parser as
+    # hex escapes (it knows no "\\^" or "\\]").
+    pattern = r"[\^\]\[\-a]{3,6}"
+    for text in outputs(live, guided_regex=pattern, n=3, max_tokens=8):
+        assert re.fullmatch(pattern, text), text
+
+
 def test_guided_regex_matches_fully(live: LiveServer) -> None:
     pattern = r"[A-Z][a-z]{2,8} (is|was) \d{1,2}( years old)?\."
     for text in outputs(live, guided_regex=pattern):

@@ -126,7 +126,10 @@ def _literal(char: str) -> str:
 
 
 def _class_char(char: str) -> str:
-    return _escape(char, "]\\^-[")
+    # Hex, not a backslash: llama.cpp's grammar parser knows no escape such as "\^".
+    if char in "]\\^-[":
+        return f"\\x{ord(char):02X}"
+    return _escape(char, "")
 
 
 def _escape(char: str, special: str) -> str:
