@@ -62,6 +62,9 @@ def start_server(settings: Settings) -> tuple[LiveServer, uvicorn.Server, thread
 def live() -> Iterator[LiveServer]:
     """One server with a gateway key and the real embedded model, for the whole run."""
     settings = load_settings(env={})
+    # Fixed threads: results that must repeat exactly (greedy, seeded) stay the same
+    # only with the same thread count; tests/engine/test_tuning.py covers the tuning.
+    settings.connections[0].threads_batch = 1
     settings.server.api_keys = [GATEWAY_KEY]
     settings.server.max_body_bytes = 64 * 1024
     info, server, thread = start_server(settings)

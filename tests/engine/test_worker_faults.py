@@ -27,7 +27,7 @@ def faulty(fake: FakeOpenAI) -> Iterator[LiveServer]:
     """A server of its own (its worker gets killed), with a remote connection beside it."""
     settings = Settings(
         connections=[
-            Connection(name="local", source="local", engine_watchdog=1.0),
+            Connection(name="local", source="local", engine_watchdog=1.0, threads_batch=1),
             Connection(name="remote", source="custom", base_url=f"{fake.url}/v1"),
         ],
         embedded=False,

@@ -30,8 +30,9 @@ from chatgate.adapters.engine_wire import (
 )
 from chatgate.adapters.upstream import UpstreamRequest
 from chatgate.config import Connection
-from chatgate.engine import EngineUnavailableError, Supervisor, worker_settings
+from chatgate.engine import EngineUnavailableError, Supervisor, tunes_threads, worker_settings
 from chatgate.engine.grammar import OutputContract, contract_for
+from chatgate.engine.tuning import BatchThreadTuner, read_times
 from chatgate.errors import (
     ChatgateError,
     ContextLengthError,
@@ -145,17 +146,26 @@ class LocalBackend:
     async def start(self, progress: Callable[[str], None] | None = None) -> None:
         """Start the worker, wait until its model is loaded, and watch it from then on."""
         await self.supervisor.start(progress)
-        if self._watchdog is None and self.connection.engine_watchdog > 0:
+        watching = self.connection.engine_watchdog > 0 or tunes_threads(self.connection)
+        if self._watchdog is None and watching:
             self._watchdog = asyncio.get_running_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
-        """Kill a worker whose main loop stopped answering (a native hang); the
-        supervisor then starts another. ``/metrics`` is answered by that loop, so a
-        worker that cannot answer it within ``engine_watchdog`` seconds is stuck."""
+        """Every few seconds: follow the machine's load with the batch threads, and kill
+        a worker whose main loop stopped answering (a native hang; the supervisor then
+        starts another). ``/metrics`` is answered by that loop, so a worker that cannot
+        answer it within ``engine_watchdog`` seconds is stuck."""
         limit = self.connection.engine_watchdog
+        tuner = BatchThreadTuner() if tunes_threads(self.connection) else None
         while True:
-            await asyncio.sleep(min(WATCH_EVERY, limit))
+            await asyncio.sleep(min(WATCH_EVERY, limit) if limit > 0 else WATCH_EVERY)
             if not self.supervisor.serving or self.supervisor.base_url is None:
+                if tuner is not None:
+                    tuner.forget()
+                continue
+            if tuner is not None:
+                self._retune(tuner)
+            if limit <= 0:
                 continue
             generation = self.supervisor.generation
             probe = UpstreamRequest("GET", self._url("/metrics"), self._headers())
@@ -180,6 +190,13 @@ class LocalBackend:
             "waiting": max(0, self._inflight - parallel),
             **self.supervisor.status(),
         }
+
+    def _retune(self, tuner: BatchThreadTuner) -> None:
+        target = tuner.observe(read_times(self.supervisor.pid))
+        current = self.supervisor.settings.threads_batch
+        if target is not None and target != current and self._inflight == 0:
+            self.supervisor.retune(target)
+            tuner.forget()
 
     async def close(self) -> None:
         """Stop the watchdog and the worker."""

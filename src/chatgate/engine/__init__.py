@@ -7,6 +7,8 @@ it over loopback through the shared transport. See ``docs/embedded-engine.md``.
 
 from __future__ import annotations
 
+import os
+
 from chatgate.config import Connection
 from chatgate.engine.model_file import resolve_model_path
 from chatgate.engine.supervisor import EngineUnavailableError, Supervisor, WorkerSettings
@@ -16,26 +18,35 @@ __all__ = [
     "EngineUnavailableError",
     "Supervisor",
     "WorkerSettings",
+    "tunes_threads",
     "worker_settings",
 ]
 
-# Chosen by measurement (docs/embedded-engine.md, "Threads"): one thread, for token
-# steps and batches alike. Two threads are faster only while nothing else wants the
-# cores; beside one busy process they wait on each other at every step and lose half
-# their speed or more, where one thread loses nothing. A gateway always shares its
-# cores, so the default is the one that never collapses.
+# Chosen by measurement (docs/embedded-engine.md, "Threads"): one thread per token step,
+# which is near the best whatever else the machine does; the batch threads start at
+# every core and then follow the load (`chatgate.engine.tuning`), unless configured.
 DEFAULT_THREADS = 1
-DEFAULT_THREADS_BATCH = 1
+
+
+def tunes_threads(connection: Connection) -> bool:
+    """Whether the batch threads follow the machine's load (neither is configured)."""
+    return connection.threads is None and connection.threads_batch is None
 
 
 def worker_settings(connection: Connection) -> WorkerSettings:
     """The worker settings of a ``local`` connection (the model file is checked now)."""
     threads = connection.threads or DEFAULT_THREADS
+    if connection.threads_batch:
+        batch = connection.threads_batch
+    elif connection.threads:
+        batch = connection.threads
+    else:
+        batch = max(1, os.cpu_count() or 1)
     return WorkerSettings(
         model=resolve_model_path(connection.model_path),
         context_size=connection.context_size,
         parallel=connection.parallel,
         threads=threads,
-        threads_batch=connection.threads_batch or max(threads, DEFAULT_THREADS_BATCH),
+        threads_batch=batch,
         wait_policy=connection.wait_policy,
     )
