@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 
+from chatgate.adapters.local import LocalBackend
 from tests.conftest import GATEWAY_KEY, MODEL, LiveServer
 
 pytestmark = pytest.mark.model
@@ -383,8 +384,23 @@ def test_disconnect_frees_the_engine(live: LiveServer, client: httpx.Client) -> 
                 break
         assert engine_status(client)["busy"] == 1
     freed_after = wait_until_idle(client, limit=5)
-    # The promise: a disconnect stops the generation within a second.
+    # The promise: a disconnect stops the generation within a second — in the
+    # engine worker itself, not only in the gateway's count.
     assert freed_after < 1.0, freed_after
+    backend = live.gateway.backends["local"]
+    assert isinstance(backend, LocalBackend)
+    started = time.monotonic()
+    metrics = f"{backend.supervisor.base_url}/metrics"
+    token = {"Authorization": f"Bearer {backend.supervisor.token}"}
+    processing = -1.0
+    while time.monotonic() - started < 1.0:
+        for line in httpx.get(metrics, headers=token).text.splitlines():
+            if line.startswith("llamacpp:requests_processing "):
+                processing = float(line.split()[1])
+        if processing == 0:
+            break
+        time.sleep(0.05)
+    assert processing == 0
     after = client.post("/v1/chat/completions", content=body(max_tokens=2))
     assert after.status_code == 200
 

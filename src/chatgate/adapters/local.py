@@ -191,6 +191,23 @@ class LocalBackend:
             **self.supervisor.status(),
         }
 
+    async def engine_metrics(self) -> dict[str, float]:
+        """The worker's own gauges (``llamacpp:requests_processing`` and the rest)."""
+        await self.supervisor.ready()
+        probe = UpstreamRequest("GET", self._url("/metrics"), self._headers())
+        status, _, body = await self.transport.send(probe, self.connection.name, 10, [])
+        if status != 200:
+            raise UpstreamError(f"the engine's metrics answered {status}")
+        gauges: dict[str, float] = {}
+        for line in body.decode("utf-8", errors="replace").splitlines():
+            name, _, value = line.partition(" ")
+            if name and not name.startswith("#"):
+                try:
+                    gauges[name] = float(value)
+                except ValueError:
+                    continue
+        return gauges
+
     def _retune(self, tuner: BatchThreadTuner) -> None:
         target = tuner.observe(read_times(self.supervisor.pid))
         current = self.supervisor.settings.threads_batch
@@ -220,9 +237,14 @@ class LocalBackend:
         }
 
     async def check_status(self) -> dict[str, Any]:
-        """Starts the worker if needed; its state and queue figures."""
-        await self.supervisor.ready()
-        return {"connection": self.connection.name, **self.status()}
+        """Starts the worker if needed; its state, and its queue as the worker sees it."""
+        gauges = await self.engine_metrics()
+        return {
+            "connection": self.connection.name,
+            **self.status(),
+            "worker_processing": int(gauges.get("llamacpp:requests_processing", 0)),
+            "worker_deferred": int(gauges.get("llamacpp:requests_deferred", 0)),
+        }
 
     async def send_test(self, model: str | None = None) -> dict[str, Any]:
         """A real "Hi" through the engine (free: it runs on this machine)."""
