@@ -15,9 +15,13 @@ make .venv/bin/python >"$work/venv.log" 2>&1
 t2=$(now)
 make .venv/.run-installed >"$work/install.log" 2>&1
 t3=$(now)
-make run >"$work/run.log" 2>&1 &
+if curl -s -o /dev/null http://127.0.0.1:8787/healthz; then
+    echo "something already answers on 127.0.0.1:8787; stop it first" >&2
+    exit 1
+fi
+setsid make run >"$work/run.log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null; pkill -f "$work/chatgate/.venv/bin/chatgate" || true; rm -rf "$work"' EXIT
+trap 'kill -- -$server 2>/dev/null || true; sleep 0.5; rm -rf "$work"' EXIT
 until curl -s -o /dev/null http://127.0.0.1:8787/healthz; do sleep 0.05; done
 t4=$(now)
 t5=$(python3 - <<'PY'
