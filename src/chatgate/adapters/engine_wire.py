@@ -141,6 +141,19 @@ def trim_alternatives(logprobs: dict[str, Any] | None, top: int) -> None:
             entry["top_logprobs"] = entry["top_logprobs"][:top]
 
 
+def role_only(choice: ChunkChoice) -> bool:
+    """Whether a chunk choice says nothing but its role (the worker's first chunk)."""
+    delta = choice.delta
+    return (
+        delta.role is not None
+        and not delta.content
+        and not delta.reasoning_content
+        and not delta.tool_calls
+        and choice.finish_reason is None
+        and choice.logprobs is None
+    )
+
+
 def _finish(data: dict[str, Any]) -> FinishReason:
     return "length" if data.get("stop_type") == "limit" else "stop"
 
