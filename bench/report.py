@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import shutil
 import subprocess
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
-from bench.peers import LITELLM_VERSION
+from bench.peers import LITELLM_VERSION, ROOT
 
 GATEWAYS = ("chatgate", "litellm")
 
@@ -57,6 +59,82 @@ def machine() -> dict[str, Any]:
     }
 
 
+# The engine contenders, as the report names them; chatgate's is the first.
+ENGINES = {
+    "chatgate": "chatgate",
+    "xllamacpp": "xllamacpp direct",
+    "llama_cpp_python": "llama-cpp-python direct",
+    "llama_server": "llama-server",
+}
+PHASES = {"idle": "idle", "contended": "under contention"}
+STREAMS = {"tokens_per_s_1": "1 stream", "tokens_per_s_4": "4 streams"}
+
+
+def engine_phases(entry: Any) -> dict[str, dict[str, Any]]:
+    """A contender's measured phases ({} when skipped); reads older results too, whose
+    engine figures were idle ones at the top level."""
+    if not isinstance(entry, dict) or "skipped" in entry:
+        return {}
+    if "idle" in entry:
+        return {p: entry[p] for p in PHASES if isinstance(entry.get(p), dict)}
+    if "tokens_per_s_1" in entry:
+        return {"idle": entry}
+    return {}
+
+
+def previous(path: Path) -> dict[str, Any] | None:
+    """The figures of an earlier run's results file worth setting beside this run's."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        versions = old.get("versions", {})
+        engine = old.get("engine", {})
+        library = engine.get("library") or (
+            f"llama-cpp-python {versions['llama-cpp-python']} in the gateway process"
+            if versions.get("llama-cpp-python", "-") != "-"
+            else "-"
+        )
+        return {
+            "file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
+            "date": old["date"],
+            "quick": old.get("quick", False),
+            "added_p50_ms": old["added_latency"]["chatgate"]["p50_ms"],
+            "added_p99_ms": old["added_latency"]["chatgate"]["p99_ms"],
+            "rps_c64": old["rps"]["chatgate"]["64"],
+            "engine_library": library,
+            "engine_max_tokens": engine.get("max_tokens"),
+            "engine": {
+                name: {
+                    phase: {k: figures[k] for k in STREAMS if k in figures}
+                    for phase, figures in engine_phases(engine.get(name)).items()
+                }
+                for name in ENGINES
+                if engine_phases(engine.get(name))
+            },
+        }
+    except (KeyError, TypeError, AttributeError):
+        return None
+
+
+def _engine_ratios(engine: dict[str, Any]) -> dict[str, float]:
+    """chatgate's tokens/s over each peer's, per phase and stream count."""
+    ours = engine_phases(engine["chatgate"])
+    out: dict[str, float] = {}
+    for peer in list(ENGINES)[1:]:
+        theirs = engine_phases(engine.get(peer))
+        for phase in PHASES:
+            if phase in ours and phase in theirs:
+                for key in STREAMS:
+                    if theirs[phase].get(key):
+                        n = key.rsplit("_", 1)[1]
+                        out[f"engine_{phase}_{n}_over_{peer}"] = (
+                            ours[phase][key] / theirs[phase][key]
+                        )
+    return out
+
+
 def summarise(raw: dict[str, Any]) -> dict[str, Any]:
     """Raw figures plus what was added, the ratios and the goals."""
     seq, stream, tput = raw["sequential"], raw["streaming"], raw["throughput"]
@@ -79,8 +157,8 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
         name: {str(row["connections"]): row["rps"] for row in rows} for name, rows in tput.items()
     }
     engine = raw["engine"]
-    ours, direct_lcp = engine["chatgate"], engine["llama_cpp_python"]
-    server = engine["llama_server"]
+    lcp = engine["llama_cpp_python"]
+    engine["library"] = f"xllamacpp {_version('xllamacpp')} in a worker process"
     result: dict[str, Any] = {
         **raw,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -93,7 +171,8 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
             "pyreqwest": _version("pyreqwest"),
             "pydantic": _version("pydantic"),
             "orjson": _version("orjson"),
-            "llama-cpp-python": _version("llama-cpp-python"),
+            "xllamacpp": _version("xllamacpp"),
+            "llama-cpp-python (peer)": lcp.get("settings", {}).get("version", "-"),
             "nginx": _tool_version(["nginx", "-v"]),
             "wrk": _tool_version(["wrk", "-v"]),
         },
@@ -106,19 +185,17 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
             f"rps_c{c}_chatgate_over_litellm": rps["chatgate"][str(c)] / rps["litellm"][str(c)]
             for c in (1, 16, 64)
         }
-        | {
-            "mock_rps_c64_over_chatgate": rps["direct"]["64"] / rps["chatgate"]["64"],
-            "engine_1_over_llama_cpp_python": ours["tokens_per_s_1"] / direct_lcp["tokens_per_s_1"],
-            "engine_4_over_llama_cpp_python": ours["tokens_per_s_4"] / direct_lcp["tokens_per_s_4"],
-        },
+        | {"mock_rps_c64_over_chatgate": rps["direct"]["64"] / rps["chatgate"]["64"]}
+        | _engine_ratios(engine),
     }
-    goals = [
+    ratios = result["ratios"]
+    goals: list[tuple[str, str, float | str, float]] = [
         ("added latency p50 at concurrency 1", "≤ 0.5 ms", added["chatgate"]["p50_ms"], 0.5),
         ("added latency p99 at concurrency 1", "≤ 2 ms", added["chatgate"]["p99_ms"], 2.0),
         (
             "throughput at 64 connections vs LiteLLM",
             "≥ 30×",
-            result["ratios"]["rps_c64_chatgate_over_litellm"],
+            ratios["rps_c64_chatgate_over_litellm"],
             -30.0,
         ),
         ("added time per stream chunk", "≤ 50 µs", result["added_per_chunk_us"]["chatgate"], 50.0),
@@ -129,21 +206,29 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
             80.0,
         ),
         ("process start to first answer", "≤ 1.5 s", raw["startup_s"]["chatgate"], 1.5),
-        (
-            "engine vs llama-cpp-python, 1 stream",
-            "≥ 1.0×",
-            result["ratios"]["engine_1_over_llama_cpp_python"],
-            -1.0,
-        ),
-        (
-            "engine vs llama-cpp-python, 4 streams",
-            "≥ 1.0×",
-            result["ratios"]["engine_4_over_llama_cpp_python"],
-            -1.0,
-        ),
     ]
+    for n, label in (("1", "1 stream"), ("4", "4 streams")):
+        goals.append(
+            (
+                f"engine vs llama-cpp-python, {label}, idle",
+                "≥ 1.0×",
+                ratios.get(f"engine_idle_{n}_over_llama_cpp_python", lcp.get("skipped", "-")),
+                -1.0,
+            )
+        )
+    if "engine_idle_1_over_llama_server" in ratios:
+        goals.append(
+            (
+                "engine vs llama-server, 1 stream, idle",
+                "≥ 0.9×",
+                ratios["engine_idle_1_over_llama_server"],
+                -0.9,
+            )
+        )
     result["goals"] = [
-        {
+        {"goal": goal, "target": target, "measured": None, "holds": None, "skipped": value}
+        if isinstance(value, str)
+        else {
             "goal": goal,
             "target": target,
             "measured": value,
@@ -151,21 +236,133 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
         }
         for goal, target, value, limit in goals
     ]
-    if "tokens_per_s_1" in server:
-        ratio = ours["tokens_per_s_1"] / server["tokens_per_s_1"]
-        result["goals"].append(
-            {
-                "goal": "engine vs llama-server, 1 stream",
-                "target": "≥ 90%",
-                "measured": ratio,
-                "holds": ratio >= 0.9,
-            }
-        )
     return result
 
 
 def _f(value: float, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
+
+
+def _change(before: float, now: float) -> str:
+    return f"{100 * (now / before - 1):+.0f}%" if before else "—"
+
+
+def _comparison_section(r: dict[str, Any]) -> list[str]:
+    """This run's headline figures beside those of the results file it replaces."""
+    lines = ["", "## This run against the previous one", ""]
+    prev = r.get("previous")
+    if not prev:
+        return [*lines, "No earlier results file (bench/results/latest.json) to compare with."]
+    lines += [
+        f"Previous: {prev['file']} of {prev['date']}"
+        f"{' (a quick run)' if prev['quick'] else ''}, chatgate's engine then "
+        f"{prev['engine_library']}; now {r['engine']['library']}.",
+        "",
+        "| | previous run | this run | change |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    rows: list[tuple[str, float, float, int]] = [
+        (
+            "**added** latency p50, one at a time (ms)",
+            prev["added_p50_ms"],
+            r["added_latency"]["chatgate"]["p50_ms"],
+            3,
+        ),
+        (
+            "**added** latency p99, one at a time (ms)",
+            prev["added_p99_ms"],
+            r["added_latency"]["chatgate"]["p99_ms"],
+            3,
+        ),
+        ("throughput at 64 connections (req/s)", prev["rps_c64"], r["rps"]["chatgate"]["64"], 0),
+    ]
+    for name, label in ENGINES.items():
+        before, now = prev["engine"].get(name, {}), engine_phases(r["engine"].get(name))
+        for phase, phase_label in PHASES.items():
+            for key, streams in STREAMS.items():
+                if key in before.get(phase, {}) and key in now.get(phase, {}):
+                    rows.append(
+                        (
+                            f"engine: {label}, {phase_label}, {streams} (tokens/s)",
+                            before[phase][key],
+                            now[phase][key],
+                            1,
+                        )
+                    )
+    lines += [
+        f"| {label} | {_f(old, digits)} | {_f(new, digits)} | {_change(old, new)} |"
+        for label, old, new, digits in rows
+    ]
+    notes = []
+    if prev["engine_max_tokens"] != r["engine"]["max_tokens"]:
+        notes.append(
+            f"The engine figures are for {prev['engine_max_tokens']} tokens then and "
+            f"{r['engine']['max_tokens']} now: they do not compare."
+        )
+    if r["quick"]:
+        notes.append("This is a quick run (tiny counts): its figures only show the harness works.")
+    if notes:
+        lines += ["", " ".join(notes)]
+    return lines
+
+
+def _engine_section(r: dict[str, Any]) -> list[str]:
+    """The engine table: idle and under contention, chatgate beside its peers."""
+    e = r["engine"]
+    lines = [
+        f"SmolLM2-135M-Instruct Q4_1, {e['max_tokens']} tokens, greedy, the same messages "
+        "for all; tokens per second = completion tokens / request wall time (1 stream: the "
+        f"best of {e['rounds']} requests; 4 streams: the tokens of 4 requests sent at once "
+        "over their wall time). **Under contention** is the same measurement with "
+        f"{e['burner']} beside it, started just before and killed right after.",
+        "",
+    ]
+    peers = ["xllamacpp", "llama_cpp_python"]
+    if engine_phases(e.get("llama_server")):
+        peers.append("llama_server")
+    ours = engine_phases(e["chatgate"])
+    before = (r.get("previous") or {}).get("engine", {}).get("chatgate", {})
+    lines += [
+        "| | chatgate, previous run | chatgate | "
+        + " | ".join(ENGINES[p] for p in peers)
+        + " | "
+        + " | ".join(f"chatgate / {ENGINES[p]}" for p in peers)
+        + " |",
+        "| --- |" + " ---: |" * (2 + 2 * len(peers)),
+    ]
+
+    def cell(phases: dict[str, dict[str, Any]], phase: str, key: str) -> str:
+        value = phases.get(phase, {}).get(key)
+        return _f(value, 1) if value is not None else "—"
+
+    for phase, phase_label in PHASES.items():
+        for key, streams in STREAMS.items():
+            n = key.rsplit("_", 1)[1]
+            cells = [cell(before, phase, key), cell(ours, phase, key)]
+            cells += [cell(engine_phases(e.get(p)), phase, key) for p in peers]
+            for p in peers:
+                ratio = r["ratios"].get(f"engine_{phase}_{n}_over_{p}")
+                cells.append(f"{ratio:.2f}×" if ratio is not None else "—")
+            unit = "tokens/s" if n == "1" else "total tokens/s"
+            lines.append(f"| {phase_label}, {streams} ({unit}) | " + " | ".join(cells) + " |")
+    lines.append("")
+    for name, label in ENGINES.items():
+        data = e.get(name, {})
+        if "skipped" in data:
+            lines.append(f"- **{label}**: not measured: {data['skipped']}.")
+            continue
+        settings = data.get("settings", {})
+        shown = ", ".join(
+            f"{k} {v}" for k, v in settings.items() if k not in ("system_info", "version")
+        )
+        burner = data.get("contended", {}).get("burner", {})
+        lines.append(
+            f"- **{label}**: {shown}; ready in {data.get('load_s', '-')} s; the burner "
+            f"used {burner.get('cores_used', '-')} cores while it was measured"
+            + ("" if burner.get("alive_to_the_end", True) else " (**it died early**)")
+            + "."
+        )
+    return lines
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -176,7 +373,8 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "Written by `make bench` (`bench/run.py`); raw figures in `bench/results/latest.json`.",
         "Every number below comes from one run on one machine, all contenders measured in",
-        "that same run against the same mock upstream.",
+        "that same run against the same mock upstream; only the columns and rows marked",
+        "*previous run* come from the results file this run replaced.",
         "",
         f"- **Date:** {r['date']}{' (quick run: tiny counts)' if r['quick'] else ''}",
         f"- **Machine:** {m['cpus']} cores ({m['cpu']}), {m['memory_gib']} GiB, "
@@ -189,6 +387,9 @@ def markdown(r: dict[str, Any]) -> str:
         f"{r['chunks']}-chunk SSE stream from files on loopback; **load:** `wrk -t1` with a Lua "
         f"POST body, {r['wrk_seconds']} s per level; one-at-a-time and streaming timings from a "
         "kept-alive stdlib client, targets taking turns.",
+    ]
+    lines += _comparison_section(r)
+    lines += [
         "",
         "## Gateway overhead",
         "",
@@ -258,27 +459,8 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "## Embedded engine",
         "",
-        f"SmolLM2-135M-Instruct Q4_1, {r['engine']['max_tokens']} tokens, greedy, the same "
-        "messages for all; tokens per second = completion tokens / request wall time.",
-        "",
-        "| | 1 stream (tokens/s) | 4 concurrent streams (total tokens/s) |",
-        "| --- | ---: | ---: |",
     ]
-    engine = r["engine"]
-    for label, key in (
-        ("chatgate serve (HTTP, SSE)", "chatgate"),
-        ("llama-cpp-python, called directly", "llama_cpp_python"),
-        ("llama.cpp llama-server", "llama_server"),
-    ):
-        data = engine[key]
-        if "skipped" in data:
-            lines.append(f"| {label} | — | — |")
-        else:
-            lines.append(
-                f"| {label} | {_f(data['tokens_per_s_1'], 1)} | {_f(data['tokens_per_s_4'], 1)} |"
-            )
-    if "skipped" in engine["llama_server"]:
-        lines += ["", f"llama-server: {engine['llama_server']['skipped']}."]
+    lines += _engine_section(r)
     lines += [
         "",
         "## Goals",
@@ -287,6 +469,9 @@ def markdown(r: dict[str, Any]) -> str:
         "| --- | --- | ---: | :---: |",
     ]
     for g in r["goals"]:
+        if g["measured"] is None:
+            lines.append(f"| {g['goal']} | {g['target']} | — | not measured: {g['skipped']} |")
+            continue
         lines.append(
             f"| {g['goal']} | {g['target']} | {_f(g['measured'], 3)} | "
             f"{'yes' if g['holds'] else '**no**'} |"

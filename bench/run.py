@@ -108,14 +108,7 @@ def measure(quick: bool) -> dict[str, Any]:
             process.stop()
         mock.stop()
     out["import_s"] = import_time(3 if quick else 10)
-    print("bench: embedded engine", flush=True)
-    max_tokens, engine_rounds = (16, 1) if quick else (128, 3)
-    out["engine"] = {
-        "chatgate": engine.chatgate_engine(max_tokens, engine_rounds),
-        "llama_cpp_python": engine.llama_cpp_python(max_tokens, engine_rounds),
-        "llama_server": engine.llama_server(max_tokens, engine_rounds),
-        "max_tokens": max_tokens,
-    }
+    out["engine"] = engine.measure(quick)
     return out
 
 
@@ -125,10 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny counts: checks the harness")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    results = ROOT / "bench" / "results"
+    # The committed figures, read before this run replaces them, to set beside its own.
+    before = report.previous(results / "latest.json")
     raw = measure(args.quick)
+    raw["previous"] = before
     result = report.summarise(raw)
     result["wall_s"] = time.perf_counter() - started
-    results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
     name = "quick.json" if args.quick else "latest.json"
     (results / name).write_text(json.dumps(result, indent=2) + "\n")
