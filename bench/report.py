@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 import shutil
 import subprocess
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
-from bench.peers import LITELLM_VERSION, ROOT
+from bench.peers import LITELLM_VERSION
+from bench.report_engine import (
+    comparison_section,
+    engine_ratios,
+    engine_section,
+    fmt,
+)
 
 GATEWAYS = ("chatgate", "litellm")
 
@@ -60,81 +64,6 @@ def machine() -> dict[str, Any]:
 
 
 # The engine contenders, as the report names them; chatgate's is the first.
-ENGINES = {
-    "chatgate": "chatgate",
-    "xllamacpp": "xllamacpp direct",
-    "llama_cpp_python": "llama-cpp-python direct",
-    "llama_server": "llama-server",
-}
-PHASES = {"idle": "idle", "contended": "under contention"}
-STREAMS = {"tokens_per_s_1": "1 stream", "tokens_per_s_4": "4 streams"}
-
-
-def engine_phases(entry: Any) -> dict[str, dict[str, Any]]:
-    """A contender's measured phases ({} when skipped); reads older results too, whose
-    engine figures were idle ones at the top level."""
-    if not isinstance(entry, dict) or "skipped" in entry:
-        return {}
-    if "idle" in entry:
-        return {p: entry[p] for p in PHASES if isinstance(entry.get(p), dict)}
-    if "tokens_per_s_1" in entry:
-        return {"idle": entry}
-    return {}
-
-
-def previous(path: Path) -> dict[str, Any] | None:
-    """The figures of an earlier run's results file worth setting beside this run's."""
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    try:
-        versions = old.get("versions", {})
-        engine = old.get("engine", {})
-        library = engine.get("library") or (
-            f"llama-cpp-python {versions['llama-cpp-python']} in the gateway process"
-            if versions.get("llama-cpp-python", "-") != "-"
-            else "-"
-        )
-        return {
-            "file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
-            "date": old["date"],
-            "quick": old.get("quick", False),
-            "added_p50_ms": old["added_latency"]["chatgate"]["p50_ms"],
-            "added_p99_ms": old["added_latency"]["chatgate"]["p99_ms"],
-            "rps_c64": old["rps"]["chatgate"]["64"],
-            "engine_library": library,
-            "engine_max_tokens": engine.get("max_tokens"),
-            "engine": {
-                name: {
-                    phase: {k: figures[k] for k in STREAMS if k in figures}
-                    for phase, figures in engine_phases(engine.get(name)).items()
-                }
-                for name in ENGINES
-                if engine_phases(engine.get(name))
-            },
-        }
-    except (KeyError, TypeError, AttributeError):
-        return None
-
-
-def _engine_ratios(engine: dict[str, Any]) -> dict[str, float]:
-    """chatgate's tokens/s over each peer's, per phase and stream count."""
-    ours = engine_phases(engine["chatgate"])
-    out: dict[str, float] = {}
-    for peer in list(ENGINES)[1:]:
-        theirs = engine_phases(engine.get(peer))
-        for phase in PHASES:
-            if phase in ours and phase in theirs:
-                for key in STREAMS:
-                    if theirs[phase].get(key):
-                        n = key.rsplit("_", 1)[1]
-                        out[f"engine_{phase}_{n}_over_{peer}"] = (
-                            ours[phase][key] / theirs[phase][key]
-                        )
-    return out
-
-
 def summarise(raw: dict[str, Any]) -> dict[str, Any]:
     """Raw figures plus what was added, the ratios and the goals."""
     seq, stream, tput = raw["sequential"], raw["streaming"], raw["throughput"]
@@ -186,7 +115,7 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
             for c in (1, 16, 64)
         }
         | {"mock_rps_c64_over_chatgate": rps["direct"]["64"] / rps["chatgate"]["64"]}
-        | _engine_ratios(engine),
+        | engine_ratios(engine),
     }
     ratios = result["ratios"]
     goals: list[tuple[str, str, float | str, float]] = [
@@ -239,132 +168,6 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _f(value: float, digits: int = 2) -> str:
-    return f"{value:,.{digits}f}"
-
-
-def _change(before: float, now: float) -> str:
-    return f"{100 * (now / before - 1):+.0f}%" if before else "—"
-
-
-def _comparison_section(r: dict[str, Any]) -> list[str]:
-    """This run's headline figures beside those of the results file it replaces."""
-    lines = ["", "## This run against the previous one", ""]
-    prev = r.get("previous")
-    if not prev:
-        return [*lines, "No earlier results file (bench/results/latest.json) to compare with."]
-    lines += [
-        f"Previous: {prev['file']} of {prev['date']}"
-        f"{' (a quick run)' if prev['quick'] else ''}, chatgate's engine then "
-        f"{prev['engine_library']}; now {r['engine']['library']}.",
-        "",
-        "| | previous run | this run | change |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    rows: list[tuple[str, float, float, int]] = [
-        (
-            "**added** latency p50, one at a time (ms)",
-            prev["added_p50_ms"],
-            r["added_latency"]["chatgate"]["p50_ms"],
-            3,
-        ),
-        (
-            "**added** latency p99, one at a time (ms)",
-            prev["added_p99_ms"],
-            r["added_latency"]["chatgate"]["p99_ms"],
-            3,
-        ),
-        ("throughput at 64 connections (req/s)", prev["rps_c64"], r["rps"]["chatgate"]["64"], 0),
-    ]
-    for name, label in ENGINES.items():
-        before, now = prev["engine"].get(name, {}), engine_phases(r["engine"].get(name))
-        for phase, phase_label in PHASES.items():
-            for key, streams in STREAMS.items():
-                if key in before.get(phase, {}) and key in now.get(phase, {}):
-                    rows.append(
-                        (
-                            f"engine: {label}, {phase_label}, {streams} (tokens/s)",
-                            before[phase][key],
-                            now[phase][key],
-                            1,
-                        )
-                    )
-    lines += [
-        f"| {label} | {_f(old, digits)} | {_f(new, digits)} | {_change(old, new)} |"
-        for label, old, new, digits in rows
-    ]
-    notes = []
-    if prev["engine_max_tokens"] != r["engine"]["max_tokens"]:
-        notes.append(
-            f"The engine figures are for {prev['engine_max_tokens']} tokens then and "
-            f"{r['engine']['max_tokens']} now: they do not compare."
-        )
-    if r["quick"]:
-        notes.append("This is a quick run (tiny counts): its figures only show the harness works.")
-    if notes:
-        lines += ["", " ".join(notes)]
-    return lines
-
-
-def _engine_section(r: dict[str, Any]) -> list[str]:
-    """The engine table: idle and under contention, chatgate beside its peers."""
-    e = r["engine"]
-    lines = [
-        f"SmolLM2-135M-Instruct Q4_1, {e['max_tokens']} tokens, greedy, the same messages "
-        "for all; tokens per second = completion tokens / request wall time (1 stream: the "
-        f"best of {e['rounds']} requests; 4 streams: the tokens of 4 requests sent at once "
-        "over their wall time). **Under contention** is the same measurement with "
-        f"{e['burner']} beside it, started just before and killed right after.",
-        "",
-    ]
-    peers = ["xllamacpp", "llama_cpp_python"]
-    if engine_phases(e.get("llama_server")):
-        peers.append("llama_server")
-    ours = engine_phases(e["chatgate"])
-    before = (r.get("previous") or {}).get("engine", {}).get("chatgate", {})
-    lines += [
-        "| | chatgate, previous run | chatgate | "
-        + " | ".join(ENGINES[p] for p in peers)
-        + " | "
-        + " | ".join(f"chatgate / {ENGINES[p]}" for p in peers)
-        + " |",
-        "| --- |" + " ---: |" * (2 + 2 * len(peers)),
-    ]
-
-    def cell(phases: dict[str, dict[str, Any]], phase: str, key: str) -> str:
-        value = phases.get(phase, {}).get(key)
-        return _f(value, 1) if value is not None else "—"
-
-    for phase, phase_label in PHASES.items():
-        for key, streams in STREAMS.items():
-            n = key.rsplit("_", 1)[1]
-            cells = [cell(before, phase, key), cell(ours, phase, key)]
-            cells += [cell(engine_phases(e.get(p)), phase, key) for p in peers]
-            for p in peers:
-                ratio = r["ratios"].get(f"engine_{phase}_{n}_over_{p}")
-                cells.append(f"{ratio:.2f}×" if ratio is not None else "—")
-            unit = "tokens/s" if n == "1" else "total tokens/s"
-            lines.append(f"| {phase_label}, {streams} ({unit}) | " + " | ".join(cells) + " |")
-    lines.append("")
-    for name, label in ENGINES.items():
-        data = e.get(name, {})
-        if "skipped" in data:
-            lines.append(f"- **{label}**: not measured: {data['skipped']}.")
-            continue
-        settings = data.get("settings", {})
-        shown = ", ".join(
-            f"{k} {v}" for k, v in settings.items() if k not in ("system_info", "version")
-        )
-        burner = data.get("contended", {}).get("burner", {})
-        lines.append(
-            f"- **{label}**: {shown}; ready in {data.get('load_s', '-')} s; the burner "
-            f"used {burner.get('cores_used', '-')} cores while it was measured"
-            + ("" if burner.get("alive_to_the_end", True) else " (**it died early**)")
-            + "."
-        )
-    return lines
-
-
 def markdown(r: dict[str, Any]) -> str:
     """The report, as docs/performance.md shows it."""
     m, v, seq, st = r["machine"], r["versions"], r["sequential"], r["streaming"]
@@ -388,7 +191,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"POST body, {r['wrk_seconds']} s per level; one-at-a-time and streaming timings from a "
         "kept-alive stdlib client, targets taking turns.",
     ]
-    lines += _comparison_section(r)
+    lines += comparison_section(r)
     lines += [
         "",
         "## Gateway overhead",
@@ -402,18 +205,18 @@ def markdown(r: dict[str, Any]) -> str:
 
     row(
         "latency p50, one at a time (ms)",
-        [_f(seq[n]["p50_ms"], 3) for n in ("direct", "chatgate", "litellm")],
+        [fmt(seq[n]["p50_ms"], 3) for n in ("direct", "chatgate", "litellm")],
         f"{seq['litellm']['p50_ms'] / seq['chatgate']['p50_ms']:.1f}× faster",
     )
     row(
         "latency p99, one at a time (ms)",
-        [_f(seq[n]["p99_ms"], 3) for n in ("direct", "chatgate", "litellm")],
+        [fmt(seq[n]["p99_ms"], 3) for n in ("direct", "chatgate", "litellm")],
     )
     row(
         "**added** latency p50 / p99 (ms)",
         ["—"]
         + [
-            f"{_f(r['added_latency'][g]['p50_ms'], 3)} / {_f(r['added_latency'][g]['p99_ms'], 3)}"
+            f"{fmt(r['added_latency'][g]['p50_ms'], 3)} / {fmt(r['added_latency'][g]['p99_ms'], 3)}"
             for g in GATEWAYS
         ],
     )
@@ -421,46 +224,47 @@ def markdown(r: dict[str, Any]) -> str:
         rows = {n: r["throughput"][n][index] for n in ("direct", "chatgate", "litellm")}
         row(
             f"throughput at {conns} connections (req/s)",
-            [_f(rows[n]["rps"], 0) for n in ("direct", "chatgate", "litellm")],
+            [fmt(rows[n]["rps"], 0) for n in ("direct", "chatgate", "litellm")],
             f"{r['ratios'][f'rps_c{conns}_chatgate_over_litellm']:.1f}×",
         )
         row(
             f"p99 latency at {conns} connections (ms)",
-            [_f(rows[n]["p99_ms"], 2) for n in ("direct", "chatgate", "litellm")],
+            [fmt(rows[n]["p99_ms"], 2) for n in ("direct", "chatgate", "litellm")],
         )
     row(
         f"stream: time to first byte ({r['chunks']} chunks, ms)",
-        [_f(st[n]["ttfb_ms"], 3) for n in ("direct", "chatgate", "litellm")],
+        [fmt(st[n]["ttfb_ms"], 3) for n in ("direct", "chatgate", "litellm")],
     )
     row(
         "stream: time to last byte (ms)",
-        [_f(st[n]["ttlb_ms"], 3) for n in ("direct", "chatgate", "litellm")],
+        [fmt(st[n]["ttlb_ms"], 3) for n in ("direct", "chatgate", "litellm")],
     )
     row(
         "stream: **added** time per chunk (µs)",
-        ["—"] + [_f(r["added_per_chunk_us"][g], 1) for g in GATEWAYS],
+        ["—"] + [fmt(r["added_per_chunk_us"][g], 1) for g in GATEWAYS],
     )
-    row("memory idle (MB RSS)", ["—"] + [_f(r["memory_idle_mb"][g], 1) for g in GATEWAYS])
+    row("memory idle (MB RSS)", ["—"] + [fmt(r["memory_idle_mb"][g], 1) for g in GATEWAYS])
     row(
-        "memory peak under load (MB RSS)", ["—"] + [_f(r["memory_peak_mb"][g], 1) for g in GATEWAYS]
+        "memory peak under load (MB RSS)",
+        ["—"] + [fmt(r["memory_peak_mb"][g], 1) for g in GATEWAYS],
     )
-    row("process start to first answer (s)", ["—"] + [_f(r["startup_s"][g], 2) for g in GATEWAYS])
+    row("process start to first answer (s)", ["—"] + [fmt(r["startup_s"][g], 2) for g in GATEWAYS])
     errors = r["throughput_errors"]
     lines += [
         "",
-        f"`import chatgate` adds {_f(r['import_s'] * 1000, 0)} ms to interpreter start. "
+        f"`import chatgate` adds {fmt(r['import_s'] * 1000, 0)} ms to interpreter start. "
         f"Errors during the load runs: direct {errors['direct']}, chatgate "
         f"{errors['chatgate']}, LiteLLM {errors['litellm']}.",
         "",
         f"**The mock is not the limit:** nginx alone served "
-        f"{_f(r['rps']['direct']['64'], 0)} req/s at 64 connections, "
+        f"{fmt(r['rps']['direct']['64'], 0)} req/s at 64 connections, "
         f"{r['ratios']['mock_rps_c64_over_chatgate']:.0f}× what chatgate did through it "
         "(and wrk itself shares the 2 cores, so that is a lower bound).",
         "",
         "## Embedded engine",
         "",
     ]
-    lines += _engine_section(r)
+    lines += engine_section(r)
     lines += [
         "",
         "## Goals",
@@ -473,7 +277,7 @@ def markdown(r: dict[str, Any]) -> str:
             lines.append(f"| {g['goal']} | {g['target']} | — | not measured: {g['skipped']} |")
             continue
         lines.append(
-            f"| {g['goal']} | {g['target']} | {_f(g['measured'], 3)} | "
+            f"| {g['goal']} | {g['target']} | {fmt(g['measured'], 3)} | "
             f"{'yes' if g['holds'] else '**no**'} |"
         )
     picks = r.get("choices")
@@ -489,7 +293,7 @@ def markdown(r: dict[str, Any]) -> str:
             "| --- | ---: | ---: |",
         ]
         lines += [
-            f"| {name} | {_f(v['us_per_request'], 0)} | {_f(v['rps_64'], 0)} |"
+            f"| {name} | {fmt(v['us_per_request'], 0)} | {fmt(v['rps_64'], 0)} |"
             for name, v in http.items()
         ]
         lines += [
@@ -500,7 +304,8 @@ def markdown(r: dict[str, Any]) -> str:
             "| --- |" + " ---: |" * len(js["json"]),
         ]
         lines += [
-            f"| {lib} | " + " | ".join(_f(x, 2) for x in v.values()) + " |" for lib, v in js.items()
+            f"| {lib} | " + " | ".join(fmt(x, 2) for x in v.values()) + " |"
+            for lib, v in js.items()
         ]
         ours = http[CLIENT]["us_per_request"]
         best_name, best = min(
@@ -530,7 +335,7 @@ def markdown(r: dict[str, Any]) -> str:
             "| step | µs per call |",
             "| --- | ---: |",
         ]
-        lines += [f"| {name} | {_f(us, 1)} |" for name, us in steps.items()]
+        lines += [f"| {name} | {fmt(us, 1)} |" for name, us in steps.items()]
         upstream = steps["upstream round trip (HTTP client + mock)"]
         lines += [
             "",

@@ -16,7 +16,7 @@ from typing import Any
 
 import uvloop
 
-from bench import choices, engine, pipeline, report
+from bench import choices, engine, pipeline, report, report_engine
 from bench.load import Target, paused, sequential, streaming, tree_memory_mb, wrk
 from bench.mock import NginxMock
 from bench.peers import (
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results = ROOT / "bench" / "results"
     # The committed figures, read before this run replaces them, to set beside its own.
-    before = report.previous(results / "latest.json")
+    before = report_engine.previous(results / "latest.json")
     raw = measure(args.quick)
     raw["previous"] = before
     result = report.summarise(raw)
