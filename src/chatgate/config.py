@@ -81,6 +81,8 @@ class Connection(_Section):
     context_size: int = Field(default=2048, ge=128)
     threads: int | None = Field(default=None, ge=1)
     threads_batch: int | None = Field(default=None, ge=1)
+    # Engine worker processes, each with its share of `parallel` (default: one per core).
+    workers: int | None = Field(default=None, ge=1, le=64)
     # OpenMP's wait policy for the engine's threads (only matters with two or more).
     wait_policy: Literal["active", "passive"] | None = None
     # Seconds the engine worker may leave its watchdog's probe unanswered before it is

@@ -279,7 +279,8 @@ class Gateway:
         else:
             for backend in self.backends.values():
                 if isinstance(backend, LocalBackend):
-                    backend.supervisor.terminate()
+                    for worker in backend.workers:
+                        worker.supervisor.terminate()
 
     def __enter__(self) -> Gateway:
         return self

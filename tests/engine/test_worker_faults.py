@@ -22,12 +22,11 @@ pytestmark = pytest.mark.model
 NO_END_OF_TURN = {"0": -100, "2": -100, "4": -100}
 
 
-@pytest.fixture()
-def faulty(fake: FakeOpenAI) -> Iterator[LiveServer]:
-    """A server of its own (its worker gets killed), with a remote connection beside it."""
+def serve_with(fake: FakeOpenAI, workers: int) -> Iterator[LiveServer]:
+    """A server of its own (its workers get killed), with a remote connection beside it."""
     settings = Settings(
         connections=[
-            Connection(name="local", source="local", engine_watchdog=1.0, threads_batch=1),
+            Connection(name="local", source="local", engine_watchdog=1.0, workers=workers),
             Connection(name="remote", source="custom", base_url=f"{fake.url}/v1"),
         ],
         embedded=False,
@@ -39,6 +38,18 @@ def faulty(fake: FakeOpenAI) -> Iterator[LiveServer]:
     yield info
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture()
+def faulty(fake: FakeOpenAI) -> Iterator[LiveServer]:
+    """One engine worker."""
+    yield from serve_with(fake, workers=1)
+
+
+@pytest.fixture()
+def pooled(fake: FakeOpenAI) -> Iterator[LiveServer]:
+    """Two engine workers."""
+    yield from serve_with(fake, workers=2)
 
 
 def engine(live: LiveServer) -> LocalBackend:
@@ -70,7 +81,7 @@ def wait_for(predicate: Any, limit: float) -> float:
 def test_worker_death_mid_stream(faulty: LiveServer, sig: signal.Signals) -> None:
     backend = engine(faulty)
     with faulty.client() as c:
-        first_pid = health(c)["pid"]
+        first_pid = health(c)["workers"][0]["pid"]
         body = {
             "model": MODEL,
             "messages": [{"role": "user", "content": "Tell me a long story."}],
@@ -84,7 +95,7 @@ def test_worker_death_mid_stream(faulty: LiveServer, sig: signal.Signals) -> Non
             for line in lines:
                 if '"content":"' in line and '"content":""' not in line:
                     break
-            backend.supervisor.kill(sig)
+            backend.workers[0].supervisor.kill(sig)
             # Meanwhile a remote connection answers as if nothing happened.
             assert ask(c, "remote/gpt-4o-mini").status_code == 200
             rest = [line for line in lines if line.strip()]
@@ -100,13 +111,13 @@ def test_worker_death_mid_stream(faulty: LiveServer, sig: signal.Signals) -> Non
         assert status["worker"] == "ready"
         assert status["restarts"] == 1
         assert status["last_exit"] == sig.name
-        assert status["pid"] != first_pid
+        assert status["workers"][0]["pid"] != first_pid
 
 
 def test_request_during_restart_waits_for_the_new_worker(faulty: LiveServer) -> None:
     backend = engine(faulty)
     with faulty.client() as c:
-        backend.supervisor.kill(signal.SIGKILL)
+        backend.workers[0].supervisor.kill(signal.SIGKILL)
         answer = ask(c)  # sent while the worker is down or coming back
         assert answer.status_code == 200, answer.text
         assert health(c)["restarts"] == 1
@@ -115,7 +126,7 @@ def test_request_during_restart_waits_for_the_new_worker(faulty: LiveServer) -> 
 def test_hung_worker_is_killed_and_replaced(faulty: LiveServer) -> None:
     backend = engine(faulty)
     with faulty.client() as c:
-        backend.supervisor.kill(signal.SIGSTOP)  # alive, but answers nothing
+        backend.workers[0].supervisor.kill(signal.SIGSTOP)  # alive, but answers nothing
         wait_for(lambda: health(c)["restarts"] == 1 and health(c)["worker"] == "ready", 20)
         assert health(c)["last_exit"] == "hung: no answer for 1 s"
         answer = ask(c)
@@ -150,3 +161,20 @@ def test_healthz_stays_quick_during_a_huge_request(faulty: LiveServer) -> None:
     assert outcome[0].status_code == 400, outcome[0].text
     assert outcome[0].json()["error"]["code"] == "context_length_exceeded"
     assert slowest < 0.1, slowest
+
+
+def test_one_worker_dies_the_other_serves(pooled: LiveServer) -> None:
+    backend = engine(pooled)
+    first, second = (w.supervisor for w in backend.workers)
+    with pooled.client() as c:
+        assert health(c)["serving"] == 2
+        first.kill(signal.SIGKILL)
+        wait_for(lambda: not first.serving, 5)
+        # While the first restarts, the engine still answers, from the second.
+        answer = ask(c)
+        assert answer.status_code == 200, answer.text
+        wait_for(lambda: health(c)["serving"] == 2, 20)
+        status = health(c)
+        assert status["restarts"] == 1
+        assert [w["restarts"] for w in status["workers"]] == [1, 0]
+        assert second.restarts == 0

@@ -390,13 +390,15 @@ def test_disconnect_frees_the_engine(live: LiveServer, client: httpx.Client) -> 
     backend = live.gateway.backends["local"]
     assert isinstance(backend, LocalBackend)
     started = time.monotonic()
-    metrics = f"{backend.supervisor.base_url}/metrics"
-    token = {"Authorization": f"Bearer {backend.supervisor.token}"}
     processing = -1.0
     while time.monotonic() - started < 1.0:
-        for line in httpx.get(metrics, headers=token).text.splitlines():
-            if line.startswith("llamacpp:requests_processing "):
-                processing = float(line.split()[1])
+        processing = 0.0
+        for worker in backend.workers:
+            metrics = f"{worker.supervisor.base_url}/metrics"
+            token = {"Authorization": f"Bearer {worker.supervisor.token}"}
+            for line in httpx.get(metrics, headers=token).text.splitlines():
+                if line.startswith("llamacpp:requests_processing "):
+                    processing += float(line.split()[1])
         if processing == 0:
             break
         time.sleep(0.05)

@@ -19,7 +19,7 @@ from chatgate.adapters import fanout
 from chatgate.adapters.base import refuse_or_drop, set_fields
 from chatgate.adapters.engine_wire import logit_bias, parse_completion
 from chatgate.config import Connection
-from chatgate.engine import EngineUnavailableError, Supervisor, tunes_threads, worker_settings
+from chatgate.engine import EngineUnavailableError, Supervisor, worker_count, worker_settings
 from chatgate.engine.client import WorkerClient
 from chatgate.engine.grammar import OutputContract, contract_for
 from chatgate.engine.watch import watch
@@ -70,19 +70,27 @@ SUPPORTED = frozenset(
 # A constrained output that fails its final check (the grammar covers a subset of JSON
 # Schema) is generated again with another seed this many times.
 CONSTRAINED_RETRIES = 2
-WATCH_EVERY = 5.0  # seconds between two looks at the serving worker (engine/watch.py)
 
 
 class LocalBackend:
-    """The embedded llama.cpp engine behind the chat-completions interface."""
+    """The embedded llama.cpp engine behind the chat-completions interface: a pool of
+    worker processes (one per core by default), each request on the least busy one."""
 
     def __init__(self, connection: Connection, transport: Transport | None = None) -> None:
         self.connection = connection
         self.transport = transport or Transport()
-        self.supervisor = Supervisor(lambda: worker_settings(connection))
-        self.worker = WorkerClient(connection, self.supervisor, self.transport)
+        count = worker_count(connection)
+        self.workers = [
+            WorkerClient(
+                connection,
+                Supervisor(lambda i=i: worker_settings(connection, i, count)),  # type: ignore[misc]
+                self.transport,
+            )
+            for i in range(count)
+        ]
+        self._load = [0] * count  # sequences each worker is running or queueing
         self._inflight = 0
-        self._watchdog: asyncio.Task[None] | None = None
+        self._watchdogs: list[asyncio.Task[None]] = []
 
     # --- the Backend protocol --------------------------------------------------------
 
@@ -116,38 +124,54 @@ class LocalBackend:
         return refuse_or_drop(names, self.connection, "the embedded engine")
 
     async def start(self, progress: Callable[[str], None] | None = None) -> None:
-        """Start the worker, wait until its model is loaded, and watch it from then on."""
-        await self.supervisor.start(progress)
-        tune = tunes_threads(self.connection)
-        if self._watchdog is None and (self.connection.engine_watchdog > 0 or tune):
-            self._watchdog = asyncio.get_running_loop().create_task(
-                watch(self.worker, tune, lambda: self._inflight == 0, lambda: WATCH_EVERY)
-            )
+        """Start every worker, wait until each has its model loaded, and watch them."""
+        count = len(self.workers)
+        started = time.perf_counter()
+        if progress and count > 1:
+            progress(f"starting {count} engine workers, one per core…")
+        await asyncio.gather(
+            *(w.supervisor.start(progress if i == 0 else None) for i, w in enumerate(self.workers))
+        )
+        if progress and count > 1:
+            progress(f"{count} engine workers ready in {time.perf_counter() - started:.1f} s")
+        if not self._watchdogs and self.connection.engine_watchdog > 0:
+            loop = asyncio.get_running_loop()
+            self._watchdogs = [loop.create_task(watch(w)) for w in self.workers]
 
     def status(self) -> dict[str, Any]:
-        """Worker state, restarts and queue figures (no I/O)."""
+        """Worker states, restarts and queue figures (no I/O)."""
         parallel = self.connection.parallel
+        each = [w.supervisor.status() for w in self.workers]
+        states = [w.supervisor.state for w in self.workers]
+        serving = states.count("ready")
+        overall = "ready" if serving == len(states) else next(s for s in states if s != "ready")
+        exits = [
+            (w.supervisor.exited_at, e["last_exit"])
+            for w, e in zip(self.workers, each, strict=True)
+        ]
         return {
             "source": "local",
-            "status": "ok" if self.supervisor.state == "ready" else self.supervisor.state,
-            "loaded": self.supervisor.state == "ready",
+            "status": "ok" if serving else overall,
+            "loaded": serving > 0,
             "model": self.connection.model_alias,
             "slots": parallel,
             "busy": min(self._inflight, parallel),
             "waiting": max(0, self._inflight - parallel),
-            **self.supervisor.status(),
+            "worker": overall,
+            "serving": serving,
+            "restarts": sum(e["restarts"] for e in each),
+            "last_exit": max(exits, key=lambda pair: pair[0] or 0.0)[1],
+            "threads": each[0]["threads"],
+            "workers": each,
         }
 
     async def close(self) -> None:
-        """Stop the watchdog and the worker."""
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            try:
-                await self._watchdog
-            except asyncio.CancelledError:
-                pass
-            self._watchdog = None
-        await self.supervisor.close()
+        """Stop the watchdogs and the workers."""
+        for task in self._watchdogs:
+            task.cancel()
+        await asyncio.gather(*self._watchdogs, return_exceptions=True)
+        self._watchdogs = []
+        await asyncio.gather(*(w.supervisor.close() for w in self.workers))
 
     async def list_models(self, *, refresh: bool = False) -> dict[str, Any]:
         """The one model, named by ``model_alias``."""
@@ -160,14 +184,18 @@ class LocalBackend:
         }
 
     async def check_status(self) -> dict[str, Any]:
-        """Starts the worker if needed; its state, and its queue as the worker sees it."""
-        await self.supervisor.ready()
-        gauges = await self.worker.metrics()
+        """Starts the workers if needed; their state, and their queues as they see them."""
+        processing = deferred = 0
+        for worker in self.workers:
+            await worker.supervisor.ready()
+            gauges = await worker.metrics()
+            processing += int(gauges.get("llamacpp:requests_processing", 0))
+            deferred += int(gauges.get("llamacpp:requests_deferred", 0))
         return {
             "connection": self.connection.name,
             **self.status(),
-            "worker_processing": int(gauges.get("llamacpp:requests_processing", 0)),
-            "worker_deferred": int(gauges.get("llamacpp:requests_deferred", 0)),
+            "worker_processing": processing,
+            "worker_deferred": deferred,
         }
 
     async def send_test(self, model: str | None = None) -> dict[str, Any]:
@@ -195,15 +223,16 @@ class LocalBackend:
     async def preview(self, request: ChatRequest) -> dict[str, Any]:
         """The worker request, and the prompt text the model would read."""
         self.unsupported(request)
-        await self.supervisor.ready()
+        worker = self.workers[self._pick()]
+        await worker.supervisor.ready()
         contract = contract_for(request)
-        prompt = await self.worker.prompt(request)
+        prompt = await worker.prompt(request)
         if self._uses_text_route(request):
-            upstream = self.worker.completion_request(request, prompt, contract)
+            upstream = worker.completion_request(request, prompt, contract)
         else:
-            upstream = self.worker.chat_request(request, contract)
-        tokens = await self.worker.count_tokens(prompt)
-        shown = upstream.preview([self.supervisor.token])
+            upstream = worker.chat_request(request, contract)
+        tokens = await worker.count_tokens(prompt)
+        shown = upstream.preview([worker.supervisor.token])
         shown["url"] = "engine-worker://" + upstream.url.split("/", 3)[-1]
         shown["headers"] = {}
         return {
@@ -212,13 +241,24 @@ class LocalBackend:
             **shown,
             "prompt": prompt,
             "prompt_tokens": tokens,
-            "engine": self.supervisor.status(),
+            "engine": worker.supervisor.status(),
         }
 
     # --- requests ----------------------------------------------------------------------
 
     def _uses_text_route(self, request: ChatRequest) -> bool:
         return request.chat_template is not None or bool(request.include_stop_str_in_output)
+
+    def _pick(self) -> int:
+        """The least busy serving worker (the first on a tie, which keeps a quiet
+        conversation on one worker and its prompt cache); any, if none serves."""
+        serving = [i for i, w in enumerate(self.workers) if w.supervisor.serving]
+        return min(serving or range(len(self.workers)), key=lambda i: (self._load[i], i))
+
+    def _fits_one_worker(self, request: ChatRequest) -> bool:
+        """Whether *request*'s n choices go to one worker as one batch."""
+        slots = min(w.supervisor.settings.parallel for w in self.workers)
+        return not self._uses_text_route(request) and (request.n or 1) <= slots
 
     def _admit(self, request: ChatRequest) -> int:
         """Count the sequences *request* takes; past the queue's end it is a 503."""
@@ -243,7 +283,6 @@ class LocalBackend:
         contract = contract_for(request)
         weight = self._admit(request)
         try:
-            await self.supervisor.ready()
             broken = ""
             for attempt in range(CONSTRAINED_RETRIES + 1):
                 tried = (
@@ -251,7 +290,7 @@ class LocalBackend:
                     if attempt == 0 or request.seed is None
                     else request.model_copy(update={"seed": request.seed + 1000 * attempt})
                 )
-                answer = await self._answer_once_more_if_restarted(tried, contract)
+                answer = await self._answer(tried, contract)
                 broken = "" if contract is None else _broken(answer, contract)
                 if not broken:
                     return answer
@@ -264,17 +303,6 @@ class LocalBackend:
         finally:
             self._inflight -= weight
 
-    async def _answer_once_more_if_restarted(
-        self, request: ChatRequest, contract: OutputContract | None
-    ) -> ChatResponse:
-        """`_answer`, asked once more of the next worker if the worker died under it:
-        nothing reached the client yet, so nothing is lost or repeated."""
-        try:
-            return await self._answer(request, contract)
-        except EngineUnavailableError:
-            await self.supervisor.ready()
-            return await self._answer(request, contract)
-
     async def _answer(self, request: ChatRequest, contract: OutputContract | None) -> ChatResponse:
         n = request.n or 1
         if (request.best_of or 1) > n:
@@ -283,16 +311,40 @@ class LocalBackend:
             return await fanout.best_of(
                 request, lambda r: self._answer(r, contract), native_n=False
             )
-        if n > 1 and (self._uses_text_route(request) or n > self.connection.parallel):
+        if n > 1 and not self._fits_one_worker(request):
             return await fanout.gather(request, lambda r: self._answer(r, contract))
-        worker = self.worker
+        return await self._on_a_worker(request, contract)
+
+    async def _on_a_worker(
+        self, request: ChatRequest, contract: OutputContract | None
+    ) -> ChatResponse:
+        """One request on the least busy worker; asked once more (of another worker, or
+        of the next one) if its worker died before it answered: nothing reached the
+        client yet, so nothing is lost or repeated."""
+        weight = request.n or 1
+        for attempt in (1, 2):
+            index = self._pick()
+            worker = self.workers[index]
+            self._load[index] += weight
+            try:
+                await worker.supervisor.ready()
+                return await self._one(worker, request, contract)
+            except EngineUnavailableError:
+                if attempt == 2:
+                    raise
+            finally:
+                self._load[index] -= weight
+        raise AssertionError("unreachable")
+
+    async def _one(
+        self, worker: WorkerClient, request: ChatRequest, contract: OutputContract | None
+    ) -> ChatResponse:
         if self._uses_text_route(request):
             upstream = worker.completion_request(request, await worker.prompt(request), contract)
             answer = parse_completion(await worker.call(upstream), request)
         else:
-            answer = worker.parse_chat(
-                await worker.call(worker.chat_request(request, contract)), request
-            )
+            data = await worker.call(worker.chat_request(request, contract))
+            answer = worker.parse_chat(data, request)
         answer.model = request.model
         return answer
 
@@ -301,9 +353,7 @@ class LocalBackend:
         contract = contract_for(request)
         weight = self._admit(request)
         try:
-            await self.supervisor.ready()
-            n = request.n or 1
-            if n > 1 and (self._uses_text_route(request) or n > self.connection.parallel):
+            if (request.n or 1) > 1 and not self._fits_one_worker(request):
                 source = fanout.interleave(request, lambda r: self._stream_one(r, contract))
             else:
                 source = self._stream_one(request, contract)
@@ -315,11 +365,16 @@ class LocalBackend:
     async def _stream_one(
         self, request: ChatRequest, contract: OutputContract | None
     ) -> AsyncIterator[ChatChunk]:
-        generation = self.supervisor.generation
+        index = self._pick()
+        worker = self.workers[index]
+        weight = request.n or 1
+        self._load[index] += weight
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
         texts: dict[int, list[str]] = {}
+        generation = worker.supervisor.generation
         try:
-            worker = self.worker
+            await worker.supervisor.ready()
+            generation = worker.supervisor.generation
             if self._uses_text_route(request):
                 prompt = await worker.prompt(request)
                 chunks = worker.native_chunks(
@@ -339,7 +394,9 @@ class LocalBackend:
                         contract.check("".join(texts.get(choice.index, [])))
                 yield chunk
         except ChatgateError as exc:
-            raise await self.worker.explain(exc, generation) from None
+            raise await worker.explain(exc, generation) from None
+        finally:
+            self._load[index] -= weight
 
 
 def _broken(answer: ChatResponse, contract: OutputContract) -> str:

@@ -18,35 +18,37 @@ __all__ = [
     "EngineUnavailableError",
     "Supervisor",
     "WorkerSettings",
-    "tunes_threads",
+    "worker_count",
     "worker_settings",
 ]
 
-# Chosen by measurement (docs/embedded-engine.md, "Threads"): one thread per token step,
-# which is near the best whatever else the machine does; the batch threads start at
-# every core and then follow the load (`chatgate.engine.tuning`), unless configured.
+# Chosen by measurement (docs/embedded-engine.md, "Threads and workers"): one thread per
+# worker process, and one worker per core. Two threads of one worker wait for each other
+# at every step and collapse when another process takes a core; single-thread workers
+# never wait for each other, and together they use every core a quiet machine has.
 DEFAULT_THREADS = 1
 
 
-def tunes_threads(connection: Connection) -> bool:
-    """Whether the batch threads follow the machine's load (neither is configured)."""
-    return connection.threads is None and connection.threads_batch is None
-
-
-def worker_settings(connection: Connection) -> WorkerSettings:
-    """The worker settings of a ``local`` connection (the model file is checked now)."""
+def worker_count(connection: Connection, cores: int | None = None) -> int:
+    """How many worker processes a ``local`` connection runs: ``workers``, else one per
+    core (each with ``threads`` threads), never more than ``parallel``."""
+    if connection.workers:
+        return min(connection.workers, connection.parallel)
+    cores = cores or os.cpu_count() or 1
     threads = connection.threads or DEFAULT_THREADS
-    if connection.threads_batch:
-        batch = connection.threads_batch
-    elif connection.threads:
-        batch = connection.threads
-    else:
-        batch = max(1, os.cpu_count() or 1)
+    return max(1, min(cores // threads, connection.parallel))
+
+
+def worker_settings(connection: Connection, index: int = 0, count: int = 1) -> WorkerSettings:
+    """The settings of worker *index* of *count* (the model file is checked now); the
+    connection's ``parallel`` sequences are shared out among the workers."""
+    threads = connection.threads or DEFAULT_THREADS
+    share, extra = divmod(connection.parallel, count)
     return WorkerSettings(
         model=resolve_model_path(connection.model_path),
         context_size=connection.context_size,
-        parallel=connection.parallel,
+        parallel=share + (1 if index < extra else 0),
         threads=threads,
-        threads_batch=batch,
+        threads_batch=connection.threads_batch or threads,
         wait_policy=connection.wait_policy,
     )

@@ -25,7 +25,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -100,6 +100,7 @@ class Supervisor:
         self.failure: str | None = None
         self.system_info: str | None = None
         self.started_at: float | None = None
+        self.exited_at: float | None = None  # when the last worker ended
         self._stderr: collections.deque[str] = collections.deque(maxlen=40)
         self._process: asyncio.subprocess.Process | None = None
         self._ready = asyncio.Event()
@@ -107,8 +108,6 @@ class Supervisor:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._hang: str | None = None
-        self._retuning = False
-        self.retunes = 0
         self.on_ready: list[Callable[[], None]] = []
 
     # --- life cycle ----------------------------------------------------------------
@@ -193,18 +192,6 @@ class Supervisor:
             except ProcessLookupError:
                 pass
 
-    def retune(self, threads_batch: int) -> None:
-        """Start the worker again with *threads_batch* batch threads (not a crash: no
-        backoff, not counted in ``restarts``). Call it while the engine is idle."""
-        settings = self.settings
-        if settings.threads_batch == threads_batch or not self.serving:
-            return
-        log.info("engine: %d batch thread(s) from now on; restarting the worker", threads_batch)
-        self._settings = replace(settings, threads_batch=threads_batch)
-        self._retuning = True
-        self.state = "restarting"
-        self.kill(signal.SIGKILL)  # nothing in it outlives the process: no need to wait
-
     def hung(self, seconds: float) -> None:
         """The worker stopped answering: kill it, and say why when it is restarted."""
         log.error("engine worker %s did not answer for %g s; killing it", self.pid, seconds)
@@ -227,7 +214,6 @@ class Supervisor:
             "uptime_s": round(up, 1),
             "threads": self._settings.threads if self._settings else None,
             "threads_batch": self._settings.threads_batch if self._settings else None,
-            "retunes": self.retunes,
         }
         if self.failure:
             out["error"] = self.failure
@@ -245,10 +231,6 @@ class Supervisor:
             first = False
             if self._closing:
                 return
-            if self._retuning:
-                self._retuning = False
-                self.retunes += 1
-                continue
             unready = unready + 1 if served is None else 0
             if not self._failed() and unready >= MAX_UNREADY:
                 self.state = "failed"
@@ -327,8 +309,8 @@ class Supervisor:
         if not self._failed():
             self.state = "restarting"  # until the next worker is ready, through the backoff
         self._process, self.pid, self.base_url = None, None, None
-        if not self._retuning:
-            self.last_exit = self._hang or signal_name(code)
+        self.last_exit = self._hang or signal_name(code)
+        self.exited_at = time.monotonic()
         self._hang = None
         if not report.get("ready"):
             if self.state != "failed" and not self._closing:
