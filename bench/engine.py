@@ -150,7 +150,10 @@ def _engine_status(port: int) -> dict[str, Any]:
     found = (health.get("connections") or {}).get("local")
     if not isinstance(found, dict):
         return {}
-    return {k: found[k] for k in ("threads", "slots", "restarts") if k in found}
+    figures = {k: found[k] for k in ("threads", "slots", "restarts") if k in found}
+    if isinstance(found.get("workers"), list):
+        figures["workers"] = len(found["workers"])
+    return figures
 
 
 def chatgate_engine(max_tokens: int, rounds: int) -> Figures:
