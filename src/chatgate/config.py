@@ -103,6 +103,18 @@ class Connection(_Section):
     # Named base-URL overrides, chosen by a third model segment on /v4 (or conn@name/...).
     deployments: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("headers")
+    @classmethod
+    def _sendable_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        # Caught at load: a bad header would otherwise fail (or desync the pool) on every
+        # request to this connection.
+        from chatgate.adapters.upstream import check_headers  # kept local: one validator here
+
+        problem = check_headers(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
     def key(self, env: Mapping[str, str]) -> str | None:
         """The API key: ``api_key``, else the variable ``api_key_env`` names."""
         if self.api_key:

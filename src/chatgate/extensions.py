@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from chatgate.adapters.upstream import check_headers
+from chatgate.errors import InvalidRequestError
+
 # Handled by the gateway before any backend sees the request: never sent upstream,
 # never refused by a backend.
 GATEWAY_FIELDS = frozenset({"memory_strategy", "inference_timeout", "prompt_post_processing"})
@@ -84,6 +87,20 @@ class RequestExtensions(BaseModel):
         if not seconds > 0:
             raise ValueError("must be more than 0 seconds")
         return seconds
+
+    @field_validator("inference_extra_headers")
+    @classmethod
+    def _sendable_headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        # Refused here, at the door, so that both doors name the field before any backend
+        # work; our own error (pydantic lets it through) keeps the param exactly this field.
+        problem = check_headers(value) if value else None
+        if problem is not None:
+            raise InvalidRequestError(
+                f"inference_extra_headers: {problem}",
+                param="inference_extra_headers",
+                code="invalid_header",
+            )
+        return value
 
     @property
     def deadline(self) -> float | None:

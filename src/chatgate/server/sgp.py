@@ -16,7 +16,6 @@ import logging
 import re
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,7 +26,7 @@ from chatgate.gateway import Gateway
 from chatgate.server.openai import read_body, respond
 from chatgate.server.responses import dumps
 from chatgate.types import ChatRequest
-from chatgate.validation import describe, param_path
+from chatgate.validation import BodyValueError, describe, load_body, param_path
 
 log = logging.getLogger("chatgate.server")
 
@@ -73,10 +72,15 @@ async def chat_completions(request: Request) -> Response | ASGIApp:
 def parse_v4(raw: bytes, gateway: Gateway) -> ChatRequest:
     """A v4 body as our `ChatRequest`, or a 422 in FastAPI's shape."""
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        body = load_body(raw)
+    except BodyValueError as exc:
         raise ValidationFailed(
-            [{"loc": ["body", 0], "msg": f"JSON decode error: {exc}", "type": "json_invalid"}]
+            [{"loc": ["body", *exc.loc], "msg": exc.message, "type": "value_error"}]
+        ) from None
+    except InvalidRequestError as exc:
+        reason = exc.message.removeprefix("the body is not valid JSON: ")
+        raise ValidationFailed(
+            [{"loc": ["body", 0], "msg": f"JSON decode error: {reason}", "type": "json_invalid"}]
         ) from None
     if not isinstance(body, dict):
         raise ValidationFailed(
