@@ -69,6 +69,14 @@ class Connection(_Section):
     post_processing: PostProcessing | None = None
     names: NamesPolicy | None = None
     timeout: float = Field(default=600.0, gt=0)
+    # Bounds on what the upstream may send (chatgate.transport has the same defaults): a
+    # stream's whole time, one stream event or line, and a whole non-stream answer. The
+    # deadline follows a longer timeout, so raising the one never leaves the other short.
+    stream_deadline: float = Field(
+        default_factory=lambda data: max(600.0, data.get("timeout", 600.0)), gt=0
+    )
+    max_event_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     # Google (AI Studio and Vertex AI).
     safety_settings: list[dict[str, str]] | None = None
     region: str = "global"

@@ -23,8 +23,11 @@ secret; code that builds one from upstream text passes it through `redact()` fir
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, ClassVar
+
+# Re-exported: every error message that quotes an upstream goes through them.
+from chatgate.redaction import mask_secret as mask_secret
+from chatgate.redaction import redact as redact
 
 
 class ChatgateError(Exception):
@@ -149,19 +152,3 @@ class GatewayTimeoutError(ChatgateError):
 
 class ConfigError(ChatgateError):
     """The configuration is unusable; raised at start-up, shown as one line."""
-
-
-def mask_secret(secret: str) -> str:
-    """Show a key the way a person recognises it without revealing it: ``sk-...abcd``."""
-    if len(secret) <= 8:
-        return "..."
-    head = secret[:3] if secret[:3].isascii() else ""
-    return f"{head}...{secret[-4:]}"
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of each secret in *text* by its masked form."""
-    for secret in secrets:
-        if secret and secret in text:
-            text = text.replace(secret, mask_secret(secret))
-    return text

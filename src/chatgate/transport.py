@@ -1,8 +1,14 @@
-"""The one place that talks to upstreams: a pooled HTTP client and an SSE reader.
+"""The one place that talks to upstreams: a pooled HTTP client and bounded stream readers.
 
 Every failure leaves here as one of our errors, named after the connection, with every
-secret masked: a refused connection or a broken stream is a 502, a timeout a 504, and
+secret masked: a refused connection or a broken answer is a 502, a timeout a 504, and
 a non-2xx answer is classified by `classify_error` with the upstream's own message.
+
+Everything an upstream sends is bounded: a whole answer by ``max_response_bytes``, one
+stream event (SSE) or line (NDJSON) by ``max_event_bytes``, a stream's total time by
+``stream_deadline`` besides the per-read ``timeout``. The stream parsers take byte chunks
+without any HTTP (`SSEParser`, `NDJSONParser`) and look at each byte about once, however
+the stream is cut.
 
 The client is pyreqwest (Rust's reqwest and hyper on a Tokio thread), chosen by
 measurement over aiohttp, httpx and aiosonic (``docs/dependencies.md``): the lowest cost
@@ -13,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -22,6 +27,13 @@ import orjson
 
 from chatgate.adapters.upstream import UpstreamRequest, classify_error
 from chatgate.errors import GatewayTimeoutError, UpstreamError, redact
+from chatgate.streams import (
+    DEFAULT_MAX_EVENT_BYTES,
+    NDJSONParser,
+    SSEEvent,
+    SSEParser,
+    too_large,
+)
 
 if TYPE_CHECKING:
     from pyreqwest.client import Client
@@ -29,14 +41,12 @@ if TYPE_CHECKING:
     from pyreqwest.response import Response
 
 CONNECT_TIMEOUT = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
-    """One server-sent event: its name (if any) and its data."""
-
-    event: str | None
-    data: str
+# The defaults of the connection fields of the same names (chatgate.config.Connection).
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+DEFAULT_STREAM_DEADLINE = 600.0
+# An error answer is read this far and no further: its message is cut to 1000
+# characters anyway, and a 429 must keep its Retry-After however long its body.
+ERROR_BODY_BYTES = 64 * 1024
 
 
 class Transport:
@@ -91,19 +101,29 @@ class Transport:
         connection: str,
         timeout: float,
         secrets: Iterable[str],
+        *,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> tuple[int, Mapping[str, str], bytes]:
-        """Send and read the whole answer; non-2xx answers are returned, not raised."""
+        """Send and read the whole answer within *timeout*; non-2xx answers are returned
+        (their body cut to `ERROR_BODY_BYTES`), not raised. A 2xx body over
+        *max_response_bytes* is a 502 ``upstream_response_too_large``."""
         from pyreqwest import exceptions as failed
 
         try:
-            built = self._builder(request).timeout(self._timeout(timeout)).build()
-            response = await built.send()
-            return response.status, response.headers, bytes(await response.bytes())
-        except (TimeoutError, failed.RequestTimeoutError, failed.ReadTimeoutError,
-                failed.ConnectTimeoutError):  # fmt: skip
+            built = self._builder(request).timeout(self._timeout(timeout)).build_streamed()
+            async with built as response:
+                ok = 200 <= response.status < 300
+                limit = max_response_bytes if ok else ERROR_BODY_BYTES
+                body = await _read_body(response, limit, cut=not ok)
+                if body is None:
+                    raise too_large(connection, "answer", limit, secrets, "max_response_bytes")
+                return response.status, response.headers, body
+        except (TimeoutError, failed.RequestTimeoutError):
             raise _timeout(connection, timeout) from None
         except failed.PyreqwestError as exc:
-            raise _unreachable(connection, request.url, exc, secrets) from None
+            # A body error here means the head came and the body broke off.
+            opened = isinstance(exc, failed.ReadError | failed.DecodeError)
+            raise _failed(connection, request.url, exc, secrets, opened) from None
 
     async def send_json(
         self,
@@ -111,9 +131,13 @@ class Transport:
         connection: str,
         timeout: float,
         secrets: Iterable[str],
+        *,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> Any:
         """Send, raise for a non-2xx answer, and parse the JSON body."""
-        status, headers, body = await self.send(request, connection, timeout, secrets)
+        status, headers, body = await self.send(
+            request, connection, timeout, secrets, max_response_bytes=max_response_bytes
+        )
         if not 200 <= status < 300:
             raise classify_error(status, body, headers, connection, secrets)
         try:
@@ -126,88 +150,113 @@ class Transport:
                 code="bad_upstream_response",
             ) from None
 
-    async def stream_sse(
+    def stream_sse(
         self,
         request: UpstreamRequest,
         connection: str,
         timeout: float,
         secrets: Iterable[str],
+        *,
+        stream_deadline: float = DEFAULT_STREAM_DEADLINE,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> AsyncIterator[SSEEvent]:
         """Open a stream and yield its events; a non-2xx answer raises as an ordinary
         error, a stream that breaks later as a 502. *timeout* bounds the wait for the
-        answer and then for each read, not the whole stream."""
+        answer and then for each read; *stream_deadline* the whole stream (a 504)."""
+        secrets = list(secrets)
+        parser = SSEParser(connection, max_event_bytes, secrets)
+        return self._stream(request, connection, timeout, secrets, stream_deadline, parser)
+
+    def stream_ndjson(
+        self,
+        request: UpstreamRequest,
+        connection: str,
+        timeout: float,
+        secrets: Iterable[str],
+        *,
+        stream_deadline: float = DEFAULT_STREAM_DEADLINE,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> AsyncIterator[Any]:
+        """`stream_sse` for a stream of JSON lines (Ollama's): yields each line parsed."""
+        secrets = list(secrets)
+        parser = NDJSONParser(connection, max_event_bytes, secrets)
+        return self._stream(request, connection, timeout, secrets, stream_deadline, parser)
+
+    async def _stream(
+        self,
+        request: UpstreamRequest,
+        connection: str,
+        timeout: float,
+        secrets: list[str],
+        deadline: float,
+        parser: SSEParser | NDJSONParser,
+    ) -> AsyncIterator[Any]:
         from pyreqwest import exceptions as failed
 
-        secrets = list(secrets)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline
+        late = False  # whether the wait under way ends at the deadline, not the timeout
         opened = False
+
+        def bound() -> asyncio.Timeout:
+            nonlocal late
+            now = loop.time()
+            late = end <= now + timeout
+            return asyncio.timeout_at(min(end, now + timeout))
+
         try:
             # No read-ahead: by default the client buffers the body before handing the
             # response over, which would hold back every event of a slow stream.
             streamed = self._builder(request).streamed_read_buffer_limit(0).build_streamed()
-            async with asyncio.timeout(timeout):
+            async with bound():
                 response = await streamed.__aenter__()
             opened = True
             try:
-                async for event in _events(response, timeout, connection, secrets):
-                    yield event
+                if not 200 <= response.status < 300:
+                    async with bound():
+                        body = await _read_body(response, ERROR_BODY_BYTES, cut=True)
+                    raise classify_error(
+                        response.status, body or b"", response.headers, connection, secrets
+                    )
+                reader = response.body_reader
+                while True:
+                    # A silent upstream is a 504, not a hang; so is a dripping one.
+                    async with bound():
+                        data = await reader.read_chunk()
+                    if data is None:
+                        break
+                    for item in parser.feed(memoryview(data)):
+                        yield item
+                for item in parser.finish():
+                    yield item
             finally:
                 await streamed.__aexit__(None, None, None)
-        except (TimeoutError, failed.RequestTimeoutError, failed.ReadTimeoutError,
-                failed.ConnectTimeoutError):  # fmt: skip
+        except (TimeoutError, failed.RequestTimeoutError):
+            if late:
+                raise _past_deadline(connection, deadline) from None
             raise _timeout(connection, timeout) from None
         except failed.PyreqwestError as exc:
-            if not opened and not isinstance(exc, failed.ReadError | failed.DecodeError):
-                raise _unreachable(connection, request.url, exc, secrets) from None
-            raise UpstreamError(
-                f"connection '{connection}': the upstream broke off the stream "
-                f"({type(exc).__name__})",
-                code="upstream_stream_broken",
-            ) from None
+            opened = opened or isinstance(exc, failed.ReadError | failed.DecodeError)
+            raise _failed(connection, request.url, exc, secrets, opened) from None
 
 
-async def _events(
-    response: Response, timeout: float, connection: str, secrets: list[str]
-) -> AsyncIterator[SSEEvent]:
-    """Split the byte stream into events ourselves: one Python step per network read,
-    not one per line (a read usually holds several whole events)."""
-    if not 200 <= response.status < 300:
-        body = bytes(await response.bytes())
-        raise classify_error(response.status, body, response.headers, connection, secrets)
+async def _read_body(response: Response, limit: int, *, cut: bool) -> bytes | None:
+    """The body, at most *limit* bytes: cut there, or None when it is longer."""
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit():
+        if int(declared) <= limit:
+            # The client holds the body to its declared length: one read, no loop.
+            return bytes(await response.bytes())
+        if not cut:
+            return None
+    body = bytearray()
     reader = response.body_reader
-    buffer = b""
-    while True:
-        async with asyncio.timeout(timeout):  # a silent upstream is a 504, not a hang
-            data = await reader.read_chunk()
+    while len(body) <= limit:
+        data = await reader.read_chunk()
         if data is None:
-            break
-        buffer += bytes(data)
-        if b"\r" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n")
-        while True:
-            end = buffer.find(b"\n\n")
-            if end < 0:
-                break
-            block, buffer = buffer[:end], buffer[end + 2 :]
-            event = _parse_event(block)
-            if event is not None:
-                yield event
-    if buffer.strip():
-        event = _parse_event(buffer)
-        if event is not None:
-            yield event
-
-
-def _parse_event(block: bytes) -> SSEEvent | None:
-    name: str | None = None
-    data: list[str] = []
-    for raw in block.split(b"\n"):
-        line = raw.decode("utf-8", errors="replace")
-        if line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
-        elif line.startswith("event:"):
-            name = line[6:].strip()
-        # Comments (":") and other fields (id:, retry:) carry nothing we use.
-    return SSEEvent(name, "\n".join(data)) if data else None
+            return bytes(body)
+        body += data
+    return bytes(body[:limit]) if cut else None
 
 
 def _timeout(connection: str, timeout: float) -> GatewayTimeoutError:
@@ -216,13 +265,27 @@ def _timeout(connection: str, timeout: float) -> GatewayTimeoutError:
     )
 
 
-def _unreachable(
-    connection: str, url: str, exc: Exception, secrets: Iterable[str]
+def _past_deadline(connection: str, deadline: float) -> GatewayTimeoutError:
+    return GatewayTimeoutError(
+        f"connection '{connection}': the stream did not finish within its stream_deadline "
+        f"({deadline:g} s)",
+        code="stream_deadline",
+    )
+
+
+def _failed(
+    connection: str, url: str, exc: Exception, secrets: Iterable[str], opened: bool
 ) -> UpstreamError:
+    """A transport failure: after the answer began, a broken answer; before, unreachable."""
     from pyreqwest import exceptions as failed
 
-    refused = isinstance(exc, failed.ConnectError)
-    reason = "connection refused" if refused else type(exc).__name__
+    causes = (getattr(exc, "details", None) or {}).get("causes") or [{}]
+    reason = str(causes[-1].get("message") or type(exc).__name__)[:200]
+    if isinstance(exc, failed.ConnectError) and "refused" in reason.lower():
+        reason = "connection refused"
+    if opened:
+        said = f"connection '{connection}': the upstream broke off the answer ({reason})"
+        return UpstreamError(redact(said, secrets), code="upstream_stream_broken")
     where = urlsplit(url)
     port = f":{where.port}" if where.port else ""
     return UpstreamError(

@@ -34,7 +34,7 @@ from chatgate.errors import (
     RateLimitError,
     UpstreamError,
 )
-from chatgate.transport import SSEEvent
+from chatgate.streams import SSEEvent
 from chatgate.types import (
     AssistantMessage,
     ChatChunk,

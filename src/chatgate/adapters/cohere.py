@@ -25,7 +25,7 @@ from chatgate.adapters.wire import (
     text_of,
 )
 from chatgate.config import Connection
-from chatgate.transport import SSEEvent
+from chatgate.streams import SSEEvent
 from chatgate.types import (
     AssistantMessage,
     ChatChunk,

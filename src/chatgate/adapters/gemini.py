@@ -36,7 +36,7 @@ from chatgate.config import Connection
 from chatgate.errors import ConfigError, InvalidRequestError
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.sources import Source
-from chatgate.transport import SSEEvent
+from chatgate.streams import SSEEvent
 from chatgate.types import (
     AssistantMessage,
     ChatChunk,

@@ -23,7 +23,7 @@ from chatgate.config import Connection
 from chatgate.errors import UpstreamError
 from chatgate.extensions import GATEWAY_FIELDS, UPSTREAM_FIELDS
 from chatgate.sources import OPENAI_CORE, Source
-from chatgate.transport import SSEEvent
+from chatgate.streams import SSEEvent
 from chatgate.types import (
     AssistantMessage,
     ChatChunk,

@@ -163,7 +163,11 @@ class RemoteBackend:
     async def _send(self, planned: ChatRequest) -> ChatResponse:
         await self.adapter.authorize()
         data = await self.transport.send_json(
-            self._build(planned), self.connection.name, self.connection.timeout, self.secrets
+            self._build(planned),
+            self.connection.name,
+            self.connection.timeout,
+            self.secrets,
+            max_response_bytes=self.connection.max_response_bytes,
         )
         return self.adapter.parse_response(data, planned.model)
 
@@ -189,7 +193,12 @@ class RemoteBackend:
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
         reader = self.adapter.reader(request)
         events = self.transport.stream_sse(
-            upstream, self.connection.name, self.connection.timeout, self.secrets
+            upstream,
+            self.connection.name,
+            self.connection.timeout,
+            self.secrets,
+            stream_deadline=self.connection.stream_deadline,
+            max_event_bytes=self.connection.max_event_bytes,
         )
         async for event in events:
             for chunk in reader.feed(event):

@@ -23,7 +23,7 @@ from chatgate.config import Connection
 from chatgate.errors import ConfigError, InvalidRequestError, UpstreamError
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.sources import Source
-from chatgate.transport import SSEEvent
+from chatgate.streams import SSEEvent
 from chatgate.types import (
     ChatChunk,
     ChatRequest,

@@ -99,7 +99,11 @@ class WorkerClient:
         generation = self.supervisor.generation
         try:
             return await self.transport.send_json(
-                upstream, self.connection.name, self.connection.timeout, [self.supervisor.token]
+                upstream,
+                self.connection.name,
+                self.connection.timeout,
+                [self.supervisor.token],
+                max_response_bytes=self.connection.max_response_bytes,
             )
         except ChatgateError as exc:
             raise await self.explain(exc, generation) from None
@@ -211,7 +215,12 @@ class WorkerClient:
         """The chat route's stream, as our chunks."""
         reader = self._openai.reader(request)
         events = self.transport.stream_sse(
-            upstream, self.connection.name, self.connection.timeout, [self.supervisor.token]
+            upstream,
+            self.connection.name,
+            self.connection.timeout,
+            [self.supervisor.token],
+            stream_deadline=self.connection.stream_deadline,
+            max_event_bytes=self.connection.max_event_bytes,
         )
         # The role chunks go out at once, before the worker's queue gives this request
         # its turn: a client sees its stream open even while it waits. The worker's own
@@ -245,7 +254,12 @@ class WorkerClient:
         """The native ``/completion`` stream, as chat chunks; usage last."""
         stream = CompletionStream(request)
         events = self.transport.stream_sse(
-            upstream, self.connection.name, self.connection.timeout, [self.supervisor.token]
+            upstream,
+            self.connection.name,
+            self.connection.timeout,
+            [self.supervisor.token],
+            stream_deadline=self.connection.stream_deadline,
+            max_event_bytes=self.connection.max_event_bytes,
         )
         async for event in events:
             try:

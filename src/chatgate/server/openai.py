@@ -96,6 +96,7 @@ async def sse_frames(
     except ChatgateError as exc:
         if not started:
             raise
+        exc.message = redact(exc.message, secrets)  # the edge: upstream words may quote a key
         yield b"event: error\ndata: " + dumps(render(exc)) + b"\n\n"
     except Exception as exc:  # an unexpected failure mid-stream must still end the stream
         log.error("stream failed: %s", redact(repr(exc), secrets))
