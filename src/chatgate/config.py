@@ -43,6 +43,11 @@ class ServerSettings(_Section):
     api_keys: list[str] = Field(default_factory=list)
     api_keys_env: str | None = None
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    # Host headers accepted besides loopback while no gateway key is set ("name" or
+    # "name:port"): a DNS-rebinding page arrives with its own name and is refused.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Web origins ("https://app.example") whose pages may call the gateway (CORS).
+    cors_origins: list[str] = Field(default_factory=list)
 
     def resolved_keys(self, env: Mapping[str, str]) -> list[str]:
         """The gateway keys from the file plus the variable ``api_keys_env`` names."""

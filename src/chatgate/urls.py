@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from chatgate.errors import ConfigError
 
 ENDPOINT_SUFFIXES = ("/chat/completions", "/completions", "/models")
+# A scheme, then the authority up to its last "@": the userinfo. Greedy on purpose, as
+# urlsplit is, so a raw "@" inside a password cannot leave the rest of it showing.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#\s]*)@")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +33,8 @@ def clean_base_url(raw: str, connection: str) -> BaseURL:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(
-            f"connection '{connection}': base_url {raw!r} is not an http(s) URL "
-            "(for example http://127.0.0.1:1234/v1)"
+            f"connection '{connection}': base_url {mask_userinfo(raw)!r} is not an http(s) "
+            "URL (for example http://127.0.0.1:1234/v1)"
         )
     if parts.query or parts.fragment:
         raise ConfigError(
@@ -44,7 +48,7 @@ def clean_base_url(raw: str, connection: str) -> BaseURL:
             url = url[: -len(suffix)].rstrip("/")
             note = (
                 f"connection '{connection}': removed {suffix!r} from base_url; "
-                f"use {url!r} (chatgate adds the endpoint path itself)"
+                f"use {mask_userinfo(url)!r} (chatgate adds the endpoint path itself)"
             )
             break
     return BaseURL(url, note)
@@ -56,3 +60,14 @@ def with_v1(url: str) -> str | None:
     if last.startswith("v") and last[1:2].isdigit():
         return None
     return url.rstrip("/") + "/v1"
+
+
+def mask_userinfo(text: str) -> str:
+    """*text* with the password in every URL's userinfo shown as ``***``."""
+
+    def hide(match: re.Match[str]) -> str:
+        user, colon, _ = match["userinfo"].partition(":")
+        # A user name alone is usually a token itself (https://TOKEN@host): hide it all.
+        return f"{match['scheme']}{user}:***@" if colon else f"{match['scheme']}***@"
+
+    return _USERINFO.sub(hide, text)

@@ -26,6 +26,9 @@ def body(**fields: Any) -> bytes:
     return orjson.dumps({"model": MODEL, "messages": USER, **fields})
 
 
+JSON = {"content-type": "application/json"}  # raw bodies need it (a 415 otherwise)
+
+
 # (case, raw body or None for the default, headers override, status, type, param, code)
 MALFORMED: list[tuple[str, bytes, dict[str, str] | None, int, str, str | None, str | None]] = [
     ("not json", b"{bad", None, 400, "invalid_request_error", None, "invalid_json"),
@@ -271,7 +274,7 @@ def test_malformed_request(
     param: str | None,
     code: str | None,
 ) -> None:
-    sent = {"Authorization": f"Bearer {GATEWAY_KEY}"} if headers is None else headers
+    sent = {**({"Authorization": f"Bearer {GATEWAY_KEY}"} if headers is None else headers), **JSON}
     with httpx.Client(base_url=live.url, timeout=30) as c:
         answer = c.post("/v1/chat/completions", content=raw, headers=sent)
         assert answer.status_code == status, answer.text
@@ -289,8 +292,8 @@ def test_malformed_request(
 
 def test_server_answers_after_bad_input(client: httpx.Client) -> None:
     for raw in (b"{", b"null", b'{"model": 1}'):
-        client.post("/v1/chat/completions", content=raw)
-    ok = client.post("/v1/chat/completions", content=body(max_tokens=2))
+        client.post("/v1/chat/completions", content=raw, headers=JSON)
+    ok = client.post("/v1/chat/completions", content=body(max_tokens=2), headers=JSON)
     assert ok.status_code == 200
     assert ok.json()["choices"][0]["message"]["content"]
 
@@ -335,7 +338,7 @@ def check_framing(frames: list[dict[str, Any] | str], max_tokens: int) -> None:
 
 
 async def test_twenty_concurrent_streams(live: LiveServer) -> None:
-    headers = {"Authorization": f"Bearer {GATEWAY_KEY}"}
+    headers = {"Authorization": f"Bearer {GATEWAY_KEY}", **JSON}
 
     async def one(c: httpx.AsyncClient, seed: int) -> list[dict[str, Any] | str]:
         answer = await c.post(
@@ -376,7 +379,9 @@ def test_disconnect_frees_the_engine(live: LiveServer, client: httpx.Client) -> 
     long_stream = body(stream=True, max_tokens=1500, seed=1, logit_bias=NO_END_OF_TURN)
     with (
         live.client() as streaming,
-        streaming.stream("POST", "/v1/chat/completions", content=long_stream) as answer,
+        streaming.stream(
+            "POST", "/v1/chat/completions", content=long_stream, headers=JSON
+        ) as answer,
     ):
         lines = answer.iter_lines()
         for line in lines:
@@ -403,7 +408,7 @@ def test_disconnect_frees_the_engine(live: LiveServer, client: httpx.Client) -> 
             break
         time.sleep(0.05)
     assert processing == 0
-    after = client.post("/v1/chat/completions", content=body(max_tokens=2))
+    after = client.post("/v1/chat/completions", content=body(max_tokens=2), headers=JSON)
     assert after.status_code == 200
 
 
@@ -416,7 +421,7 @@ def test_disconnect_while_queued_leaves_the_queue(live: LiveServer, client: http
         for _ in range(slots + 1):
             c = stack.enter_context(live.client())
             response = stack.enter_context(
-                c.stream("POST", "/v1/chat/completions", content=long_stream)
+                c.stream("POST", "/v1/chat/completions", content=long_stream, headers=JSON)
             )
             # Keep the line iterators referenced: a dropped one closes its response.
             lines.append(response.iter_lines())
@@ -457,6 +462,7 @@ def test_unchecked_output_is_never_returned(client: httpx.Client) -> None:
     answer = client.post(
         "/v1/chat/completions",
         content=body(response_format=UNENFORCEABLE, max_tokens=80, seed=4),
+        headers=JSON,
     )
     assert answer.status_code == 502, answer.text
     error = answer.json()["error"]
@@ -468,6 +474,7 @@ def test_error_after_stream_start_is_an_sse_error_event(client: httpx.Client) ->
     answer = client.post(
         "/v1/chat/completions",
         content=body(stream=True, response_format=UNENFORCEABLE, max_tokens=30, seed=4),
+        headers=JSON,
     )
     assert answer.status_code == 200
     frames = answer.text.strip().split("\n\n")
@@ -482,7 +489,7 @@ def test_n_choices_stream_side_by_side(client: httpx.Client) -> None:
     # The engine generates the choices together; as OpenAI does, their chunks interleave,
     # and each choice has one role chunk first and one finish chunk last.
     answer = client.post(
-        "/v1/chat/completions", content=body(stream=True, n=2, max_tokens=2, seed=1)
+        "/v1/chat/completions", content=body(stream=True, n=2, max_tokens=2, seed=1), headers=JSON
     )
     frames = parse_sse(answer.text)
     chunks = [f for f in frames if isinstance(f, dict) and f["choices"]]

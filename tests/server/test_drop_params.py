@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import orjson
 import pytest
 
 from chatgate.config import load_settings
@@ -32,10 +31,10 @@ def test_dropped_params_are_reported(dropping: LiveServer) -> None:
         "mystery": 1,
     }
     with dropping.client() as c:
-        answer = c.post("/v1/chat/completions", content=orjson.dumps(request))
+        answer = c.post("/v1/chat/completions", json=request)
         assert answer.status_code == 200
         assert answer.headers["x-chatgate-dropped-params"] == "tools,mystery"
-        streamed = c.post("/v1/chat/completions", content=orjson.dumps({**request, "stream": True}))
+        streamed = c.post("/v1/chat/completions", json={**request, "stream": True})
         assert streamed.headers["x-chatgate-dropped-params"] == "tools,mystery"
 
 

@@ -1,13 +1,49 @@
-"""Gateway keys: who may use this server."""
+"""Who may use this server: gateway keys, and the edge checks that keep web pages out.
+
+A page in the user's browser can send requests to a gateway on loopback: a plain form
+post or ``fetch`` (no preflight for ``text/plain``), or, after DNS rebinding, any
+request under the page's own host name. `EdgeGuard` runs before routing on every
+request, the fast chat path included, and refuses both (``docs/security.md``).
+"""
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
+from starlette.types import Scope
 
-from chatgate.errors import AuthenticationError, ConfigError
+from chatgate.errors import (
+    AuthenticationError,
+    ChatgateError,
+    ConfigError,
+    InvalidRequestError,
+    PermissionDeniedError,
+)
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+# Every POST route takes JSON; /api/ is matched as a prefix so new admin routes are too.
+JSON_PATHS = frozenset({"/v1/chat/completions", "/v4/beta/chat/completions"})
+CORS_METHODS = b"GET, POST, OPTIONS"
+CORS_HEADERS = b"authorization, content-type, x-api-key"
+CORS_EXPOSED = b"x-chatgate-dropped-params, retry-after"
+CORS_MAX_AGE = b"600"
+# What a requested-headers list may hold to be echoed back (SDKs send many x-* names).
+_HEADER_NAMES = re.compile(rb"[A-Za-z0-9!#$%&'*+.^_`|~, -]{1,2000}")
+
+Headers = tuple[tuple[bytes, bytes], ...]
+
+
+class UnsupportedMediaTypeError(InvalidRequestError):
+    """A JSON route called with a body that does not say it is JSON."""
+
+    status = 415
+    default_code = "unsupported_media_type"
 
 
 class KeyChecker:
@@ -21,14 +57,15 @@ class KeyChecker:
         """Whether any key is configured (otherwise everyone on loopback may call)."""
         return bool(self._keys)
 
+    def presented(self, request: Request) -> bool:
+        """Whether the request carries a key at all, right or wrong."""
+        return bool(_presented(request))
+
     def check(self, request: Request) -> None:
         """Raise `AuthenticationError` unless the request carries a valid key."""
         if not self._keys:
             return
-        presented = request.headers.get("x-api-key")
-        if presented is None:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            presented = token.strip() if scheme.lower() == "bearer" else None
+        presented = _presented(request)
         if not presented:
             raise AuthenticationError(
                 "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
@@ -41,6 +78,173 @@ class KeyChecker:
             matched |= hmac.compare_digest(given, key)
         if not matched:
             raise AuthenticationError("incorrect API key provided")
+
+
+def _presented(request: Request) -> str | None:
+    presented = request.headers.get("x-api-key")
+    if presented is None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        presented = token.strip() if scheme.lower() == "bearer" else None
+    return presented
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The edge's decision: refuse with *error*, answer a CORS preflight, or go on;
+    *headers* go on whatever answer is sent."""
+
+    error: ChatgateError | None = None
+    preflight: bool = False
+    headers: Headers = ()
+
+
+ADMITTED = Admission()
+
+
+class EdgeGuard:
+    """The Host, CORS and content-type checks, done on the raw ASGI scope."""
+
+    def __init__(
+        self, *, keyed: bool, allowed_hosts: Iterable[str] = (), cors_origins: Iterable[str] = ()
+    ) -> None:
+        # With keys, a rebound page still cannot authenticate: any Host will do.
+        self.check_hosts = not keyed
+        self.hosts = frozenset(_allowed_host(h) for h in allowed_hosts)
+        self.origins = frozenset(_allowed_origin(o) for o in cors_origins)
+
+    def admit(self, scope: Scope) -> Admission:
+        """What to do with the HTTP request *scope* before it reaches a route."""
+        hosts: list[bytes] = []
+        types: list[bytes] = []
+        origin = asked_method = asked_headers = None
+        for name, value in scope["headers"]:
+            if name == b"host":
+                hosts.append(value)
+            elif name == b"content-type":
+                types.append(value)
+            elif name == b"origin":
+                origin = value
+            elif name == b"access-control-request-method":
+                asked_method = value
+            elif name == b"access-control-request-headers":
+                asked_headers = value
+        if self.check_hosts and not self._host_allowed(hosts):
+            shown = hosts[0].decode("latin-1")[:100] if hosts else ""
+            return Admission(
+                PermissionDeniedError(
+                    f"the Host {shown!r} is not allowed: without gateway keys chatgate "
+                    "answers only loopback names (127.0.0.1, localhost, [::1]) and [server] "
+                    "allowed_hosts",
+                    code="host_not_allowed",
+                )
+            )
+        cors: Headers = ()
+        trusted = False
+        if origin is not None and self.origins:
+            trusted = origin.decode("latin-1").lower() in self.origins
+            if trusted:
+                cors = (
+                    (b"access-control-allow-origin", origin),
+                    (b"access-control-expose-headers", CORS_EXPOSED),
+                    (b"vary", b"Origin"),
+                )
+            else:
+                cors = ((b"vary", b"Origin"),)
+        method = scope["method"]
+        if method == "OPTIONS" and asked_method is not None and trusted:
+            echo = asked_headers is not None and _HEADER_NAMES.fullmatch(asked_headers)
+            allowed = asked_headers if echo and asked_headers is not None else CORS_HEADERS
+            return Admission(
+                preflight=True,
+                headers=(
+                    *cors,
+                    (b"access-control-allow-methods", CORS_METHODS),
+                    (b"access-control-allow-headers", allowed),
+                    (b"access-control-max-age", CORS_MAX_AGE),
+                ),
+            )
+        if method == "POST" and _json_route(scope["path"]) and not _one_json_type(types):
+            shown = types[0].decode("latin-1")[:100] if types else "none"
+            error = UnsupportedMediaTypeError(
+                f"this route takes a JSON body: send 'Content-Type: application/json' "
+                f"(got {shown!r})"
+            )
+            return Admission(error, headers=cors)
+        return Admission(headers=cors) if cors else ADMITTED
+
+    def _host_allowed(self, hosts: list[bytes]) -> bool:
+        if len(hosts) != 1:
+            return False
+        parsed = split_host(hosts[0].decode("latin-1"))
+        if parsed is None:
+            return False
+        name = parsed[0]
+        return name in LOOPBACK_HOSTS or (name, None) in self.hosts or parsed in self.hosts
+
+
+def _json_route(path: str) -> bool:
+    return path in JSON_PATHS or path.startswith("/api/")
+
+
+def _one_json_type(types: list[bytes]) -> bool:
+    # Two Content-Type headers are ambiguous: each reader might believe a different one.
+    return len(types) == 1 and is_json_media_type(types[0].decode("latin-1"))
+
+
+def is_json_media_type(value: str) -> bool:
+    """Whether a Content-Type is ``application/json`` or a ``+json`` type (with any
+    parameters); none of them is one a browser sends without a CORS preflight."""
+    essence = value.partition(";")[0].strip().lower()
+    kind, slash, subtype = essence.partition("/")
+    if not (kind and slash and subtype):
+        return False
+    return essence == "application/json" or subtype.endswith("+json")
+
+
+def split_host(value: str) -> tuple[str, str | None] | None:
+    """A Host header as (lower-case name, port or None); None when malformed."""
+    value = value.lower()
+    if value.startswith("["):
+        close = value.find("]")
+        if close < 0:
+            return None
+        name, rest = value[: close + 1], value[close + 1 :]
+    else:
+        name, colon, port = value.partition(":")
+        rest = colon + port
+    if not name or any(c in name for c in "/@ \t"):
+        return None
+    if not rest:
+        return name, None
+    port = rest[1:]
+    if rest[0] == ":" and port.isascii() and port.isdigit():
+        return name, port
+    return None
+
+
+def _allowed_host(entry: str) -> tuple[str, str | None]:
+    entry = entry.strip()
+    if entry.count(":") > 1 and not entry.startswith("["):
+        entry = f"[{entry}]"  # a bare IPv6 address, as people write it
+    parsed = split_host(entry)
+    if parsed is None:
+        raise ConfigError(
+            f"[server] allowed_hosts: {entry!r} is not a host name with an optional "
+            "port (for example 'gateway.lan' or 'gateway.lan:8787')"
+        )
+    return parsed
+
+
+def _allowed_origin(entry: str) -> str:
+    origin = entry.strip().rstrip("/").lower()
+    parts = urlsplit(origin)
+    extra = parts.path or parts.query or parts.fragment or "@" in origin
+    if parts.scheme not in ("http", "https") or not parts.netloc or extra:
+        raise ConfigError(
+            f"[server] cors_origins: {entry!r} is not an origin (scheme and host, "
+            "for example 'https://app.example.com')"
+        )
+    return origin
 
 
 def is_loopback(host: str) -> bool:
