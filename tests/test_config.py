@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from chatgate.config import DEFAULT_PORT, load_settings
+from chatgate.config import DEFAULT_PORT, Connection, load_settings
 from chatgate.errors import ConfigError
 
 
@@ -133,3 +133,14 @@ def test_unknown_post_processing_mode(tmp_path: Path) -> None:
     path = write(tmp_path, "[[connections]]\nname='a'\nsource='custom'\npost_processing='loose'\n")
     with pytest.raises(ConfigError, match=r"connections\.0\.post_processing"):
         load_settings(path, env={})
+
+
+def test_a_password_in_a_url_is_a_secret() -> None:
+    conn = Connection(
+        name="p",
+        source="custom",
+        base_url="https://me:hunter2-long-password@proxy.example/v1",
+        deployments={"eu": "https://me:other-long-password@eu.example/v1"},
+    )
+    found = conn.secrets({})
+    assert "hunter2-long-password" in found and "other-long-password" in found

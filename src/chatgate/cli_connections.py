@@ -8,12 +8,14 @@ from typing import Any
 
 from chatgate.errors import InvalidRequestError
 from chatgate.gateway import Gateway
+from chatgate.urls import mask_userinfo
 
 STATUS_MARKS = {"ok": "ok", "bypassed": "warning", "unchecked": "unchecked", "error": "FAILED"}
 
 
 def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
+    # URL passwords may sit in a note or a URL of any answer: masked on the way out.
+    print(mask_userinfo(json.dumps(value, indent=2, ensure_ascii=False)))
 
 
 async def run_connections(gateway: Gateway, args: argparse.Namespace) -> int:
@@ -61,7 +63,7 @@ async def run_connections(gateway: Gateway, args: argparse.Namespace) -> int:
             if args.json:
                 _print_json(result)
             else:
-                print(text)
+                print(mask_userinfo(text))
         return 1 if failed else 0
 
 

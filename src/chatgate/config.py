@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -146,6 +147,14 @@ class Connection(_Section):
             if name.lower() in auth_like and value:
                 found.append(value.removeprefix("Bearer ").strip())
                 found.append(value)
+        # A password written into a URL is a secret too, wherever an upstream echoes it.
+        for url in (self.base_url, *self.deployments.values()):
+            try:
+                password = urlsplit(url).password if url else None
+            except ValueError:
+                password = None
+            if password:
+                found.append(password)
         return found
 
 

@@ -30,7 +30,7 @@ from chatgate.types import (
     Delta,
     ToolCallDelta,
 )
-from chatgate.urls import with_v1
+from chatgate.urls import mask_userinfo, with_v1
 
 log = logging.getLogger("chatgate.connections")
 
@@ -59,7 +59,7 @@ class RemoteBackend:
         self._models: list[str] = []
         self._models_at = 0.0
         for note in self.adapter.notes:
-            log.warning("%s", note)
+            log.warning("%s", mask_userinfo(note))
 
     # --- the Backend protocol ------------------------------------------------------
 
@@ -259,7 +259,7 @@ class RemoteBackend:
                 f"connection '{name}': {self.adapter.base_url}/models answered 404 but "
                 f'{retry}/models works; using base_url = "{retry}" (put it in the config)'
             )
-            log.warning("%s", note)
+            log.warning("%s", mask_userinfo(note))
             self.adapter.base_url = retry
             return self.adapter.parse_models(data), note
 

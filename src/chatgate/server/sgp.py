@@ -23,7 +23,7 @@ from starlette.types import ASGIApp
 
 from chatgate.errors import ChatgateError, InvalidRequestError, ModelNotFoundError, redact
 from chatgate.gateway import Gateway
-from chatgate.server.openai import read_body, respond
+from chatgate.server.openai import off_the_loop_if_large, read_body, respond
 from chatgate.server.responses import dumps
 from chatgate.types import ChatRequest
 from chatgate.validation import BodyValueError, describe, load_body, param_path
@@ -60,7 +60,9 @@ async def chat_completions(request: Request) -> Response | ASGIApp:
         state.keys.check(request)
         gateway: Gateway = state.gateway
         raw = await read_body(request, state.max_body_bytes)
-        prepared = gateway.prepare(parse_v4(raw, gateway))
+        prepared = await off_the_loop_if_large(
+            len(raw), lambda: gateway.prepare(parse_v4(raw, gateway))
+        )
     except ChatgateError as exc:
         return _json(exc)
     except Exception as exc:  # a bug must still answer in this door's error shape
