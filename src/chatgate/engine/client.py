@@ -31,6 +31,7 @@ from chatgate.engine.supervisor import Supervisor
 from chatgate.errors import ChatgateError, ContextLengthError, InvalidRequestError, UpstreamError
 from chatgate.prompt.chat_template import render_chat_template
 from chatgate.sources import Source
+from chatgate.streams import SSEEvent
 from chatgate.transport import Transport
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse, ChunkChoice, Delta
 
@@ -202,6 +203,16 @@ class WorkerClient:
 
     # --- answers -----------------------------------------------------------------------
 
+    def _events(self, upstream: UpstreamRequest) -> AsyncIterator[SSEEvent]:
+        return self.transport.stream_sse(
+            upstream,
+            self.connection.name,
+            self.connection.timeout,
+            [self.supervisor.token],
+            stream_deadline=self.connection.stream_deadline,
+            max_event_bytes=self.connection.max_event_bytes,
+        )
+
     def parse_chat(self, data: Any, request: ChatRequest) -> ChatResponse:
         """The chat route's answer, with the alternatives the client asked for."""
         answer = self._openai.parse_response(data, request.model)
@@ -214,14 +225,7 @@ class WorkerClient:
     ) -> AsyncIterator[ChatChunk]:
         """The chat route's stream, as our chunks."""
         reader = self._openai.reader(request)
-        events = self.transport.stream_sse(
-            upstream,
-            self.connection.name,
-            self.connection.timeout,
-            [self.supervisor.token],
-            stream_deadline=self.connection.stream_deadline,
-            max_event_bytes=self.connection.max_event_bytes,
-        )
+        events = self._events(upstream)
         # The role chunks go out at once, before the worker's queue gives this request
         # its turn: a client sees its stream open even while it waits. The worker's own
         # role chunks are then left out, and every chunk carries one id.
@@ -253,14 +257,7 @@ class WorkerClient:
     ) -> AsyncIterator[ChatChunk]:
         """The native ``/completion`` stream, as chat chunks; usage last."""
         stream = CompletionStream(request)
-        events = self.transport.stream_sse(
-            upstream,
-            self.connection.name,
-            self.connection.timeout,
-            [self.supervisor.token],
-            stream_deadline=self.connection.stream_deadline,
-            max_event_bytes=self.connection.max_event_bytes,
-        )
+        events = self._events(upstream)
         async for event in events:
             try:
                 data = orjson.loads(event.data)
