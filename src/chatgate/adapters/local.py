@@ -343,7 +343,7 @@ class LocalBackend:
             upstream = worker.completion_request(request, await worker.prompt(request), contract)
             answer = parse_completion(await worker.call(upstream), request)
         else:
-            data = await worker.call(worker.chat_request(request, contract))
+            data = await worker.call(await worker.chat_request_off_loop(request, contract))
             answer = worker.parse_chat(data, request)
         answer.model = request.model
         return answer
@@ -381,7 +381,8 @@ class LocalBackend:
                     worker.completion_request(request, prompt, contract), request
                 )
             else:
-                chunks = worker.chat_chunks(worker.chat_request(request, contract), request)
+                upstream = await worker.chat_request_off_loop(request, contract)
+                chunks = worker.chat_chunks(upstream, request)
             async for chunk in chunks:
                 if chunk.usage is not None and not chunk.choices:
                     if wants_usage:

@@ -38,6 +38,7 @@ from chatgate.types import ChatChunk, ChatRequest, ChatResponse, ChunkChoice, De
 TEMPLATE_SECONDS = 2.0  # the longest a request's own chat_template may take to render
 DEATH_GRACE = 2.0  # seconds to notice that a broken connection was the worker dying
 BROKEN = ("upstream_unreachable", "upstream_stream_broken")
+OFF_LOOP_MESSAGES = 500  # conversations this long get their worker body made in a thread
 
 # The worker answers its chat route in OpenAI's shape: the OpenAI adapter reads it.
 _WORKER_SOURCE = Source(
@@ -86,6 +87,15 @@ class WorkerClient:
         body = chat_body(request, contract)
         url = self.url("/v1/chat/completions")
         return UpstreamRequest("POST", url, self.headers(), body, bool(request.stream))
+
+    async def chat_request_off_loop(
+        self, request: ChatRequest, contract: OutputContract | None
+    ) -> UpstreamRequest:
+        """`chat_request`, made in a thread for a long conversation: 10,000 messages take
+        tens of milliseconds to turn into the worker's body."""
+        if len(request.messages) < OFF_LOOP_MESSAGES:
+            return self.chat_request(request, contract)
+        return await asyncio.to_thread(self.chat_request, request, contract)
 
     def completion_request(
         self, request: ChatRequest, prompt: str, contract: OutputContract | None
