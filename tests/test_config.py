@@ -144,3 +144,11 @@ def test_a_password_in_a_url_is_a_secret() -> None:
     )
     found = conn.secrets({})
     assert "hunter2-long-password" in found and "other-long-password" in found
+
+
+def test_a_key_read_from_a_file_loses_its_newline() -> None:
+    conn = Connection(name="k", source="custom", api_key="sk-abc123456789\n")
+    assert conn.key({}) == "sk-abc123456789"
+    from_env = Connection(name="e", source="custom", api_key_env="MY_KEY")
+    assert from_env.key({"MY_KEY": " sk-xyz987654321\r\n"}) == "sk-xyz987654321"
+    assert from_env.key({"MY_KEY": "\n"}) is None

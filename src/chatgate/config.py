@@ -130,18 +130,20 @@ class Connection(_Section):
         return value
 
     def key(self, env: Mapping[str, str]) -> str | None:
-        """The API key: ``api_key``, else the variable ``api_key_env`` names."""
-        if self.api_key:
-            return self.api_key
+        """The API key: ``api_key``, else the variable ``api_key_env`` names; without the
+        whitespace around it (a key read from a file usually ends in a newline, which no
+        HTTP header may carry)."""
+        if self.api_key and self.api_key.strip():
+            return self.api_key.strip()
         if self.api_key_env:
-            return env.get(self.api_key_env) or None
+            return env.get(self.api_key_env, "").strip() or None
         return None
 
     def secrets(self, env: Mapping[str, str]) -> list[str]:
         """Every secret this connection holds, for redaction."""
-        found = [s for s in (self.api_key, self.proxy_password) if s]
-        if self.api_key_env and env.get(self.api_key_env):
-            found.append(env[self.api_key_env])
+        found = [s.strip() for s in (self.api_key, self.proxy_password) if s and s.strip()]
+        if self.api_key_env and env.get(self.api_key_env, "").strip():
+            found.append(env[self.api_key_env].strip())
         auth_like = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
         for name, value in self.headers.items():
             if name.lower() in auth_like and value:

@@ -111,7 +111,8 @@ def endpoint(connection: Connection, source: Source, env: Mapping[str, str]) -> 
     else:
         raise ConfigError(f"connection '{connection.name}': source '{source.id}' needs base_url")
     proxied = bool(connection.base_url) and source.reverse_proxy
-    key = connection.proxy_password if proxied and connection.proxy_password else None
+    password = (connection.proxy_password or "").strip()
+    key = password if proxied and password else None
     key = key or configured or source.anonymous_key
     if key is None and source.key_required:
         variable = connection.api_key_env or f"{connection.name.upper()}_API_KEY"
