@@ -15,8 +15,15 @@ from hypothesis import strategies as st
 from chatgate.adapters.upstream import UpstreamRequest
 from chatgate.config import Connection
 from chatgate.errors import ChatgateError, GatewayTimeoutError, RateLimitError, UpstreamError
-from chatgate.streams import DEFAULT_MAX_EVENT_BYTES, NDJSONParser, SSEEvent, SSEParser
-from chatgate.transport import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_STREAM_DEADLINE, Transport
+from chatgate.streams import (
+    DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_STREAM_DEADLINE,
+    NDJSONParser,
+    SSEEvent,
+    SSEParser,
+)
+from chatgate.transport import Transport
 from tests.fakes.raw_upstream import Mode, RawUpstream
 
 SECRET = "sk-test-transport-secret-9999wxyz"

@@ -25,6 +25,11 @@ from pydantic import (
 
 from chatgate.errors import ConfigError
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
+from chatgate.streams import (
+    DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_STREAM_DEADLINE,
+)
 from chatgate.types import NamesPolicy, PostProcessing
 
 DEFAULT_HOST = "127.0.0.1"
@@ -75,14 +80,15 @@ class Connection(_Section):
     post_processing: PostProcessing | None = None
     names: NamesPolicy | None = None
     timeout: float = Field(default=600.0, gt=0)
-    # Bounds on what the upstream may send (chatgate.transport has the same defaults): a
-    # stream's whole time, one stream event or line, and a whole non-stream answer. The
-    # deadline follows a longer timeout, so raising the one never leaves the other short.
+    # Bounds on what the upstream may send: a stream's whole time, one stream event or
+    # line, and a whole non-stream answer. The deadline follows a longer timeout, so
+    # raising the one never leaves the other short.
     stream_deadline: float = Field(
-        default_factory=lambda data: max(600.0, data.get("timeout", 600.0)), gt=0
+        default_factory=lambda data: max(DEFAULT_STREAM_DEADLINE, data.get("timeout", 0.0)),
+        gt=0,
     )
-    max_event_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
-    max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    max_event_bytes: int = Field(default=DEFAULT_MAX_EVENT_BYTES, ge=1024)
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1024)
     # Google (AI Studio and Vertex AI).
     safety_settings: list[dict[str, str]] | None = None
     region: str = "global"

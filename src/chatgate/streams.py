@@ -17,8 +17,11 @@ import orjson
 
 from chatgate.errors import UpstreamError, redact
 
-# The default of the connection field of the same name (chatgate.config.Connection).
+# The defaults of the connection fields of the same names (chatgate.config.Connection),
+# which the transport also takes when a caller passes none.
 DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+DEFAULT_STREAM_DEADLINE = 600.0
 
 # A blank line ends an event: two line ends in a row, each CRLF, CR or LF. The groups are
 # atomic so that a CRLF stays one line end ("a\r\nb" is not CR, then LF, then "b").

@@ -29,6 +29,8 @@ from chatgate.adapters.upstream import UpstreamRequest, classify_error
 from chatgate.errors import GatewayTimeoutError, UpstreamError, redact
 from chatgate.streams import (
     DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_STREAM_DEADLINE,
     NDJSONParser,
     SSEEvent,
     SSEParser,
@@ -42,8 +44,6 @@ if TYPE_CHECKING:
 
 CONNECT_TIMEOUT = 10.0
 # The defaults of the connection fields of the same names (chatgate.config.Connection).
-DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
-DEFAULT_STREAM_DEADLINE = 600.0
 # An error answer is read this far and no further: its message is cut to 1000
 # characters anyway, and a 429 must keep its Retry-After however long its body.
 ERROR_BODY_BYTES = 64 * 1024

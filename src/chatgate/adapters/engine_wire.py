@@ -34,6 +34,41 @@ from chatgate.types import (
     Usage,
 )
 
+# The request fields the engine honours (natively, or by chatgate around the worker).
+SUPPORTED = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "stop",
+        "seed",
+        "n",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "response_format",
+        "user",
+        "parallel_tool_calls",
+        "prompt_post_processing",
+        "guided_json",
+        "guided_regex",
+        "guided_choice",
+        "guided_grammar",
+        "guided_decoding_backend",
+        "include_stop_str_in_output",
+        "best_of",
+        "chat_template",
+        "chat_template_kwargs",
+    }
+)
 # Request fields passed to the worker under the same name, when the client set them.
 SAME_NAME = (
     "temperature",
@@ -91,17 +126,15 @@ def _sampling(request: ChatRequest) -> dict[str, Any]:
     return body
 
 
-def chat_body(
-    request: ChatRequest, contract: OutputContract | None, n: int | None = None
-) -> dict[str, Any]:
+def chat_body(request: ChatRequest, contract: OutputContract | None) -> dict[str, Any]:
     """The body of ``POST /v1/chat/completions`` on the worker."""
     body = _sampling(request)
     body["messages"] = [template_message(m) for m in request.messages]
     limit = request.completion_limit
     if limit is not None:
         body["max_tokens"] = limit
-    if (n or request.n or 1) > 1:
-        body["n"] = n or request.n
+    if (request.n or 1) > 1:
+        body["n"] = request.n
     if request.logprobs:
         # The worker sends no log-probabilities at all for top_logprobs 0: ask for one
         # alternative and leave it out again (`trim_alternatives`).

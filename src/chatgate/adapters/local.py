@@ -11,13 +11,14 @@ for its replacement.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from chatgate.adapters import fanout
 from chatgate.adapters.base import refuse_or_drop, set_fields
-from chatgate.adapters.engine_wire import logit_bias, parse_completion
+from chatgate.adapters.engine_wire import SUPPORTED, logit_bias, parse_completion
 from chatgate.config import Connection
 from chatgate.engine import EngineUnavailableError, Supervisor, worker_count, worker_settings
 from chatgate.engine.client import WorkerClient
@@ -33,40 +34,6 @@ from chatgate.errors import (
 from chatgate.transport import Transport
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse, TextPart
 
-SUPPORTED = frozenset(
-    {
-        "model",
-        "messages",
-        "stream",
-        "stream_options",
-        "max_tokens",
-        "max_completion_tokens",
-        "temperature",
-        "top_p",
-        "top_k",
-        "stop",
-        "seed",
-        "n",
-        "presence_penalty",
-        "frequency_penalty",
-        "logit_bias",
-        "logprobs",
-        "top_logprobs",
-        "response_format",
-        "user",
-        "parallel_tool_calls",
-        "prompt_post_processing",
-        "guided_json",
-        "guided_regex",
-        "guided_choice",
-        "guided_grammar",
-        "guided_decoding_backend",
-        "include_stop_str_in_output",
-        "best_of",
-        "chat_template",
-        "chat_template_kwargs",
-    }
-)
 # A constrained output that fails its final check (the grammar covers a subset of JSON
 # Schema) is generated again with another seed this many times.
 CONSTRAINED_RETRIES = 2
@@ -255,6 +222,16 @@ class LocalBackend:
         serving = [i for i, w in enumerate(self.workers) if w.supervisor.serving]
         return min(serving or range(len(self.workers)), key=lambda i: (self._load[i], i))
 
+    @contextlib.contextmanager
+    def _least_busy(self, weight: int) -> Iterator[WorkerClient]:
+        """The least busy worker, with *weight* sequences counted on it meanwhile."""
+        index = self._pick()
+        self._load[index] += weight
+        try:
+            yield self.workers[index]
+        finally:
+            self._load[index] -= weight
+
     def _fits_one_worker(self, request: ChatRequest) -> bool:
         """Whether *request*'s n choices go to one worker as one batch."""
         slots = min(w.supervisor.settings.parallel for w in self.workers)
@@ -321,19 +298,14 @@ class LocalBackend:
         """One request on the least busy worker; asked once more (of another worker, or
         of the next one) if its worker died before it answered: nothing reached the
         client yet, so nothing is lost or repeated."""
-        weight = request.n or 1
         for attempt in (1, 2):
-            index = self._pick()
-            worker = self.workers[index]
-            self._load[index] += weight
-            try:
-                await worker.supervisor.ready()
-                return await self._one(worker, request, contract)
-            except EngineUnavailableError:
-                if attempt == 2:
-                    raise
-            finally:
-                self._load[index] -= weight
+            with self._least_busy(request.n or 1) as worker:
+                try:
+                    await worker.supervisor.ready()
+                    return await self._one(worker, request, contract)
+                except EngineUnavailableError:
+                    if attempt == 2:
+                        raise
         raise AssertionError("unreachable")
 
     async def _one(
@@ -365,39 +337,39 @@ class LocalBackend:
     async def _stream_one(
         self, request: ChatRequest, contract: OutputContract | None
     ) -> AsyncIterator[ChatChunk]:
-        index = self._pick()
-        worker = self.workers[index]
-        weight = request.n or 1
-        self._load[index] += weight
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
         texts: dict[int, list[str]] = {}
-        generation = worker.supervisor.generation
-        try:
-            await worker.supervisor.ready()
+        with self._least_busy(request.n or 1) as worker:
             generation = worker.supervisor.generation
-            if self._uses_text_route(request):
-                prompt = await worker.prompt(request)
-                chunks = worker.native_chunks(
-                    worker.completion_request(request, prompt, contract), request
-                )
-            else:
-                upstream = await worker.chat_request_off_loop(request, contract)
-                chunks = worker.chat_chunks(upstream, request)
-            async for chunk in chunks:
-                if chunk.usage is not None and not chunk.choices:
-                    if wants_usage:
-                        yield chunk
-                    continue
-                for choice in chunk.choices:
-                    if choice.delta.content:
-                        texts.setdefault(choice.index, []).append(choice.delta.content)
-                    if contract is not None and choice.finish_reason == "stop":
-                        contract.check("".join(texts.get(choice.index, [])))
-                yield chunk
-        except ChatgateError as exc:
-            raise await worker.explain(exc, generation) from None
-        finally:
-            self._load[index] -= weight
+            try:
+                await worker.supervisor.ready()
+                generation = worker.supervisor.generation
+                async for chunk in self._worker_chunks(worker, request, contract):
+                    if chunk.usage is not None and not chunk.choices:
+                        if wants_usage:
+                            yield chunk
+                        continue
+                    for choice in chunk.choices:
+                        if choice.delta.content:
+                            texts.setdefault(choice.index, []).append(choice.delta.content)
+                        if contract is not None and choice.finish_reason == "stop":
+                            contract.check("".join(texts.get(choice.index, [])))
+                    yield chunk
+            except ChatgateError as exc:
+                raise await worker.explain(exc, generation) from None
+
+    async def _worker_chunks(
+        self, worker: WorkerClient, request: ChatRequest, contract: OutputContract | None
+    ) -> AsyncIterator[ChatChunk]:
+        if self._uses_text_route(request):
+            prompt = await worker.prompt(request)
+            upstream = worker.completion_request(request, prompt, contract)
+            chunks = worker.native_chunks(upstream, request)
+        else:
+            upstream = await worker.chat_request_off_loop(request, contract)
+            chunks = worker.chat_chunks(upstream, request)
+        async for chunk in chunks:
+            yield chunk
 
 
 def _broken(answer: ChatResponse, contract: OutputContract) -> str:

@@ -98,17 +98,14 @@ class Supervisor:
         self.pid: int | None = None
         self.last_exit: str | None = None
         self.failure: str | None = None
-        self.system_info: str | None = None
         self.started_at: float | None = None
         self.exited_at: float | None = None  # when the last worker ended
         self._stderr: collections.deque[str] = collections.deque(maxlen=40)
         self._process: asyncio.subprocess.Process | None = None
         self._ready = asyncio.Event()
-        self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._hang: str | None = None
-        self.on_ready: list[Callable[[], None]] = []
 
     # --- life cycle ----------------------------------------------------------------
 
@@ -290,15 +287,12 @@ class Supervisor:
         report = await self._first_line(process)
         if report.get("ready"):
             self.base_url = str(report["address"]).rstrip("/")
-            self.system_info = report.get("system_info")
             self.generation += 1
             self.started_at = time.monotonic()
             self.state = "ready"
             self._ready.set()
             if progress:
                 progress(f"model ready in {time.monotonic() - begun:.1f} s")
-            for callback in self.on_ready:
-                callback()
         elif report.get("fatal"):
             self.state = "failed"
             self.failure = str(report.get("error"))
