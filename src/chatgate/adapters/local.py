@@ -96,9 +96,15 @@ class LocalBackend:
         started = time.perf_counter()
         if progress and count > 1:
             progress(f"starting {count} engine workers, one per core…")
-        await asyncio.gather(
-            *(w.supervisor.start(progress if i == 0 else None) for i, w in enumerate(self.workers))
+        # Every worker has its say before a failure is raised: otherwise the others would
+        # still be starting when the caller looks at the status.
+        outcomes = await asyncio.gather(
+            *(w.supervisor.start(progress if i == 0 else None) for i, w in enumerate(self.workers)),
+            return_exceptions=True,
         )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         if progress and count > 1:
             progress(f"{count} engine workers ready in {time.perf_counter() - started:.1f} s")
         if not self._watchdogs and self.connection.engine_watchdog > 0:
