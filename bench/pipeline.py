@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from chatgate.adapters.remote import RemoteBackend
+from chatgate.backends.remote import RemoteBackend
 from chatgate.config import Connection, Settings
 from chatgate.gateway import Gateway
 from chatgate.validation import parse_chat_request

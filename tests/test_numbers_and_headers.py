@@ -13,10 +13,11 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from chatgate.adapters.upstream import UpstreamRequest, add_request_extras, header_problem
+from chatgate.adapters.extras import add_request_extras, header_problem
 from chatgate.config import Connection, Settings, load_settings
 from chatgate.errors import ConfigError, InvalidRequestError
 from chatgate.types import ChatRequest
+from chatgate.upstream import UpstreamRequest
 from chatgate.validation import INT64_MAX, INT64_MIN, MAX_DEPTH, parse_chat_request
 from tests.conftest import LiveServer, start_server
 from tests.fakes.openai_server import FakeOpenAI

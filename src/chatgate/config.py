@@ -24,12 +24,12 @@ from pydantic import (
 )
 
 from chatgate.errors import ConfigError
-from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
-from chatgate.streams import (
+from chatgate.exchange.streams import (
     DEFAULT_MAX_EVENT_BYTES,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_STREAM_DEADLINE,
 )
+from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.types import NamesPolicy, PostProcessing
 
 DEFAULT_HOST = "127.0.0.1"
@@ -128,7 +128,7 @@ class Connection(_Section):
     def _sendable_headers(cls, value: dict[str, str]) -> dict[str, str]:
         # Caught at load: a bad header would otherwise fail (or desync the pool) on every
         # request to this connection.
-        from chatgate.adapters.upstream import check_headers  # kept local: one validator here
+        from chatgate.adapters.extras import check_headers  # kept local: one validator here
 
         problem = check_headers(value)
         if problem is not None:

@@ -10,7 +10,7 @@ from chatgate.sources import get_source
 from chatgate.urls import mask_userinfo
 
 if TYPE_CHECKING:
-    from chatgate.adapters.base import Backend
+    from chatgate.backends.base import Backend
 
 
 def describe_connection(backend: Backend) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from chatgate.adapters.upstream import check_headers
+from chatgate.adapters.extras import check_headers
 from chatgate.errors import InvalidRequestError
 
 # Handled by the gateway before any backend sees the request: never sent upstream,

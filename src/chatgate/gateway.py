@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from os import PathLike
 from typing import Any, TypeVar
 
-from chatgate.adapters.base import Backend
-from chatgate.adapters.local import LocalBackend
-from chatgate.adapters.remote import RemoteBackend
+from chatgate.backends.base import Backend
+from chatgate.backends.local import LocalBackend
+from chatgate.backends.remote import RemoteBackend
 from chatgate.config import Connection, Settings, load_settings
 from chatgate.connections import describe_connection
 from chatgate.errors import (
@@ -22,12 +22,12 @@ from chatgate.errors import (
     InvalidRequestError,
     NotFoundError,
 )
+from chatgate.exchange.transport import Transport
 from chatgate.prompt.memory import apply_memory
 from chatgate.prompt.policy import Shaping, choose, shape
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.routing import resolve
 from chatgate.sources import SOURCES, get_source
-from chatgate.transport import Transport
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse
 from chatgate.validation import parse_chat_request
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from chatgate.adapters.base import Backend
+from chatgate.backends.base import Backend
 from chatgate.errors import ModelNotFoundError
 
 

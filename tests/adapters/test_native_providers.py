@@ -399,7 +399,7 @@ async def test_preview_shows_the_translated_body() -> None:
     ],
 )
 def test_reverse_proxies_get_the_proxy_password(source: str, header: str, value: str) -> None:
-    from chatgate.adapters.remote import make_adapter
+    from chatgate.backends.remote import make_adapter
     from chatgate.sources import SOURCES
 
     conn = Connection(
@@ -445,7 +445,7 @@ def test_cohere_tool_plan_is_reasoning(sdk: Any) -> None:
 
 
 def test_gemini_safety_settings_are_per_connection() -> None:
-    from chatgate.adapters.remote import make_adapter
+    from chatgate.backends.remote import make_adapter
     from chatgate.sources import SOURCES
 
     request = ChatRequest.model_validate({"model": "g/m", "messages": user("Hi")})

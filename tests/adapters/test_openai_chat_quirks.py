@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 
 from chatgate.adapters.openai_chat import OpenAIChatAdapter
-from chatgate.adapters.remote import RemoteBackend
+from chatgate.backends.remote import RemoteBackend
 from chatgate.config import Connection
 from chatgate.errors import ConfigError, UnsupportedParameterError
+from chatgate.exchange.transport import Transport
 from chatgate.sources import SOURCES
-from chatgate.transport import Transport
 from chatgate.validation import parse_chat_request
 
 KEY = "sk-test-quirks-key-1111abcd"

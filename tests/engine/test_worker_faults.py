@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from chatgate.adapters.local import LocalBackend
+from chatgate.backends.local import LocalBackend
 from chatgate.config import Connection, Settings
 from tests.conftest import GATEWAY_KEY, MODEL, LiveServer, start_server
 from tests.fakes.openai_server import FakeOpenAI

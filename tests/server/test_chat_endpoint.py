@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from chatgate.adapters.local import LocalBackend
+from chatgate.backends.local import LocalBackend
 from tests.conftest import GATEWAY_KEY, MODEL, LiveServer
 
 pytestmark = pytest.mark.model

@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 
-from chatgate.adapters.upstream import UpstreamRequest
 from chatgate.adapters.wire import (
     NativeAdapter,
     ReaderBase,
@@ -34,7 +33,6 @@ from chatgate.errors import (
     RateLimitError,
     UpstreamError,
 )
-from chatgate.streams import SSEEvent
 from chatgate.types import (
     AssistantMessage,
     ChatChunk,
@@ -51,6 +49,7 @@ from chatgate.types import (
     ToolCallDelta,
     Usage,
 )
+from chatgate.upstream import SSEEvent, UpstreamRequest
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096

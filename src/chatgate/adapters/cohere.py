@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from chatgate.adapters.upstream import UpstreamRequest
 from chatgate.adapters.wire import (
     NativeAdapter,
     ReaderBase,
@@ -25,7 +24,6 @@ from chatgate.adapters.wire import (
     text_of,
 )
 from chatgate.config import Connection
-from chatgate.streams import SSEEvent
 from chatgate.types import (
     AssistantMessage,
     ChatChunk,
@@ -42,6 +40,7 @@ from chatgate.types import (
     ToolCallDelta,
     Usage,
 )
+from chatgate.upstream import SSEEvent, UpstreamRequest
 
 FINISH: dict[str, FinishReason] = {
     "COMPLETE": "stop",

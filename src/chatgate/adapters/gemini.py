@@ -19,7 +19,6 @@ import orjson
 
 from chatgate.adapters.gemini_schema import to_gemini
 from chatgate.adapters.google_auth import ServiceAccountToken, load_service_account
-from chatgate.adapters.upstream import UpstreamRequest
 from chatgate.adapters.wire import (
     NativeAdapter,
     ReaderBase,
@@ -36,7 +35,6 @@ from chatgate.config import Connection
 from chatgate.errors import ConfigError, InvalidRequestError
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.sources import Source
-from chatgate.streams import SSEEvent
 from chatgate.types import (
     AssistantMessage,
     ChatChunk,
@@ -53,6 +51,7 @@ from chatgate.types import (
     ToolCallDelta,
     Usage,
 )
+from chatgate.upstream import SSEEvent, UpstreamRequest
 
 SAFETY_CATEGORIES = (
     "HARM_CATEGORY_HARASSMENT",

@@ -17,13 +17,11 @@ from typing import Any
 
 import orjson
 
-from chatgate.adapters.upstream import UpstreamRequest
 from chatgate.adapters.wire import decode, endpoint, lie, stream_error
 from chatgate.config import Connection
 from chatgate.errors import UpstreamError
 from chatgate.extensions import GATEWAY_FIELDS, UPSTREAM_FIELDS
 from chatgate.sources import OPENAI_CORE, Source
-from chatgate.streams import SSEEvent
 from chatgate.types import (
     AssistantMessage,
     ChatChunk,
@@ -38,6 +36,7 @@ from chatgate.types import (
     ToolCallDelta,
     Usage,
 )
+from chatgate.upstream import SSEEvent, UpstreamRequest
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",

@@ -18,12 +18,10 @@ from typing import Any, Protocol
 
 import orjson
 
-from chatgate.adapters.upstream import UpstreamRequest
 from chatgate.config import Connection
 from chatgate.errors import ConfigError, InvalidRequestError, UpstreamError
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.sources import Source
-from chatgate.streams import SSEEvent
 from chatgate.types import (
     ChatChunk,
     ChatRequest,
@@ -34,6 +32,7 @@ from chatgate.types import (
     Message,
     Usage,
 )
+from chatgate.upstream import SSEEvent, UpstreamRequest
 from chatgate.urls import clean_base_url
 
 

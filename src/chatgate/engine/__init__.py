@@ -1,7 +1,7 @@
 """The embedded model: llama.cpp in a supervised worker process, never in the gateway.
 
 `Supervisor` runs ``chatgate.engine.worker`` (xllamacpp's prebuilt, portable build of
-llama.cpp's server) and restarts it when it dies; `chatgate.adapters.local` speaks to
+llama.cpp's server) and restarts it when it dies; `chatgate.backends.local` speaks to
 it over loopback through the shared transport. See ``docs/embedded-engine.md``.
 """
 

@@ -24,16 +24,15 @@ from chatgate.adapters.engine_wire import (
     template_message,
     trim_alternatives,
 )
-from chatgate.adapters.upstream import UpstreamRequest
 from chatgate.config import Connection
 from chatgate.engine.grammar import OutputContract
 from chatgate.engine.supervisor import Supervisor
 from chatgate.errors import ChatgateError, ContextLengthError, InvalidRequestError, UpstreamError
+from chatgate.exchange.transport import Transport
 from chatgate.prompt.chat_template import render_chat_template
 from chatgate.sources import Source
-from chatgate.streams import SSEEvent
-from chatgate.transport import Transport
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse, ChunkChoice, Delta
+from chatgate.upstream import SSEEvent, UpstreamRequest
 
 TEMPLATE_SECONDS = 2.0  # the longest a request's own chat_template may take to render
 DEATH_GRACE = 2.0  # seconds to notice that a broken connection was the worker dying

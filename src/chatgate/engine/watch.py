@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 
-from chatgate.adapters.upstream import UpstreamRequest
 from chatgate.engine.client import WorkerClient
 from chatgate.errors import ChatgateError, GatewayTimeoutError
+from chatgate.upstream import UpstreamRequest
 
 WATCH_EVERY = 5.0  # seconds between two probes of a serving worker
 

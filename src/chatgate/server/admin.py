@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from chatgate.errors import InvalidRequestError
 from chatgate.gateway import Gateway
-from chatgate.server.openai import read_body
+from chatgate.server.doors.openai import read_body
 from chatgate.server.responses import dumps
 from chatgate.urls import mask_userinfo
 from chatgate.validation import parse_chat_request

@@ -20,8 +20,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatgate.errors import ChatgateError, NotFoundError, redact
 from chatgate.gateway import Gateway
-from chatgate.server import admin, openai, sgp
+from chatgate.server import admin
 from chatgate.server.auth import ADMITTED, Admission, EdgeGuard, KeyChecker
+from chatgate.server.doors import openai, sgp
 from chatgate.server.responses import dumps
 from chatgate.urls import mask_userinfo
 

@@ -12,10 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatgate.adapters.upstream import UpstreamRequest
 from chatgate.config import Connection
 from chatgate.errors import ChatgateError, GatewayTimeoutError, RateLimitError, UpstreamError
-from chatgate.streams import (
+from chatgate.exchange.streams import (
     DEFAULT_MAX_EVENT_BYTES,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_STREAM_DEADLINE,
@@ -23,7 +22,8 @@ from chatgate.streams import (
     SSEEvent,
     SSEParser,
 )
-from chatgate.transport import Transport
+from chatgate.exchange.transport import Transport
+from chatgate.upstream import UpstreamRequest
 from tests.fakes.raw_upstream import Mode, RawUpstream
 
 SECRET = "sk-test-transport-secret-9999wxyz"

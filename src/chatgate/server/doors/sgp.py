@@ -23,7 +23,7 @@ from starlette.types import ASGIApp
 
 from chatgate.errors import ChatgateError, InvalidRequestError, ModelNotFoundError, redact
 from chatgate.gateway import Gateway
-from chatgate.server.openai import off_the_loop_if_large, read_body, respond
+from chatgate.server.doors.openai import off_the_loop_if_large, read_body, respond
 from chatgate.server.responses import dumps
 from chatgate.types import ChatRequest
 from chatgate.validation import BodyValueError, describe, load_body, param_path

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from chatgate.adapters import fanout
+from chatgate.backends import fanout
 from chatgate.errors import UpstreamError
 from chatgate.types import ChatChunk, ChatRequest, ChunkChoice, Delta, Usage
 from chatgate.validation import parse_chat_request

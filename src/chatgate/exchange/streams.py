@@ -3,19 +3,19 @@
 Both take byte chunks as they arrive, however the stream is cut, and look at each byte
 about once: a 10 MB event costs one pass, not one per read. One event (or line) larger
 than the limit is refused while it is still arriving, with the connection and the limit
-named and no upstream text. `chatgate.transport` feeds them; adapters read `SSEEvent`.
+named and no upstream text. `chatgate.exchange.transport` feeds them; adapters read `SSEEvent`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from chatgate.errors import UpstreamError, redact
+from chatgate.upstream import SSEEvent
 
 # The defaults of the connection fields of the same names (chatgate.config.Connection),
 # which the transport also takes when a caller passes none.
@@ -31,14 +31,6 @@ _EVENT_END = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
 _OVERLAP = 3
 
 Chunk = bytes | bytearray | memoryview
-
-
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
-    """One server-sent event: its name (if any) and its data."""
-
-    event: str | None
-    data: str
 
 
 class _Splitter:

@@ -13,15 +13,16 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from chatgate.adapters import fanout, guided
-from chatgate.adapters.base import refuse_or_drop, set_fields
-from chatgate.adapters.upstream import UpstreamRequest, add_request_extras
+from chatgate.adapters import guided
+from chatgate.adapters.extras import add_request_extras
 from chatgate.adapters.wire import WireAdapter
+from chatgate.backends import fanout
+from chatgate.backends.base import refuse_or_drop, set_fields
 from chatgate.config import Connection
 from chatgate.errors import ChatgateError, NotFoundError, UpstreamError
+from chatgate.exchange.transport import Transport
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.sources import Source
-from chatgate.transport import Transport
 from chatgate.types import (
     ChatChunk,
     ChatRequest,
@@ -30,6 +31,7 @@ from chatgate.types import (
     Delta,
     ToolCallDelta,
 )
+from chatgate.upstream import UpstreamRequest
 from chatgate.urls import mask_userinfo, with_v1
 
 log = logging.getLogger("chatgate.connections")

@@ -16,9 +16,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from chatgate.adapters import fanout
-from chatgate.adapters.base import refuse_or_drop, set_fields
 from chatgate.adapters.engine_wire import SUPPORTED, logit_bias, parse_completion
+from chatgate.backends import fanout
+from chatgate.backends.base import refuse_or_drop, set_fields
 from chatgate.config import Connection
 from chatgate.engine import EngineUnavailableError, Supervisor, worker_count, worker_settings
 from chatgate.engine.client import WorkerClient
@@ -31,7 +31,7 @@ from chatgate.errors import (
     UnsupportedParameterError,
     UpstreamError,
 )
-from chatgate.transport import Transport
+from chatgate.exchange.transport import Transport
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse, TextPart
 
 # A constrained output that fails its final check (the grammar covers a subset of JSON

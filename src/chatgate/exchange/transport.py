@@ -25,17 +25,17 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from chatgate.adapters.upstream import UpstreamRequest, classify_error
 from chatgate.errors import GatewayTimeoutError, UpstreamError, redact
-from chatgate.streams import (
+from chatgate.exchange.errors import classify_error
+from chatgate.exchange.streams import (
     DEFAULT_MAX_EVENT_BYTES,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_STREAM_DEADLINE,
     NDJSONParser,
-    SSEEvent,
     SSEParser,
     too_large,
 )
+from chatgate.upstream import SSEEvent, UpstreamRequest
 
 if TYPE_CHECKING:
     from pyreqwest.client import Client

@@ -1,0 +1,98 @@
+"""An upstream's non-2xx answer as one of our errors: its own words, a fitting status."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from chatgate.errors import (
+    AuthenticationError,
+    ChatgateError,
+    GatewayTimeoutError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTooLargeError,
+    UpstreamError,
+    redact,
+)
+
+MAX_UPSTREAM_MESSAGE = 1000
+
+
+def upstream_message(body: bytes) -> str:
+    """The human message inside an upstream error body, whatever its dialect."""
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return text[:MAX_UPSTREAM_MESSAGE] or "(empty body)"
+    found = _find_message(data)
+    return (found or text)[:MAX_UPSTREAM_MESSAGE]
+
+
+def _find_message(data: Any) -> str | None:
+    if isinstance(data, list) and data:
+        return _find_message(data[0])
+    if not isinstance(data, dict):
+        return str(data) if isinstance(data, str) else None
+    for key in ("error", "detail", "message", "msg", "title"):
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, dict | list):
+            inner = _find_message(value)
+            if inner:
+                return inner
+    return None
+
+
+def _upstream_code(body: bytes) -> str | None:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        code = error.get("code") or error.get("type")
+        return str(code) if code else None
+    return None
+
+
+def classify_error(
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    connection: str,
+    secrets: Iterable[str],
+) -> ChatgateError:
+    """An upstream non-2xx answer as our error: the upstream's words, a fitting status."""
+    message = redact(upstream_message(body), secrets)
+    said = f"connection '{connection}': upstream answered {status}: {message}"
+    code = _upstream_code(body)
+    if status == 401:
+        return AuthenticationError(said, code="upstream_unauthorized")
+    if status == 403:
+        return PermissionDeniedError(said, code=code)
+    if status == 404:
+        if code == "model_not_found" or "model" in message.lower():
+            return ModelNotFoundError(said, param="model")
+        return NotFoundError(said, code=code)
+    if status == 408:
+        return GatewayTimeoutError(said)
+    if status == 413:
+        return RequestTooLargeError(said)
+    if status == 429:
+        retry = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+        return RateLimitError(
+            said,
+            code=code or "rate_limit_exceeded",
+            headers={"Retry-After": retry} if retry else {},
+        )
+    if 400 <= status < 500:
+        return InvalidRequestError(said, code=code)
+    return UpstreamError(said, code=code)

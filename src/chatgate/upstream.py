@@ -1,0 +1,66 @@
+"""The wire types that adapters build and the exchange sends: one upstream request, one
+server-sent event, and the headers that carry credentials.
+
+Adapters (pure) and the exchange (I/O) both import this module and nothing of each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from chatgate.redaction import mask_secret, redact
+
+# Headers that carry a credential: masked in every preview, guarded against overrides,
+# and collected as secrets from a connection's own headers.
+AUTH_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key"})
+
+# How a streamed answer is framed: server-sent events, or one JSON value per line.
+Framing = Literal["sse", "ndjson"]
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    """One HTTP request to a provider, built without I/O."""
+
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] | None = None
+    stream: bool = False
+    framing: Framing = "sse"
+    # A body that is not JSON (an OAuth token exchange posts a form); sent as it is.
+    content: bytes | None = None
+
+    def preview(self, secrets: Iterable[str]) -> dict[str, Any]:
+        """The request as `POST /api/preview` shows it: every secret masked."""
+        known = [s for s in secrets if s]
+        headers = {name: _mask_header(name, value, known) for name, value in self.headers.items()}
+        body = orjson.loads(redact(orjson.dumps(self.body).decode(), known)) if self.body else None
+        return {
+            "method": self.method,
+            "url": redact(self.url, known),
+            "headers": headers,
+            "body": body,
+            "stream": self.stream,
+        }
+
+
+def _mask_header(name: str, value: str, secrets: list[str]) -> str:
+    if name.lower() in AUTH_HEADERS:
+        scheme, _, token = value.partition(" ")
+        if token and scheme.lower() == "bearer":
+            return f"{scheme} {mask_secret(token)}"
+        return mask_secret(value)
+    return redact(value, secrets)
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One server-sent event: its name (if any) and its data."""
+
+    event: str | None
+    data: str
