@@ -64,7 +64,7 @@ def live() -> Iterator[LiveServer]:
     settings = load_settings(env={})
     # Fixed threads: results that must repeat exactly (greedy, seeded) stay the same
     # only with the same thread count; tests/engine/test_tuning.py covers the tuning.
-    settings.connections[0].threads_batch = 1
+    settings.connections[0].engine.threads_batch = 1
     settings.server.api_keys = [GATEWAY_KEY]
     settings.server.max_body_bytes = 64 * 1024
     info, server, thread = start_server(settings)

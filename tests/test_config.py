@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from chatgate.config import DEFAULT_PORT, Connection, load_settings
 from chatgate.errors import ConfigError
@@ -48,7 +49,7 @@ parallel = 2
     assert settings.server.port == 9100
     assert settings.server.api_keys == ["k1", "k2", "k3"]
     assert [c.name for c in settings.connections] == ["mine"]
-    assert settings.connections[0].parallel == 2
+    assert settings.connections[0].engine.parallel == 2
     assert settings.default_model == "mine/smol"
 
 
@@ -65,7 +66,7 @@ def test_api_keys_env(tmp_path: Path) -> None:
 
 def test_model_path_from_environment() -> None:
     settings = load_settings(env={"CHATGATE_MODEL_PATH": "/m/other.gguf"})
-    assert settings.connections[0].model_path == "/m/other.gguf"
+    assert settings.connections[0].engine.model_path == "/m/other.gguf"
 
 
 def test_embedded_can_be_turned_off(tmp_path: Path) -> None:
@@ -152,3 +153,29 @@ def test_a_key_read_from_a_file_loses_its_newline() -> None:
     from_env = Connection(name="e", source="custom", api_key_env="MY_KEY")
     assert from_env.key({"MY_KEY": " sk-xyz987654321\r\n"}) == "sk-xyz987654321"
     assert from_env.key({"MY_KEY": "\n"}) is None
+
+
+def test_backend_options_flat_or_as_their_own_table(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[[connections]]\nname = "g"\nsource = "vertexai"\napi_key = "k"\nregion = "us-east5"\n'
+        '[[connections]]\nname = "e"\nsource = "local"\n[connections.engine]\nparallel = 3\n'
+    )
+    google, engine = load_settings(config, env={}).connections
+    assert google.google.region == "us-east5" and google.google.project is None
+    assert engine.engine.parallel == 3 and engine.engine.context_size == 2048
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"source": "openai", "threads": 2}, "threads"),
+        ({"source": "local", "region": "x"}, "region"),
+    ],
+)
+def test_an_option_of_another_kind_of_backend_is_refused(
+    fields: dict[str, object], named: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Connection(name="c", **fields)  # type: ignore[arg-type]
+    assert named in str(caught.value) and "option of the" in str(caught.value)

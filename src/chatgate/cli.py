@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from chatgate.config import Settings, load_settings
 from chatgate.errors import ChatgateError
@@ -109,7 +110,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if args.system:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": args.prompt})
-    fields: dict[str, object] = {"messages": messages}
+    fields: dict[str, Any] = {"messages": messages}
     for name in ("model", "max_tokens", "temperature", "seed"):
         value = getattr(args, name)
         if value is not None:

@@ -55,7 +55,7 @@ async def run_connections(gateway: Gateway, args: argparse.Namespace) -> int:
                 if result.get("note"):
                     text += f"\nnote: {result['note']}"
             else:
-                result = await backend.send_test(args.model)
+                result = await gateway.send_test(name, args.model)
                 text = (
                     f"{name} ({result['model']}): {result['reply']!r} in "
                     f"{result['latency_ms']} ms\n{result['billing_note']}"

@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from chatgate.errors import ConfigError
@@ -30,7 +31,9 @@ from chatgate.exchange.streams import (
     DEFAULT_STREAM_DEADLINE,
 )
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
+from chatgate.sources import EMBEDDED, SOURCES
 from chatgate.types import NamesPolicy, PostProcessing
+from chatgate.upstream import AUTH_HEADERS
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
@@ -63,6 +66,42 @@ class ServerSettings(_Section):
         return keys
 
 
+class GoogleOptions(_Section):
+    """Options of a Google connection (sources ``google`` and ``vertexai``)."""
+
+    safety_settings: list[dict[str, str]] | None = None
+    region: str = "global"
+    project: str | None = None
+    service_account_file: str | None = None
+    service_account_json_env: str | None = None
+
+
+class EngineOptions(_Section):
+    """Options of the embedded engine (source ``local``)."""
+
+    model_path: str | None = None
+    model_alias: str = LOCAL_MODEL_NAME
+    context_size: int = Field(default=2048, ge=128)
+    threads: int | None = Field(default=None, ge=1)
+    threads_batch: int | None = Field(default=None, ge=1)
+    # Engine worker processes, each with its share of `parallel` (default: one per core).
+    workers: int | None = Field(default=None, ge=1, le=64)
+    # OpenMP's wait policy for the engine's threads (only matters with two or more).
+    wait_policy: Literal["active", "passive"] | None = None
+    # Seconds the engine worker may leave its watchdog's probe unanswered before it is
+    # killed and restarted (a native hang); 0 turns the watchdog off.
+    engine_watchdog: float = Field(default=30.0, ge=0)
+    parallel: int = Field(default=4, ge=1, le=64)
+    max_queue: int = Field(default=64, ge=0)
+
+
+# Which options table belongs to which adapter (a catalogue row's ``adapter``).
+OPTION_TABLES: dict[str, tuple[str, type[_Section]]] = {
+    "google": ("gemini", GoogleOptions),
+    "engine": (EMBEDDED, EngineOptions),
+}
+
+
 class Connection(_Section):
     """One ``[[connections]]`` table: a source the user configured, under a name."""
 
@@ -79,7 +118,11 @@ class Connection(_Section):
     bypass_status_check: bool = False
     post_processing: PostProcessing | None = None
     names: NamesPolicy | None = None
+    # Seconds: the whole non-stream answer, and each wait of a stream (for the first
+    # bytes, then between reads); connecting; and, when set, the first bytes alone.
     timeout: float = Field(default=600.0, gt=0)
+    connect_timeout: float = Field(default=10.0, gt=0)
+    first_byte_timeout: float | None = Field(default=None, gt=0)
     # Bounds on what the upstream may send: a stream's whole time, one stream event or
     # line, and a whole non-stream answer. The deadline follows a longer timeout, so
     # raising the one never leaves the other short.
@@ -89,27 +132,10 @@ class Connection(_Section):
     )
     max_event_bytes: int = Field(default=DEFAULT_MAX_EVENT_BYTES, ge=1024)
     max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1024)
-    # Google (AI Studio and Vertex AI).
-    safety_settings: list[dict[str, str]] | None = None
-    region: str = "global"
-    project: str | None = None
-    service_account_file: str | None = None
-    service_account_json_env: str | None = None
-    # The embedded engine (source "local").
-    model_path: str | None = None
-    model_alias: str = LOCAL_MODEL_NAME
-    context_size: int = Field(default=2048, ge=128)
-    threads: int | None = Field(default=None, ge=1)
-    threads_batch: int | None = Field(default=None, ge=1)
-    # Engine worker processes, each with its share of `parallel` (default: one per core).
-    workers: int | None = Field(default=None, ge=1, le=64)
-    # OpenMP's wait policy for the engine's threads (only matters with two or more).
-    wait_policy: Literal["active", "passive"] | None = None
-    # Seconds the engine worker may leave its watchdog's probe unanswered before it is
-    # killed and restarted (a native hang); 0 turns the watchdog off.
-    engine_watchdog: float = Field(default=30.0, ge=0)
-    parallel: int = Field(default=4, ge=1, le=64)
-    max_queue: int = Field(default=64, ge=0)
+    # Options of one kind of backend; the file may give them flat (as before) or as a
+    # [connections.google] / [connections.engine] table.
+    google: GoogleOptions = Field(default_factory=lambda: GoogleOptions())
+    engine: EngineOptions = Field(default_factory=lambda: EngineOptions())
     # Also spelled drop_unsupported_params, the SGP name.
     drop_params: bool = Field(
         default=False, validation_alias=AliasChoices("drop_params", "drop_unsupported_params")
@@ -122,6 +148,36 @@ class Connection(_Section):
     guided_retries: int = Field(default=2, ge=0, le=10)
     # Named base-URL overrides, chosen by a third model segment on /v4 (or conn@name/...).
     deployments: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_options(cls, data: Any) -> Any:
+        # The flat spelling (`region = ...` in the connection's table) stays valid.
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for table, (_, model) in OPTION_TABLES.items():
+            flat = {k: data.pop(k) for k in list(data) if k in model.model_fields}
+            if flat:
+                given = data.get(table)
+                nested = dict(given) if isinstance(given, dict) else {}
+                data[table] = {**flat, **nested}
+        return data
+
+    @model_validator(mode="after")
+    def _options_fit_the_source(self) -> Connection:
+        source = SOURCES.get(self.source)
+        if source is None:
+            return self  # an unknown source is refused with the known ones listed
+        for table, (adapter, _) in OPTION_TABLES.items():
+            options = getattr(self, table)
+            if options.model_fields_set and source.adapter != adapter:
+                names = ", ".join(sorted(options.model_fields_set))
+                raise ValueError(
+                    f"{names}: option of the {table} sources only, and this connection's "
+                    f"source is '{self.source}'"
+                )
+        return self
 
     @field_validator("headers")
     @classmethod
@@ -150,9 +206,8 @@ class Connection(_Section):
         found = [s.strip() for s in (self.api_key, self.proxy_password) if s and s.strip()]
         if self.api_key_env and env.get(self.api_key_env, "").strip():
             found.append(env[self.api_key_env].strip())
-        auth_like = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
         for name, value in self.headers.items():
-            if name.lower() in auth_like and value:
+            if name.lower() in AUTH_HEADERS and value:
                 found.append(value.removeprefix("Bearer ").strip())
                 found.append(value)
         # A password written into a URL is a secret too, wherever an upstream echoes it.
@@ -249,17 +304,17 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
 
 def _add_embedded(settings: Settings, env: Mapping[str, str]) -> None:
     """Give every setup the embedded model unless it says otherwise."""
-    local = [c for c in settings.connections if c.source == "local"]
+    local = [c for c in settings.connections if c.source == EMBEDDED]
     if not local and settings.embedded and settings.connection("local") is None:
-        settings.connections.append(Connection(name="local", source="local"))
+        settings.connections.append(Connection(name="local", source=EMBEDDED))
         local = settings.connections[-1:]
     if env.get("CHATGATE_MODEL_PATH"):
         for conn in local:
-            if conn.model_path is None:
-                conn.model_path = env["CHATGATE_MODEL_PATH"]
+            if conn.engine.model_path is None:
+                conn.engine.model_path = env["CHATGATE_MODEL_PATH"]
     if settings.default_model is None:
         if local:
-            settings.default_model = f"{local[0].name}/{local[0].model_alias}"
+            settings.default_model = f"{local[0].name}/{local[0].engine.model_alias}"
         else:
             named = [c for c in settings.connections if c.models]
             if named:

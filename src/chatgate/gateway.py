@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from os import PathLike
 from typing import Any, TypeVar
@@ -18,47 +18,44 @@ from chatgate.connections import describe_connection
 from chatgate.errors import (
     ChatgateError,
     ConfigError,
-    GatewayTimeoutError,
     InvalidRequestError,
     NotFoundError,
 )
 from chatgate.exchange.transport import Transport
+from chatgate.plan import ANONYMOUS, Attempt, Caller, Observer, Plan
 from chatgate.prompt.memory import apply_memory
-from chatgate.prompt.policy import Shaping, choose, shape
+from chatgate.prompt.policy import choose, shape
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.routing import resolve
-from chatgate.sources import SOURCES, get_source
+from chatgate.running import Watch, observed, past_deadline, within
+from chatgate.secrets import EnvSecrets, SecretResolver
+from chatgate.sources import EMBEDDED, SOURCES, get_source
+from chatgate.sync_loop import LoopThread
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse
 from chatgate.validation import parse_chat_request
 
 T = TypeVar("T")
+TEST_MAX_TOKENS = 16
 log = logging.getLogger("chatgate.gateway")
 
 
 def build_backend(
-    connection: Connection, transport: Transport, placeholder: str = DEFAULT_PLACEHOLDER
+    connection: Connection,
+    transport: Transport,
+    resolver: SecretResolver,
+    placeholder: str = DEFAULT_PLACEHOLDER,
 ) -> Backend:
-    """The backend object for a configured connection."""
+    """The backend object for a configured connection: the embedded engine for a source
+    whose adapter is ``local``, a provider connection for every HTTP protocol."""
     source = get_source(connection.source)
     if source is None:
         known = ", ".join(sorted(SOURCES))
         raise ConfigError(
             f"connection '{connection.name}': unknown source '{connection.source}' (known: {known})"
         )
-    if source.adapter == "local":
+    if source.adapter == EMBEDDED:
         return LocalBackend(connection, transport)
-    return RemoteBackend(connection, source, transport, placeholder=placeholder)
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A request checked and routed, ready to run."""
-
-    request: ChatRequest
-    backend: Backend
-    dropped: list[str]
-    shaping: Shaping
-    forgotten: int = 0  # messages the memory strategy left out
+    return RemoteBackend(connection, source, transport, resolver, placeholder=placeholder)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,27 +81,29 @@ class Gateway:
         config: str | PathLike[str] | None = None,
     ) -> None:
         self.settings = settings if settings is not None else load_settings(config)
+        self.resolver: SecretResolver = EnvSecrets(self.settings)
         self.transport = Transport()
+        self.observers: list[Observer] = []
+        placeholder = self.settings.prompt_placeholder
         self.backends: dict[str, Backend] = {
-            conn.name: build_backend(conn, self.transport, self.settings.prompt_placeholder)
+            conn.name: build_backend(conn, self.transport, self.resolver, placeholder)
             for conn in self.settings.connections
         }
         # Deployments are the same connection at another base URL, routed as
         # "name@deployment/model"; '@' cannot occur in a connection name.
         self.routes: dict[str, Backend] = dict(self.backends)
         for conn in self.settings.connections:
-            if conn.deployments and conn.source == "local":
+            if conn.deployments and not self.backends[conn.name].open_models:
                 raise ConfigError(
                     f"connection '{conn.name}': deployments are base URLs of a remote "
                     "source; the embedded engine has none"
                 )
             for deployment, url in conn.deployments.items():
                 moved = conn.model_copy(update={"base_url": url, "deployments": {}})
-                placeholder = self.settings.prompt_placeholder
                 self.routes[f"{conn.name}@{deployment}"] = build_backend(
-                    moved, self.transport, placeholder
+                    moved, self.transport, self.resolver, placeholder
                 )
-        self._runner: _LoopThread | None = None
+        self._runner: LoopThread | None = None
 
     # --- async API ---------------------------------------------------------------
 
@@ -114,9 +113,15 @@ class Gateway:
             await backend.start(progress)
 
     def prepare(
-        self, request: ChatRequest | dict[str, Any] | None = None, /, **fields: Any
-    ) -> Prepared:
-        """Validate and route without running: the server needs the outcome first."""
+        self,
+        request: ChatRequest | dict[str, Any] | None = None,
+        /,
+        *,
+        caller: Caller = ANONYMOUS,
+        **fields: Any,
+    ) -> Plan:
+        """Validate, route, shape and plan without running: every decision about the
+        request is made here, once (the server needs the outcome before it answers)."""
         req = self._coerce(request, fields)
         limit = self.settings.max_messages
         if len(req.messages) > limit:
@@ -129,35 +134,51 @@ class Gateway:
             )
         if req.best_of is not None:
             _check_best_of(req)
-        backend = resolve(req.model, self.routes)
-        dropped = backend.unsupported(req)
+        route, backend = resolve(req.model, self.routes)
         connection = backend.connection
         forgotten = 0
         if req.memory_strategy is not None:
             kept = apply_memory(req.messages, req.memory_strategy)
             forgotten = len(req.messages) - len(kept)
             req = req.model_copy(update={"messages": kept})
-        shaping = choose(req, connection, get_source(connection.source))
-        req = shape(req, shaping, connection, self.settings)
-        return Prepared(req, backend, dropped, shaping, forgotten)
+        source = get_source(connection.source)
+        shaping = choose(req, connection, source)
+        req = shape(req, shaping, connection, self.settings, source)
+        return Plan(req, (backend.plan(req, route),), shaping, forgotten, caller)
 
-    async def run(self, prepared: Prepared) -> ChatResponse:
-        """Run a prepared request to one whole answer."""
-        deadline = prepared.request.deadline
-        if deadline is None:
-            return await prepared.backend.chat(prepared.request)
+    async def run(self, plan: Plan) -> ChatResponse:
+        """Run a planned request to one whole answer."""
+        attempt = plan.first
+        deadline = plan.request.deadline
+        watch = self._watch(plan, attempt, streamed=False)
         try:
-            async with asyncio.timeout(deadline):
-                return await prepared.backend.chat(prepared.request)
-        except TimeoutError:
-            raise _past_deadline(deadline) from None
+            if deadline is None:
+                answer = await attempt.backend.chat(attempt)
+            else:
+                try:
+                    async with asyncio.timeout(deadline):
+                        answer = await attempt.backend.chat(attempt)
+                except TimeoutError:
+                    raise past_deadline(deadline) from None
+        except BaseException as exc:
+            watch.failed(exc)
+            raise
+        watch.done(answer.usage)
+        return answer
 
-    def run_stream(self, prepared: Prepared) -> AsyncIterator[ChatChunk]:
-        """Run a prepared request as a stream of chunks."""
-        deadline = prepared.request.deadline
-        if deadline is None:
-            return prepared.backend.stream(prepared.request)
-        return _within(prepared.backend.stream(prepared.request), deadline)
+    def run_stream(self, plan: Plan) -> AsyncIterator[ChatChunk]:
+        """Run a planned request as a stream of chunks."""
+        attempt = plan.first
+        chunks = attempt.backend.stream(attempt)
+        deadline = plan.request.deadline
+        if deadline is not None:
+            chunks = within(chunks, deadline)
+        if not self.observers:
+            return chunks
+        return observed(chunks, self._watch(plan, attempt, streamed=True))
+
+    def _watch(self, plan: Plan, attempt: Attempt, *, streamed: bool) -> Watch:
+        return Watch(self.observers, plan, attempt, streamed)
 
     async def chat(
         self, request: ChatRequest | dict[str, Any] | None = None, /, **fields: Any
@@ -219,17 +240,54 @@ class Gateway:
         self, request: ChatRequest | dict[str, Any] | None = None, /, **fields: Any
     ) -> dict[str, Any]:
         """The upstream request *request* would produce; nothing is sent."""
-        prepared = self.prepare(request, **fields)
-        shown = await prepared.backend.preview(prepared.request)
-        shown["dropped_params"] = prepared.dropped
-        shown["post_processing"] = prepared.shaping.describe()
-        strategy = prepared.request.memory_strategy
+        plan = self.prepare(request, **fields)
+        shown = await plan.first.backend.preview(plan.first)
+        shown["dropped_params"] = plan.dropped
+        shown["post_processing"] = plan.shaping.describe()
+        strategy = plan.request.memory_strategy
         if strategy is not None:
             shown["memory_strategy"] = {
                 **strategy.model_dump(),
-                "dropped_messages": prepared.forgotten,
+                "dropped_messages": plan.forgotten,
             }
         return shown
+
+    async def send_test(self, name: str, model: str | None = None) -> dict[str, Any]:
+        """A real, minimal "Hi" through connection *name*: proves its key, URL and model
+        work end to end (billed by a provider; free on the embedded engine)."""
+        backend = self.backend(name)
+        chosen = model or next(iter(backend.models()), None)
+        if chosen is None:
+            raise NotFoundError(
+                f"connection '{name}': no model known to test; list the models first, add "
+                "`models = [...]` to the connection, or name one",
+                param="model",
+            )
+        started = time.perf_counter()
+        answer = await self.chat(
+            model=f"{name}/{chosen}",
+            messages=[{"role": "user", "content": "Hi"}],
+            max_tokens=TEST_MAX_TOKENS,
+        )
+        usage = answer.usage
+        return {
+            "connection": name,
+            "model": chosen,
+            "ok": True,
+            "reply": answer.text,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+            "usage": {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.total_tokens,
+            },
+            "billed": backend.billed,
+            "billing_note": (
+                "this was a real request to the provider and is billed as one"
+                if backend.billed
+                else "the embedded model runs on this machine; nothing is billed"
+            ),
+        }
 
     def health(self) -> dict[str, Any]:
         """Each connection's status."""
@@ -278,9 +336,7 @@ class Gateway:
             self._runner = None
         else:
             for backend in self.backends.values():
-                if isinstance(backend, LocalBackend):
-                    for worker in backend.workers:
-                        worker.supervisor.terminate()
+                backend.terminate()
 
     def __enter__(self) -> Gateway:
         return self
@@ -308,9 +364,9 @@ class Gateway:
             body["model"] = self.settings.default_model
         return parse_chat_request(body)
 
-    def _loop(self) -> _LoopThread:
+    def _loop(self) -> LoopThread:
         if self._runner is None:
-            self._runner = _LoopThread()
+            self._runner = LoopThread()
         return self._runner
 
 
@@ -328,53 +384,5 @@ def _check_best_of(request: ChatRequest) -> None:
         )
 
 
-def _past_deadline(seconds: float) -> GatewayTimeoutError:
-    return GatewayTimeoutError(
-        f"no complete answer within inference_timeout ({seconds:g} s); raise "
-        "inference_timeout or ask for less",
-        param="inference_timeout",
-        code="inference_timeout",
-    )
-
-
-async def _within(chunks: AsyncIterator[ChatChunk], seconds: float) -> AsyncIterator[ChatChunk]:
-    """*chunks*, cut with a 504 when the whole stream takes longer than *seconds*."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    try:
-        while True:
-            try:
-                async with asyncio.timeout_at(end):
-                    chunk = await anext(chunks)
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                raise _past_deadline(seconds) from None
-            yield chunk
-    finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
 async def _anext(agen: AsyncIterator[T]) -> T:
     return await anext(agen)
-
-
-class _LoopThread:
-    """An event loop in a daemon thread, for the sync API."""
-
-    def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, daemon=True, name="chatgate-sync"
-        )
-        self._thread.start()
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()

@@ -13,7 +13,7 @@ from typing import Any
 from chatgate.config import Connection, Settings
 from chatgate.errors import InvalidRequestError
 from chatgate.extensions import GATEWAY_FIELDS, UPSTREAM_FIELDS
-from chatgate.sources import SOURCES
+from chatgate.sources import EMBEDDED, SOURCES
 
 SCHEMA = {"type": "object", "properties": {"a": {"type": "string"}}}
 TOOL = {"type": "function", "function": {"name": "f", "parameters": SCHEMA}}
@@ -63,7 +63,7 @@ NATIVE_ADAPTERS = ("anthropic", "gemini", "cohere")
 # Parameters chatgate itself honours with a check on sources that cannot enforce them.
 CHECKED = frozenset({"guided_regex"})
 TRANSLATED_GUIDED = frozenset({"guided_json", "guided_choice"})
-COLUMNS = ("local", *(s for s in SOURCES if s != "local"), "custom+vllm")
+COLUMNS = ("local", *(s for s in SOURCES if SOURCES[s].adapter != EMBEDDED), "custom+vllm")
 
 
 def _gateway() -> Any:
@@ -73,7 +73,7 @@ def _gateway() -> Any:
     for column in COLUMNS:
         source = "custom" if column == "custom+vllm" else column
         fields: dict[str, Any] = {"name": column.replace("+", "-"), "source": source}
-        if source != "local":
+        if SOURCES[source].adapter != EMBEDDED:
             fields.update(base_url="http://127.0.0.1:9/v1", api_key="k-000000")
         if column == "custom+vllm":
             fields["vllm_guided"] = "structured_outputs"
@@ -98,20 +98,16 @@ def cell(gateway: Any, column: str, name: str) -> str:
     if name == "tool_choice":
         body["tools"] = [TOOL]
     try:
-        prepared = gateway.prepare(body)
+        fan = gateway.prepare(body).first.fanout
     except InvalidRequestError:
         return "refused"
-    fans_out = getattr(prepared.backend, "_fans_out", None)
-    if name == "n" and fans_out is not None and fans_out(prepared.request):
-        return "emulated"
-    emulates_best_of = getattr(prepared.backend, "_emulates_best_of", None)
-    if name == "best_of" and emulates_best_of is not None and emulates_best_of(prepared.request):
+    if (name == "n" and fan.copies > 1) or (name == "best_of" and fan.candidates):
         return "emulated"
     if name in GATEWAY_FIELDS:
         return "gateway"
     if name in UPSTREAM_FIELDS:
         return "gateway"
-    if source.adapter == "local":
+    if source.adapter == EMBEDDED:
         return "enforced" if name.startswith("guided_") else "native"
     if name.startswith("guided_") and column != "custom+vllm":
         return "checked" if name in CHECKED else "translated"

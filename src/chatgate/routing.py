@@ -14,8 +14,16 @@ def split_model_id(model: str) -> tuple[str, str]:
     return connection, name
 
 
-def resolve(model: str, backends: Mapping[str, Backend]) -> Backend:
-    """The backend for *model*, or a 404 that lists what exists."""
+def model_id(connection: str, model: str, deployment: str | None = None) -> str:
+    """The model id that routes to *model* on *connection* (at *deployment*, one of its
+    named base URLs): the inverse of `resolve`."""
+    route = f"{connection}@{deployment}" if deployment else connection
+    return f"{route}/{model}"
+
+
+def resolve(model: str, backends: Mapping[str, Backend]) -> tuple[str, Backend]:
+    """The route (connection name, or ``name@deployment``) and backend for *model*, or
+    a 404 that lists what exists."""
     connection, name = split_model_id(model)
     backend = backends.get(connection)
     if backend is None or not name:
@@ -26,10 +34,10 @@ def resolve(model: str, backends: Mapping[str, Backend]) -> Backend:
             param="model",
         )
     served = backend.models()
-    if backend.connection.source == "local" and name not in served:
+    if not backend.open_models and name not in served:
         raise ModelNotFoundError(
             f"the model '{model}' does not exist: connection '{connection}' serves "
             + ", ".join(f"'{connection}/{m}'" for m in served),
             param="model",
         )
-    return backend
+    return connection, backend

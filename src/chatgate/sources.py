@@ -16,7 +16,12 @@ from typing import Literal
 
 from chatgate.types import PostProcessingMode
 
-Auth = Literal["bearer", "x-api-key", "x-goog-api-key", "none"]
+Auth = Literal["bearer", "x-api-key", "x-goog-api-key"]
+# The adapter name of the embedded engine, which is a backend of its own, not a protocol.
+EMBEDDED = "local"
+# Where a wire carries a message's speaker name: on every message, on user messages
+# only (xAI), or nowhere (the name then becomes a prefix, `chatgate.prompt.policy`).
+NameField = Literal["all", "user", "none"]
 
 # Parameters of the OpenAI request that most OpenAI-compatible servers accept. Anything
 # else a client sends must be in a row's ``passthrough`` (or the source is ``custom``).
@@ -36,8 +41,7 @@ class Source:
 
     id: str
     display_name: str
-    kind: Literal["chat", "text", "embedded"]
-    adapter: str
+    adapter: str = "openai_chat"
     default_base_url: str | None = None
     auth: Auth = "bearer"
     key_required: bool = True
@@ -58,14 +62,9 @@ class Source:
     rejects: frozenset[str] = frozenset()
     passthrough: frozenset[str] = frozenset()
     headers: tuple[tuple[str, str], ...] = ()
-    # Names accepted only on user messages (xAI); elsewhere they become a prefix.
-    names_on_user_only: bool = False
+    name_field: NameField = "all"
     user_field: bool = True
     quirks: frozenset[str] = frozenset()
-
-
-def _row(**fields: object) -> Source:
-    return Source(kind="chat", adapter="openai_chat", **fields)  # type: ignore[arg-type]
 
 
 REASONING = frozenset({"reasoning_effort"})
@@ -77,14 +76,12 @@ SOURCES: dict[str, Source] = {
         Source(
             id="local",
             display_name="Embedded model (llama.cpp in process)",
-            kind="embedded",
-            adapter="local",
-            auth="none",
+            adapter=EMBEDDED,
             key_required=False,
             models="fixed",
             status="none",
         ),
-        _row(
+        Source(
             id="openai",
             display_name="OpenAI",
             default_base_url="https://api.openai.com/v1",
@@ -106,7 +103,7 @@ SOURCES: dict[str, Source] = {
                 }
             ),
         ),
-        _row(
+        Source(
             id="mistral",
             display_name="Mistral AI",
             default_base_url="https://api.mistral.ai/v1",
@@ -117,7 +114,7 @@ SOURCES: dict[str, Source] = {
             user_field=False,
             quirks=frozenset({"mistral_tool_ids", "mistral_prefix", "mistral_seed"}),
         ),
-        _row(
+        Source(
             id="deepseek",
             display_name="DeepSeek",
             default_base_url="https://api.deepseek.com/beta",
@@ -129,7 +126,7 @@ SOURCES: dict[str, Source] = {
             passthrough=frozenset({"thinking", "reasoning_effort"}),
             quirks=frozenset({"deepseek_prefix", "deepseek_reasoning"}),
         ),
-        _row(
+        Source(
             id="openrouter",
             display_name="OpenRouter",
             default_base_url="https://openrouter.ai/api/v1",
@@ -153,7 +150,7 @@ SOURCES: dict[str, Source] = {
                 }
             ),
         ),
-        _row(
+        Source(
             id="perplexity",
             display_name="Perplexity",
             default_base_url="https://api.perplexity.ai",
@@ -193,7 +190,7 @@ SOURCES: dict[str, Source] = {
                 }
             ),
         ),
-        _row(
+        Source(
             id="ai21",
             display_name="AI21 Studio",
             default_base_url="https://api.ai21.com/studio/v1",
@@ -205,7 +202,7 @@ SOURCES: dict[str, Source] = {
             rejects=NO_SAMPLING_EXTRAS | {"presence_penalty", "frequency_penalty"},
             passthrough=frozenset({"documents"}),
         ),
-        _row(
+        Source(
             id="aimlapi",
             display_name="AI/ML API",
             default_base_url="https://api.aimlapi.com/v1",
@@ -213,7 +210,7 @@ SOURCES: dict[str, Source] = {
             models_filter=("type", "chat-completion"),
             passthrough=REASONING | {"top_k"},
         ),
-        _row(
+        Source(
             id="pollinations",
             display_name="Pollinations",
             default_base_url="https://gen.pollinations.ai/v1",
@@ -224,23 +221,23 @@ SOURCES: dict[str, Source] = {
             passthrough=REASONING,
             quirks=frozenset({"random_seed"}),
         ),
-        _row(
+        Source(
             id="groq",
             display_name="Groq",
             default_base_url="https://api.groq.com/openai/v1",
             rejects=frozenset({"logprobs", "logit_bias", "top_logprobs", "n", "top_k"}),
             passthrough=REASONING | {"reasoning_format", "service_tier"},
         ),
-        _row(
+        Source(
             id="xai",
             display_name="xAI (Grok)",
             default_base_url="https://api.x.ai/v1",
             reverse_proxy=True,
             rejects=frozenset({"top_k"}),
             passthrough=REASONING | {"search_parameters"},
-            names_on_user_only=True,
+            name_field="user",
         ),
-        _row(
+        Source(
             id="fireworks",
             display_name="Fireworks AI",
             default_base_url="https://api.fireworks.ai/inference/v1",
@@ -250,8 +247,8 @@ SOURCES: dict[str, Source] = {
         Source(
             id="claude",
             display_name="Claude (Anthropic)",
-            kind="chat",
             adapter="anthropic",
+            name_field="none",
             default_base_url="https://api.anthropic.com/v1",
             auth="x-api-key",
             reverse_proxy=True,
@@ -268,8 +265,8 @@ SOURCES: dict[str, Source] = {
         Source(
             id="google",
             display_name="Google AI Studio (Gemini API)",
-            kind="chat",
             adapter="gemini",
+            name_field="none",
             default_base_url="https://generativelanguage.googleapis.com/v1beta",
             auth="x-goog-api-key",
             reverse_proxy=True,
@@ -277,8 +274,8 @@ SOURCES: dict[str, Source] = {
         Source(
             id="vertexai",
             display_name="Google Vertex AI",
-            kind="chat",
             adapter="gemini",
+            name_field="none",
             default_base_url="https://aiplatform.googleapis.com/v1",
             auth="x-goog-api-key",
             key_required=False,  # a service account works instead
@@ -296,12 +293,12 @@ SOURCES: dict[str, Source] = {
         Source(
             id="cohere",
             display_name="Cohere",
-            kind="chat",
             adapter="cohere",
+            name_field="none",
             default_base_url="https://api.cohere.com/v2",
             models_url="https://api.cohere.com/v1/models?endpoint=chat&page_size=1000",
         ),
-        _row(
+        Source(
             id="custom",
             display_name="Custom (OpenAI-compatible)",
             key_required=False,

@@ -1,17 +1,42 @@
 """The core value types of chatgate.
 
 Requests are pydantic models, validated once at the front door in strict mode (a string
-is not an integer). Answers are slotted dataclasses that render straight to the OpenAI
-wire shape; they are built by engines and adapters, so they need no validation.
+is not an integer). Answers are slotted dataclasses built by engines and adapters, so
+they need no validation; each front door's codec renders them in its own shape
+(`chatgate.server.doors`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+# The answer types live in `chatgate.answers`; importing them from here keeps working.
+from chatgate.answers import (
+    AssistantMessage as AssistantMessage,
+)
+from chatgate.answers import (
+    ChatChunk as ChatChunk,
+)
+from chatgate.answers import (
+    ChatResponse as ChatResponse,
+)
+from chatgate.answers import (
+    Choice as Choice,
+)
+from chatgate.answers import (
+    ChunkChoice as ChunkChoice,
+)
+from chatgate.answers import (
+    Delta as Delta,
+)
+from chatgate.answers import (
+    ToolCallDelta as ToolCallDelta,
+)
+from chatgate.answers import (
+    Usage as Usage,
+)
 from chatgate.errors import InvalidRequestError
 from chatgate.extensions import GUIDED_KINDS, RequestExtensions
 
@@ -128,12 +153,13 @@ class Message(BaseModel):
         return self
 
     def text(self) -> str:
-        """The message's text: the string content, or its text parts joined."""
+        """The message's text: the string content, or its text parts joined by a blank
+        line (so that two parts never run into one word)."""
         if self.content is None:
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+        return "\n\n".join(p.text for p in self.content if isinstance(p, TextPart))
 
 
 class StreamOptions(_Strict):
@@ -259,16 +285,19 @@ class ChatRequest(RequestExtensions):
         return self
 
     def without(self, *names: str, **updates: Any) -> ChatRequest:
-        """This request less the fields *names*, with *updates*, validated again.
+        """This request less the fields *names*, with *updates*.
 
         ``model_copy`` would keep a cleared field counted as set, and it would be sent
-        upstream as ``null``; a rebuilt request has only what it says.
+        upstream as ``null``; this copy has only what it says. It is not validated
+        again: the request was validated once at the door, and *updates* are values of
+        the fields' own types, made by chatgate.
         """
-        data = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
-        for name in names:
-            data.pop(name, None)
+        fields = self.model_fields_set - set(names) - updates.keys()
+        data: dict[str, Any] = {name: getattr(self, name) for name in fields}
+        extra = {k: v for k, v in (self.model_extra or {}).items() if k not in names}
+        data.update(extra)
         data.update(updates)
-        return ChatRequest.model_validate(data)
+        return ChatRequest.model_construct(set(data) - extra.keys(), **data)
 
     def output_constraint(self) -> str | None:
         """The field that constrains the output (a ``guided_*`` field, or
@@ -301,195 +330,3 @@ class ChatRequest(RequestExtensions):
     def model_name(self) -> str:
         """The part of ``model`` after the connection prefix."""
         return self.model.partition("/")[2]
-
-
-# --- answers -------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Usage:
-    """Token counts of one request."""
-
-    prompt_tokens: int
-    completion_tokens: int
-
-    @property
-    def total_tokens(self) -> int:
-        """Prompt plus completion."""
-        return self.prompt_tokens + self.completion_tokens
-
-    def to_dict(self) -> dict[str, int]:
-        """The OpenAI ``usage`` object."""
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.total_tokens,
-        }
-
-
-@dataclass(slots=True)
-class AssistantMessage:
-    """The message of one choice of a non-stream answer."""
-
-    content: str | None
-    tool_calls: list[ToolCall] | None = None
-    reasoning_content: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The OpenAI ``message`` object."""
-        out: dict[str, Any] = {"role": "assistant", "content": self.content, "refusal": None}
-        if self.tool_calls:
-            out["tool_calls"] = [tc.model_dump() for tc in self.tool_calls]
-        if self.reasoning_content is not None:
-            out["reasoning_content"] = self.reasoning_content
-        return out
-
-
-@dataclass(slots=True)
-class Choice:
-    """One choice of a non-stream answer."""
-
-    index: int
-    message: AssistantMessage
-    finish_reason: FinishReason | None
-    logprobs: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The OpenAI ``choices[i]`` object."""
-        return {
-            "index": self.index,
-            "message": self.message.to_dict(),
-            "logprobs": self.logprobs,
-            "finish_reason": self.finish_reason,
-        }
-
-
-@dataclass(slots=True)
-class ChatResponse:
-    """A whole chat completion."""
-
-    id: str
-    created: int
-    model: str
-    choices: list[Choice]
-    usage: Usage
-    system_fingerprint: str | None = None
-
-    @property
-    def text(self) -> str:
-        """The first choice's content (a convenience for library users)."""
-        return self.choices[0].message.content or "" if self.choices else ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The OpenAI ``chat.completion`` object."""
-        return {
-            "id": self.id,
-            "object": "chat.completion",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": self.system_fingerprint,
-            "choices": [c.to_dict() for c in self.choices],
-            "usage": self.usage.to_dict(),
-        }
-
-
-@dataclass(slots=True)
-class ToolCallDelta:
-    """A piece of a streamed tool call; ``index`` ties the pieces together."""
-
-    index: int
-    id: str | None = None
-    name: str | None = None
-    arguments: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The OpenAI ``delta.tool_calls[i]`` object."""
-        out: dict[str, Any] = {"index": self.index}
-        if self.id is not None:
-            out["id"] = self.id
-            out["type"] = "function"
-        function: dict[str, str] = {}
-        if self.name is not None:
-            function["name"] = self.name
-        if self.arguments is not None:
-            function["arguments"] = self.arguments
-        if function:
-            out["function"] = function
-        return out
-
-
-@dataclass(slots=True)
-class Delta:
-    """What one stream chunk adds to a choice."""
-
-    role: Literal["assistant"] | None = None
-    content: str | None = None
-    reasoning_content: str | None = None
-    tool_calls: list[ToolCallDelta] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The OpenAI ``delta`` object, without the members that are unset."""
-        out: dict[str, Any] = {}
-        if self.role is not None:
-            out["role"] = self.role
-        if self.content is not None:
-            out["content"] = self.content
-        if self.reasoning_content is not None:
-            out["reasoning_content"] = self.reasoning_content
-        if self.tool_calls is not None:
-            out["tool_calls"] = [t.to_dict() for t in self.tool_calls]
-        return out
-
-
-@dataclass(slots=True)
-class ChunkChoice:
-    """One choice of a stream chunk."""
-
-    index: int
-    delta: Delta
-    finish_reason: FinishReason | None = None
-    logprobs: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The OpenAI ``choices[i]`` object of a chunk."""
-        return {
-            "index": self.index,
-            "delta": self.delta.to_dict(),
-            "logprobs": self.logprobs,
-            "finish_reason": self.finish_reason,
-        }
-
-
-@dataclass(slots=True)
-class ChatChunk:
-    """One event of a streamed chat completion.
-
-    A chunk with no choices and a ``usage`` is the final usage chunk.
-    """
-
-    id: str
-    created: int
-    model: str
-    choices: list[ChunkChoice] = field(default_factory=list)
-    usage: Usage | None = None
-    system_fingerprint: str | None = None
-
-    def to_dict(self, *, with_usage_field: bool = False) -> dict[str, Any]:
-        """The OpenAI ``chat.completion.chunk`` object.
-
-        With ``with_usage_field`` every chunk carries ``usage`` (null until the last),
-        as OpenAI does when the client asked for ``include_usage``.
-        """
-        out: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": self.system_fingerprint,
-            "choices": [c.to_dict() for c in self.choices],
-        }
-        if self.usage is not None:
-            out["usage"] = self.usage.to_dict()
-        elif with_usage_field:
-            out["usage"] = None
-        return out

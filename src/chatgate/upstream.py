@@ -1,5 +1,5 @@
 """The wire types that adapters build and the exchange sends: one upstream request, one
-server-sent event, and the headers that carry credentials.
+server-sent event, a queued job, and the headers that carry credentials.
 
 Adapters (pure) and the exchange (I/O) both import this module and nothing of each other.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -64,3 +64,34 @@ class SSEEvent:
 
     event: str | None
     data: str
+
+
+class Job(Protocol):
+    """A queued upstream task (AI Horde and other queue APIs), described without I/O:
+    `chatgate.exchange.Transport.run_job` submits it, polls it every `interval` seconds
+    until `finished`, and sends `cancel` when it is abandoned.
+
+    ``submitted`` is the submit request's JSON answer, ``polled`` a poll's.
+    """
+
+    @property
+    def submit(self) -> UpstreamRequest:
+        """The request that queues the task."""
+        ...
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two polls."""
+        ...
+
+    def poll(self, submitted: Any) -> UpstreamRequest:
+        """The request that asks how the task stands."""
+        ...
+
+    def finished(self, polled: Any) -> bool:
+        """Whether *polled* is the final answer (it may raise for a failed task)."""
+        ...
+
+    def cancel(self, submitted: Any) -> UpstreamRequest | None:
+        """The request that withdraws the task, if the API has one."""
+        ...

@@ -399,7 +399,8 @@ async def test_preview_shows_the_translated_body() -> None:
     ],
 )
 def test_reverse_proxies_get_the_proxy_password(source: str, header: str, value: str) -> None:
-    from chatgate.backends.remote import make_adapter
+    from chatgate.adapters.registry import make_adapter
+    from chatgate.secrets import Credentials
     from chatgate.sources import SOURCES
 
     conn = Connection(
@@ -409,7 +410,7 @@ def test_reverse_proxies_get_the_proxy_password(source: str, header: str, value:
         api_key="real-provider-key",
         proxy_password="proxy-pass-1234",
     )
-    adapter = make_adapter(conn, SOURCES[source], {})
+    adapter = make_adapter(conn, SOURCES[source], Credentials(key="real-provider-key"))
     request = ChatRequest.model_validate({"model": "p/m", "messages": user("Hi")})
     built = adapter.build(request, [])
     assert built.url.startswith("https://proxy.example/v1/")
@@ -445,14 +446,17 @@ def test_cohere_tool_plan_is_reasoning(sdk: Any) -> None:
 
 
 def test_gemini_safety_settings_are_per_connection() -> None:
-    from chatgate.backends.remote import make_adapter
+    from chatgate.adapters.registry import make_adapter
+    from chatgate.secrets import Credentials
     from chatgate.sources import SOURCES
 
     request = ChatRequest.model_validate({"model": "g/m", "messages": user("Hi")})
     chosen = [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"}]
     for setting, expected in ((chosen, chosen), ([], None)):
         conn = Connection(name="g", source="google", api_key="AIza-1", safety_settings=setting)
-        body = make_adapter(conn, SOURCES["google"], {}).build(request, []).body
+        body = (
+            make_adapter(conn, SOURCES["google"], Credentials(key="AIza-1")).build(request, []).body
+        )
         assert body is not None and body.get("safetySettings") == expected
 
 

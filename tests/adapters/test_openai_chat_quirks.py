@@ -1,4 +1,8 @@
-"""Per-source rules of the OpenAI dialect, checked on the built request (no I/O)."""
+"""Per-source rules of the OpenAI dialect, checked on the built request (no I/O).
+
+`build` asks the adapter alone; `sent` goes through the backend, which also drops
+parameters and adds the connection's ``extra_body`` and ``exclude_params``.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +11,38 @@ from typing import Any
 import pytest
 
 from chatgate.adapters.openai_chat import OpenAIChatAdapter
+from chatgate.adapters.registry import make_adapter
 from chatgate.backends.remote import RemoteBackend
-from chatgate.config import Connection
+from chatgate.config import Connection, Settings
 from chatgate.errors import ConfigError, UnsupportedParameterError
 from chatgate.exchange.transport import Transport
+from chatgate.secrets import Credentials, EnvSecrets
 from chatgate.sources import SOURCES
 from chatgate.validation import parse_chat_request
 
 KEY = "sk-test-quirks-key-1111abcd"
 
 
-def backend(source: str, **fields: Any) -> RemoteBackend:
+def connection(source: str, **fields: Any) -> Connection:
     fields.setdefault("api_key", KEY)
-    return RemoteBackend(
-        Connection(name="c", source=source, **fields), SOURCES[source], Transport(), env={}
-    )
+    return Connection(name="c", source=source, **fields)
+
+
+def backend(source: str, **fields: Any) -> RemoteBackend:
+    conn = connection(source, **fields)
+    secrets = EnvSecrets(Settings(embedded=False, connections=[conn]), env={})
+    return RemoteBackend(conn, SOURCES[source], Transport(), secrets)
 
 
 def build(source: str, request: dict[str, Any], **fields: Any) -> Any:
-    request = {"model": "c/m", **request}
-    return backend(source, **fields).build(parse_chat_request(request))
+    conn = connection(source, **fields)
+    adapter = make_adapter(conn, SOURCES[source], Credentials(key=conn.api_key))
+    return adapter.build(parse_chat_request({"model": "c/m", **request}), [])
+
+
+def sent(source: str, request: dict[str, Any], **fields: Any) -> Any:
+    chosen = backend(source, **fields)
+    return chosen.build(chosen.plan(parse_chat_request({"model": "c/m", **request}), "c"))
 
 
 TOOL_HISTORY = [
@@ -112,6 +128,8 @@ def test_reasoning_content_is_dropped_from_history_elsewhere() -> None:
 
 
 def test_xai_names_only_on_user_messages() -> None:
+    # Where a name may not go, the prompt's names policy has already made it a prefix
+    # (or dropped it) before the adapter; the adapter only keeps a stray one off the wire.
     body = build(
         "xai",
         {
@@ -122,7 +140,17 @@ def test_xai_names_only_on_user_messages() -> None:
         },
     ).body
     assert body["messages"][0]["name"] == "Bob"
-    assert body["messages"][1] == {"role": "assistant", "content": "Alice: Hello"}
+    assert body["messages"][1] == {"role": "assistant", "content": "Hello"}
+
+
+def test_names_pass_through_where_the_wire_has_them() -> None:
+    messages = [
+        {"role": "user", "name": "Bob", "content": "Hi"},
+        {"role": "assistant", "name": "Alice", "content": "Hello"},
+    ]
+    body = build("openai", {"messages": messages}).body
+    assert [m.get("name") for m in body["messages"]] == ["Bob", "Alice"]
+    assert [m["content"] for m in body["messages"]] == ["Hi", "Hello"]
 
 
 def test_openrouter_passes_its_routing_options_through() -> None:
@@ -158,7 +186,7 @@ def test_rejected_parameters_are_named(source: str, param: str, value: Any) -> N
         {"model": "c/m", "messages": [{"role": "user", "content": "x"}], param: value}
     )
     with pytest.raises(UnsupportedParameterError) as caught:
-        backend(source).unsupported(request)
+        backend(source).plan(request, "c")
     assert caught.value.param == param
     assert SOURCES[source].display_name in caught.value.message
 
@@ -169,13 +197,13 @@ def test_n_is_emulated_not_refused(source: str) -> None:
         {"model": "c/m", "messages": [{"role": "user", "content": "x"}], "n": 3}
     )
     chosen = backend(source)
-    assert chosen.unsupported(request) == []
-    assert chosen._fans_out(request)
-    assert "n" not in (chosen.build(request).body or {})  # each copy asks for one
+    attempt = chosen.plan(request, "c")
+    assert attempt.dropped == () and attempt.fanout.copies == 3
+    assert "n" not in (chosen.build(attempt).body or {})  # each copy asks for one
 
 
 def test_drop_params_drops_instead() -> None:
-    up = build(
+    up = sent(
         "groq",
         {"messages": [{"role": "user", "content": "x"}], "logprobs": True, "top_logprobs": 2},
         drop_params=True,
@@ -184,14 +212,19 @@ def test_drop_params_drops_instead() -> None:
 
 
 def test_custom_extra_body_headers_and_exclude() -> None:
-    up = build(
-        "custom",
-        {"messages": [{"role": "user", "content": "x"}], "min_p": 0.1, "temperature": 0.2},
-        base_url="http://127.0.0.1:5000/v1",
-        extra_body={"temperature": 0.9, "repetition_penalty": 1.1},
-        exclude_params=["min_p", "max_tokens"],
-        headers={"X-Extra": "1", "Authorization": "Bearer other-token-5678"},
-    )
+    asked = {"messages": [{"role": "user", "content": "x"}], "min_p": 0.1, "temperature": 0.2}
+    fields: dict[str, Any] = {
+        "base_url": "http://127.0.0.1:5000/v1",
+        "extra_body": {"temperature": 0.9, "repetition_penalty": 1.1},
+        "exclude_params": ["min_p", "max_tokens"],
+        "headers": {"X-Extra": "1", "Authorization": "Bearer other-token-5678"},
+    }
+    # The adapter leaves extra_body and exclude_params to the runner, which applies
+    # them once for every adapter alike.
+    built = build("custom", asked, **fields)
+    assert built.body["temperature"] == 0.2 and built.body["min_p"] == 0.1
+    assert "repetition_penalty" not in built.body
+    up = sent("custom", asked, **fields)
     assert up.url == "http://127.0.0.1:5000/v1/chat/completions"
     assert up.body["temperature"] == 0.9  # extra_body overrides the client
     assert up.body["repetition_penalty"] == 1.1
@@ -235,8 +268,11 @@ def test_missing_key_is_a_config_error_that_names_the_fix() -> None:
 
 def test_api_key_env() -> None:
     conn = Connection(name="c", source="openai", api_key_env="MY_OPENAI_KEY")
-    adapter = OpenAIChatAdapter(conn, SOURCES["openai"], env={"MY_OPENAI_KEY": "sk-from-env-00"})
-    assert adapter.headers()["Authorization"] == "Bearer sk-from-env-00"
+    secrets = EnvSecrets(
+        Settings(embedded=False, connections=[conn]), env={"MY_OPENAI_KEY": "sk-1"}
+    )
+    adapter = OpenAIChatAdapter(conn, SOURCES["openai"], secrets.credentials(conn))
+    assert adapter.headers()["Authorization"] == "Bearer sk-1"
 
 
 def test_models_filter_and_shapes() -> None:

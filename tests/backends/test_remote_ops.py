@@ -89,7 +89,7 @@ async def test_status_ok_error_and_bypass(fake: FakeOpenAI) -> None:
 
 async def test_send_test_is_real_and_says_it_is_billed(fake: FakeOpenAI) -> None:
     async with gateway(fake, models=["gpt-fake-1"]) as gw:
-        result = await gw.backend("up").send_test()
+        result = await gw.send_test("up")
     assert result["ok"] is True
     assert result["reply"] == "Hello from the fake."
     assert result["billed"] is True
@@ -182,6 +182,20 @@ async def test_timeout_is_a_504(fake: FakeOpenAI) -> None:
             await gw.chat(model="up/slow-1", messages=HI)
     assert caught.value.status == 504
     assert "within 0.3 s" in caught.value.message
+
+
+async def test_a_first_byte_timeout_of_its_own(fake: FakeOpenAI) -> None:
+    # A short wait for the first bytes, a long one between reads: a dead upstream is
+    # noticed at once, a slow generation is not cut.
+    async with gateway(fake, timeout=30, first_byte_timeout=0.3) as gw:
+        with pytest.raises(GatewayTimeoutError) as caught:
+            async for _ in gw.stream(model="up/slow-1", messages=HI):
+                pass
+        assert "within 0.3 s (first_byte timeout)" in caught.value.message
+        with pytest.raises(GatewayTimeoutError) as caught:
+            await gw.chat(model="up/slow-1", messages=HI)
+        assert "(first_byte timeout)" in caught.value.message
+        assert (await gw.chat(model="up/gpt-fake-1", messages=HI)).text
 
 
 async def test_streams_time_out_per_read_not_in_total(fake: FakeOpenAI) -> None:

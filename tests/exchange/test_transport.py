@@ -19,11 +19,10 @@ from chatgate.exchange.streams import (
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_STREAM_DEADLINE,
     NDJSONParser,
-    SSEEvent,
     SSEParser,
 )
 from chatgate.exchange.transport import Transport
-from chatgate.upstream import UpstreamRequest
+from chatgate.upstream import SSEEvent, UpstreamRequest
 from tests.fakes.raw_upstream import Mode, RawUpstream
 
 SECRET = "sk-test-transport-secret-9999wxyz"

@@ -37,7 +37,7 @@ def test_special_tokens_and_extra_variables() -> None:
 
 
 def test_tojson_does_not_escape_html() -> None:
-    out = render_chat_template("{{ tools | tojson }}", [], tools=[{"a": "<b>"}])
+    out = render_chat_template("{{ tools | tojson }}", [], extra={"tools": [{"a": "<b>"}]})
     assert out == '[{"a": "<b>"}]'
 
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from starlette.requests import Request
 
 from chatgate.errors import AuthenticationError, ConfigError
-from chatgate.server.auth import KeyChecker, check_bind, is_loopback
+from chatgate.plan import ANONYMOUS
+from chatgate.server.auth import Authenticator, check_bind, is_loopback
 
 
-def request(headers: dict[str, str]) -> Request:
+def request(headers: dict[str, str]) -> dict[str, Any]:
     raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-    return Request({"type": "http", "method": "POST", "path": "/", "headers": raw})
+    return {"type": "http", "method": "POST", "path": "/", "headers": raw}
 
 
 @pytest.mark.parametrize(
@@ -27,18 +29,27 @@ def request(headers: dict[str, str]) -> Request:
         ({}, False),
     ],
 )
-def test_key_checker(headers: dict[str, str], ok: bool) -> None:
-    checker = KeyChecker(["good-key-123", "other-key-456"])
+def test_authenticator(headers: dict[str, str], ok: bool) -> None:
+    auth = Authenticator(["good-key-123", "other-key-456"])
     if ok:
-        checker.check(request(headers))
+        caller = auth.authenticate(request(headers))
+        # The caller is named by its key, masked: usage records can say who it was.
+        assert caller is not None and caller.id in ("goo...-123", "oth...-456")
     else:
         with pytest.raises(AuthenticationError) as caught:
-            checker.check(request(headers))
+            auth.authenticate(request(headers))
         assert "good-key" not in caught.value.message
 
 
 def test_no_keys_means_open() -> None:
-    KeyChecker([]).check(request({}))
+    assert Authenticator([]).authenticate(request({})) is ANONYMOUS
+
+
+def test_an_optional_key_may_be_missing_but_not_wrong() -> None:
+    auth = Authenticator(["good-key-123"])
+    assert auth.authenticate(request({}), optional=True) is None
+    with pytest.raises(AuthenticationError):
+        auth.authenticate(request({"x-api-key": "bad"}), optional=True)
 
 
 @pytest.mark.parametrize(

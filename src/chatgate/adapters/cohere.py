@@ -5,7 +5,9 @@ string arguments, ``tool`` results by ``tool_call_id``. The differences handled 
 sampling names (``p``, ``k``, ``stop_sequences``), ``response_format`` as ``json_object``
 with an optional ``json_schema``, ``tool_choice`` as ``REQUIRED`` / ``NONE`` (a named
 function becomes ``REQUIRED`` with only that tool offered), the model's ``tool_plan``
-(returned as ``reasoning_content``), and the stream's own event types.
+(returned as ``reasoning_content``), and the stream's own event types. System messages
+keep their place (Cohere takes them anywhere); a conversation of nothing else gets the
+placeholder user turn.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ import time
 from typing import Any
 
 from chatgate.adapters.wire import (
+    Fields,
     NativeAdapter,
     ReaderBase,
     decode,
     image,
+    leading_system,
     lie,
     role_chunk,
     stream_error,
-    text_of,
 )
 from chatgate.config import Connection
 from chatgate.types import (
@@ -105,46 +108,37 @@ class CohereAdapter(NativeAdapter):
         elif isinstance(fmt, JSONObjectFormat):
             body["response_format"] = {"type": "json_object"}
         _tools(request, body)
-        body.update(self.connection.extra_body)
-        for name in self.connection.exclude_params:
-            body.pop(name, None)
         return UpstreamRequest(
             "POST", f"{self.base_url}/chat", self.headers(), body, stream=bool(request.stream)
         )
 
     def parse_response(self, data: Any, model: str) -> ChatResponse:
         """A v2 chat answer as a chat completion."""
+        read = self.read
         if not isinstance(data, dict) or not isinstance(data.get("message"), dict):
             raise lie(self.connection, "the answer is not a Cohere chat response")
         message = data["message"]
         texts, thinking = [], []
-        for block in message.get("content") or []:
-            if block.get("type") == "thinking":
-                thinking.append(str(block.get("thinking", "")))
-            elif block.get("type") == "text":
-                texts.append(str(block.get("text", "")))
-        calls = [
-            ToolCall(
-                id=str(c.get("id")),
-                function=FunctionCall(
-                    name=str(c["function"]["name"]),
-                    arguments=str(c["function"].get("arguments") or "{}"),
-                ),
-            )
-            for c in message.get("tool_calls") or []
-        ]
-        reasoning = "".join(thinking) or message.get("tool_plan") or None
+        for block in read.items(message, "content", dict):
+            kind = read.field(block, "type", str)
+            if kind == "thinking":
+                thinking.append(read.field(block, "thinking", str) or "")
+            elif kind == "text":
+                texts.append(read.field(block, "text", str) or "")
+        calls = [_call(read, c) for c in read.items(message, "tool_calls", dict)]
+        reasoning = "".join(thinking) or read.field(message, "tool_plan", str) or None
         answer = AssistantMessage(
             content="".join(texts) if texts or not calls else None,
             tool_calls=calls or None,
             reasoning_content=reasoning,
         )
+        finish = FINISH.get(str(read.field(data, "finish_reason", str)), "stop")
         return ChatResponse(
-            id=str(data.get("id") or "cohere"),
+            id=read.field(data, "id", str) or "cohere",
             created=int(time.time()),
             model=model,
-            choices=[Choice(0, answer, FINISH.get(str(data.get("finish_reason")), "stop"))],
-            usage=_usage(data.get("usage")),
+            choices=[Choice(0, answer, finish)],
+            usage=_usage(read, read.field(data, "usage", dict)),
         )
 
     def reader(self, request: ChatRequest) -> CohereStreamReader:
@@ -176,41 +170,48 @@ class CohereStreamReader(ReaderBase):
     def feed(self, event: SSEEvent) -> list[ChatChunk]:
         """One event's chunks."""
         data = decode(self.connection, event)
-        kind = data.get("type") if isinstance(data, dict) else None
-        delta = ((data.get("delta") or {}) if isinstance(data, dict) else {}) or {}
-        message = delta.get("message") or {}
+        if event.event == "error" or (isinstance(data, dict) and data.get("type") == "error"):
+            raise stream_error(self.connection, data)
+        read = self.read
+        data = read.of(data, dict, "a stream event")
+        kind = data.get("type")
+        delta = read.field(data, "delta", dict) or {}
+        message = read.field(delta, "message", dict) or {}
         if kind == "message-start":
-            self.id = str(data.get("id") or self.id)
+            self.id = read.field(data, "id", str) or self.id
             return [role_chunk(self.id, self.model, self.created)]
         if kind in ("content-start", "content-delta"):
-            content = message.get("content") or {}
-            if content.get("thinking"):
-                return [self.chunk(Delta(reasoning_content=str(content["thinking"])))]
-            return [self.chunk(Delta(content=str(content["text"])))] if content.get("text") else []
-        if kind == "tool-plan-delta" and message.get("tool_plan"):
-            return [self.chunk(Delta(reasoning_content=str(message["tool_plan"])))]
+            content = read.field(message, "content", dict) or {}
+            thinking = read.field(content, "thinking", str)
+            if thinking:
+                return [self.chunk(Delta(reasoning_content=thinking))]
+            text = read.field(content, "text", str)
+            return [self.chunk(Delta(content=text))] if text else []
+        if kind == "tool-plan-delta":
+            plan = read.field(message, "tool_plan", str)
+            return [self.chunk(Delta(reasoning_content=plan))] if plan else []
         if kind in ("tool-call-start", "tool-call-delta"):
-            return [self._tool(int(data.get("index", 0)), message.get("tool_calls") or {})]
+            call = read.field(message, "tool_calls", dict) or {}
+            return [self._tool(read.count(data, "index"), call)]
         if kind == "message-end":
             self.finished = self.done = True
-            finish = FINISH.get(str(delta.get("finish_reason")), "stop")
-            return [self.chunk(Delta(), finish, _usage(delta.get("usage")))]
-        if kind == "error" or event.event == "error":
-            raise stream_error(self.connection, data)
+            finish = FINISH.get(str(read.field(delta, "finish_reason", str)), "stop")
+            return [self.chunk(Delta(), finish, _usage(read, read.field(delta, "usage", dict)))]
         return []  # content-end, tool-call-end, citations
 
     def _tool(self, index: int, call: dict[str, Any]) -> ChatChunk:
         if index not in self.tools:
             self.tools[index] = len(self.tools)
-        function = call.get("function") or {}
+        read = self.read
+        function = read.field(call, "function", dict) or {}
         return self.chunk(
             Delta(
                 tool_calls=[
                     ToolCallDelta(
                         self.tools[index],
-                        id=call.get("id"),
-                        name=function.get("name"),
-                        arguments=function.get("arguments") or "",
+                        id=read.field(call, "id", str),
+                        name=read.field(function, "name", str),
+                        arguments=read.field(function, "arguments", str) or "",
                     )
                 ]
             )
@@ -218,19 +219,19 @@ class CohereStreamReader(ReaderBase):
 
 
 def _messages(messages: list[Message], placeholder: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for position, message in enumerate(messages):
+    system, rest = leading_system(messages)
+    out = [{"role": "system", "content": m.text()} for m in system if m.text()]
+    talk = 0  # entries that are not system messages
+    for position, message in enumerate(rest, start=len(system)):
         role = "system" if message.role == "developer" else message.role
         entry: dict[str, Any] = {"role": role}
         if role == "tool":
             entry["tool_call_id"] = message.tool_call_id or ""
-            entry["content"] = text_of(message)
+            entry["content"] = message.text()
         elif isinstance(message.content, list) and role == "user":
             entry["content"] = _parts(message, f"messages[{position}]")
         else:
-            text = text_of(message)
-            if message.name and role == "user":
-                text = f"{message.name}: {text}"
+            text = message.text()
             if text or not message.tool_calls:
                 entry["content"] = text
         if message.tool_calls:
@@ -241,7 +242,8 @@ def _messages(messages: list[Message], placeholder: str) -> list[dict[str, Any]]
         if entry.get("content") in ("", []) and "tool_calls" not in entry and role != "tool":
             continue  # Cohere refuses empty messages
         out.append(entry)
-    if not any(m["role"] != "system" for m in out):
+        talk += role != "system"
+    if not talk:
         out.append({"role": "user", "content": placeholder})
     return out
 
@@ -274,8 +276,19 @@ def _tools(request: ChatRequest, body: dict[str, Any]) -> None:
         body["tools"] = tools
 
 
-def _usage(raw: Any) -> Usage:
-    if not isinstance(raw, dict):
+def _call(read: Fields, call: dict[str, Any]) -> ToolCall:
+    function = read.need(call, "function", dict)
+    return ToolCall(
+        id=read.field(call, "id", str) or "",
+        function=FunctionCall(
+            name=read.need(function, "name", str),
+            arguments=read.field(function, "arguments", str) or "{}",
+        ),
+    )
+
+
+def _usage(read: Fields, raw: dict[str, Any] | None) -> Usage:
+    if raw is None:
         return Usage(0, 0)
-    counts = raw.get("tokens") or raw.get("billed_units") or {}
-    return Usage(int(counts.get("input_tokens") or 0), int(counts.get("output_tokens") or 0))
+    counts = read.field(raw, "tokens", dict) or read.field(raw, "billed_units", dict) or {}
+    return Usage(read.count(counts, "input_tokens"), read.count(counts, "output_tokens"))

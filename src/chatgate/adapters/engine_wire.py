@@ -19,8 +19,8 @@ import secrets
 import time
 from typing import Any
 
-from chatgate.engine.grammar import OutputContract
 from chatgate.errors import InvalidRequestError, UpstreamError
+from chatgate.output import OutputContract
 from chatgate.types import (
     AssistantMessage,
     ChatChunk,
@@ -187,8 +187,16 @@ def role_only(choice: ChunkChoice) -> bool:
     )
 
 
+def _misshapen(what: str) -> UpstreamError:
+    # The worker is ours, yet a malformed answer is still its fault: a 502, not a crash.
+    return UpstreamError(f"the engine sent {what} of the wrong shape", code="bad_upstream_response")
+
+
 def _finish(data: dict[str, Any]) -> FinishReason:
-    return "length" if data.get("stop_type") == "limit" else "stop"
+    stop_type = data.get("stop_type")
+    if stop_type is not None and not isinstance(stop_type, str):
+        raise _misshapen("a stop type")
+    return "length" if stop_type == "limit" else "stop"
 
 
 def _stop_text(data: dict[str, Any], request: ChatRequest) -> str:
@@ -199,35 +207,37 @@ def _stop_text(data: dict[str, Any], request: ChatRequest) -> str:
     return ""
 
 
+def _token(entry: Any) -> dict[str, Any]:
+    """One token's log-probability, as OpenAI writes it."""
+    if not isinstance(entry, dict):
+        raise _misshapen("a log-probability entry")
+    token, logprob = entry.get("token", ""), entry.get("logprob", 0.0)
+    if not isinstance(token, str) or isinstance(logprob, bool):
+        raise _misshapen("a log-probability entry")
+    if not isinstance(logprob, int | float):
+        raise _misshapen("a log-probability")
+    return {"token": token, "logprob": float(logprob), "bytes": entry.get("bytes")}
+
+
 def openai_logprobs(raw: Any, top: int) -> list[dict[str, Any]]:
     """llama.cpp's ``completion_probabilities`` as OpenAI ``logprobs.content`` entries."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise _misshapen("log-probabilities")
     out: list[dict[str, Any]] = []
-    for entry in raw if isinstance(raw, list) else []:
-        if not isinstance(entry, dict):
-            continue
+    for entry in raw:
+        token = _token(entry)
         alternatives = entry.get("top_logprobs") or []
-        out.append(
-            {
-                "token": entry.get("token", ""),
-                "logprob": float(entry.get("logprob", 0.0)),
-                "bytes": entry.get("bytes"),
-                "top_logprobs": [
-                    {
-                        "token": a.get("token", ""),
-                        "logprob": a.get("logprob"),
-                        "bytes": a.get("bytes"),
-                    }
-                    for a in alternatives[:top]
-                    if isinstance(a, dict)
-                ],
-            }
-        )
+        if not isinstance(alternatives, list):
+            raise _misshapen("alternatives")
+        out.append({**token, "top_logprobs": [_token(a) for a in alternatives[:top]]})
     return out
 
 
 def _usage(data: dict[str, Any]) -> Usage:
     prompt, completion = data.get("tokens_evaluated"), data.get("tokens_predicted")
-    if not isinstance(prompt, int) or not isinstance(completion, int):
+    if type(prompt) is not int or type(completion) is not int:  # true is not a count
         raise UpstreamError("the engine's answer has no token counts", code="bad_upstream_response")
     return Usage(prompt, completion)
 

@@ -55,19 +55,24 @@ def add_request_extras(
     excluded: list[str],
     allow_auth_override: bool,
 ) -> None:
-    """Merge a request's ``inference_extra_params`` and ``inference_extra_headers``.
+    """Finish an upstream body and headers, in this order, for every adapter alike:
+    the connection's ``extra_body`` (*protected*), then the request's
+    ``inference_extra_params`` where they do not override it, then the connection's
+    ``exclude_params`` (*excluded*), which has the last word; then the request's
+    ``inference_extra_headers``.
 
-    The connection's own ``extra_body`` (*protected*) wins over the request's params and
-    ``exclude_params`` (*excluded*) still has the last word. A header that would replace
-    the connection's credentials is refused unless the connection allows it; one that is
-    malformed or belongs to the transport (`header_problem`) always is.
+    A header that would replace the connection's credentials is refused unless the
+    connection allows it; one that is malformed or belongs to the transport
+    (`header_problem`) always is.
     """
-    if params and upstream.body is not None:
-        for name, value in params.items():
+    body = upstream.body
+    if body is not None:
+        body.update(protected)
+        for name, value in (params or {}).items():
             if name not in protected:
-                upstream.body[name] = value
+                body[name] = value
         for name in excluded:
-            upstream.body.pop(name, None)
+            body.pop(name, None)
     if not headers:
         return
     # Checked again here, not only at validation: a request may be built without it.

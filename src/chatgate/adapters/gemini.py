@@ -1,39 +1,34 @@
 """The Gemini API: Google AI Studio (source ``google``) and Vertex AI (``vertexai``).
 
-OpenAI → Gemini: leading system messages become ``systemInstruction``; later ones become
-user turns; ``assistant`` is ``model``; tool calls are ``functionCall`` parts and tool
-results ``functionResponse`` parts (named after the call they answer); images are
-``inlineData`` (data URLs) or ``fileData`` (other URLs); same-role neighbours merge.
-The key always travels in the ``x-goog-api-key`` header, never in a URL. See
-``docs/providers.md``.
+The request body is made by `chatgate.adapters.gemini_request`; this module knows where
+to send it (AI Studio, a Vertex region and project), how to authenticate (the key always
+in the ``x-goog-api-key`` header, never in a URL, or a service account's token), and
+reads the answers, whole or streamed. See ``docs/providers.md``.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from chatgate.adapters.gemini_schema import to_gemini
+from chatgate.adapters.gemini_request import body
 from chatgate.adapters.google_auth import ServiceAccountToken, load_service_account
 from chatgate.adapters.wire import (
+    Fields,
     NativeAdapter,
     ReaderBase,
-    arguments,
     call_id,
     decode,
-    image,
     lie,
     role_chunk,
     stream_error,
-    text_of,
 )
 from chatgate.config import Connection
 from chatgate.errors import ConfigError, InvalidRequestError
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
+from chatgate.secrets import Credentials
 from chatgate.sources import Source
 from chatgate.types import (
     AssistantMessage,
@@ -44,21 +39,12 @@ from chatgate.types import (
     Delta,
     FinishReason,
     FunctionCall,
-    JSONObjectFormat,
-    JSONSchemaFormat,
-    Message,
     ToolCall,
     ToolCallDelta,
     Usage,
 )
 from chatgate.upstream import SSEEvent, UpstreamRequest
 
-SAFETY_CATEGORIES = (
-    "HARM_CATEGORY_HARASSMENT",
-    "HARM_CATEGORY_HATE_SPEECH",
-    "HARM_CATEGORY_SEXUALLY_EXPLICIT",
-    "HARM_CATEGORY_DANGEROUS_CONTENT",
-)
 FINISH: dict[str, FinishReason] = {
     "STOP": "stop",
     "MAX_TOKENS": "length",
@@ -69,7 +55,6 @@ FINISH: dict[str, FinishReason] = {
     "SPII": "content_filter",
     "IMAGE_SAFETY": "content_filter",
 }
-THINKING_BUDGET = {"minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
 SUPPORTED = frozenset(
     {
         "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
@@ -78,6 +63,8 @@ SUPPORTED = frozenset(
         "reasoning_effort", "inference_extra_params", "inference_extra_headers",
     }
 )  # fmt: skip
+# A part's kinds of data: one per part (text may come with ``thought``).
+Parts = tuple[list[str], list[str], list[tuple[str, str]]]
 
 
 class GeminiAdapter(NativeAdapter):
@@ -89,15 +76,17 @@ class GeminiAdapter(NativeAdapter):
         self,
         connection: Connection,
         source: Source,
-        env: Mapping[str, str] | None = None,
+        credentials: Credentials,
         placeholder: str = DEFAULT_PLACEHOLDER,
     ) -> None:
-        env = os.environ if env is None else env
-        super().__init__(connection, source, env, placeholder)
+        super().__init__(connection, source, credentials, placeholder)
         self.vertex = source.id == "vertexai"
-        account = load_service_account(connection, env) if self.vertex else None
+        account = (
+            load_service_account(credentials.service_account, connection.name)
+            if self.vertex and credentials.service_account
+            else None
+        )
         self.token: ServiceAccountToken | None = None
-        self.bearer: str | None = None
         if account is not None and not connection.proxy_password:
             self.token = ServiceAccountToken(account, connection.name)
             self.key = None
@@ -108,28 +97,36 @@ class GeminiAdapter(NativeAdapter):
                 "service_account_json_env)"
             )
         if self.vertex and not connection.base_url:
-            region = connection.region
+            region = connection.google.region
             host = "aiplatform.googleapis.com"
             self.base_url = f"https://{host if region == 'global' else f'{region}-{host}'}/v1"
-        project = connection.project or (account or {}).get("project_id")
+        project = connection.google.project or (account or {}).get("project_id")
         self.models_path = (
-            f"projects/{project}/locations/{connection.region}/publishers/google/models"
+            f"projects/{project}/locations/{connection.google.region}/publishers/google/models"
             if self.vertex and project and not connection.proxy_password
             else "publishers/google/models"
             if self.vertex
             else "models"
         )
 
-    async def authorize(self) -> None:
-        """Fetch (or reuse) the service account's access token before sending."""
+    def auth_request(self, now: float) -> UpstreamRequest | None:
+        """The service account's token exchange, when its token is due."""
+        return self.token.request(now) if self.token is not None else None
+
+    def secrets(self) -> list[str | None]:
+        """The key and the service account's current access token."""
+        return [self.key, self.token.token if self.token is not None else None]
+
+    def accept_auth(self, data: Any, now: float) -> None:
+        """Keep the access token the exchange answered."""
         if self.token is not None:
-            self.bearer = await self.token.get()
+            self.token.accept(data, now)
 
     def headers(self) -> dict[str, str]:
         """The key in ``x-goog-api-key`` (never the URL), or a bearer token."""
         out = {"Content-Type": "application/json"}
         if self.token is not None:
-            out["Authorization"] = f"Bearer {self.bearer or '(service-account token)'}"
+            out["Authorization"] = f"Bearer {self.token.token or '(service-account token)'}"
         elif self.key:
             out["x-goog-api-key"] = self.key
             if self.proxied:  # reverse proxies commonly read a bearer token instead
@@ -139,37 +136,22 @@ class GeminiAdapter(NativeAdapter):
 
     def build(self, request: ChatRequest, dropped: list[str]) -> UpstreamRequest:
         """The ``generateContent`` (or ``streamGenerateContent``) request."""
-        system, contents = _contents(request.messages, self.placeholder)
-        body: dict[str, Any] = {"contents": contents}
-        if system:
-            body["systemInstruction"] = {"parts": system}
-        config = _generation_config(request, set(dropped))
-        if config:
-            body["generationConfig"] = config
-        safety = self.connection.safety_settings
-        if safety is None:
-            safety = [{"category": c, "threshold": "OFF"} for c in SAFETY_CATEGORIES]
-        if safety:
-            body["safetySettings"] = safety
-        _tools(request, body)
-        body.update(self.connection.extra_body)
-        for name in self.connection.exclude_params:
-            body.pop(name, None)
+        sent = body(request, dropped, self.placeholder, self.connection.google.safety_settings)
         method = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
         url = f"{self.base_url}/{self.models_path}/{request.model_name}:{method}"
-        return UpstreamRequest("POST", url, self.headers(), body, stream=bool(request.stream))
+        return UpstreamRequest("POST", url, self.headers(), sent, stream=bool(request.stream))
 
     def parse_response(self, data: Any, model: str) -> ChatResponse:
         """A ``GenerateContentResponse`` as a chat completion."""
-        if not isinstance(data, dict):
-            raise lie(self.connection, "the answer is not a GenerateContentResponse")
-        candidates = data.get("candidates")
+        read = self.read
+        answer = read.of(data, dict, "the answer")
+        candidates = _candidates(read, answer)
         if not candidates:
-            raise _blocked(self.connection, data)
+            raise _blocked(read, answer)
         choices = []
         for position, candidate in enumerate(candidates):
-            texts, thoughts, calls = _parts(candidate)
-            finish = _finish(candidate.get("finishReason"), bool(calls)) or "stop"
+            texts, thoughts, calls = _parts(read, candidate)
+            finish = _finish(read, candidate, bool(calls)) or "stop"
             message = AssistantMessage(
                 content="".join(texts) if texts or not calls else None,
                 tool_calls=[
@@ -179,13 +161,13 @@ class GeminiAdapter(NativeAdapter):
                 or None,
                 reasoning_content="".join(thoughts) or None,
             )
-            choices.append(Choice(candidate.get("index", position), message, finish))
+            choices.append(Choice(read.count(candidate, "index", position), message, finish))
         return ChatResponse(
-            id=str(data.get("responseId") or "gemini"),
+            id=read.field(answer, "responseId", str) or "gemini",
             created=int(time.time()),
             model=model,
             choices=choices,
-            usage=_usage(data.get("usageMetadata")) or Usage(0, 0),
+            usage=_usage(read, answer) or Usage(0, 0),
         )
 
     def reader(self, request: ChatRequest) -> GeminiStreamReader:
@@ -207,7 +189,7 @@ class GeminiAdapter(NativeAdapter):
             for item in items
             if isinstance(item, dict)
             and item.get("name")
-            and "generateContent" in (item.get("supportedGenerationMethods") or [])
+            and "generateContent" in _methods(item.get("supportedGenerationMethods"))
         ]
 
 
@@ -223,23 +205,23 @@ class GeminiStreamReader(ReaderBase):
 
     def feed(self, event: SSEEvent) -> list[ChatChunk]:
         """One event's chunks."""
-        data = decode(self.connection, event)
-        if not isinstance(data, dict):
-            raise lie(self.connection, "a stream event is not a JSON object")
+        read = self.read
+        data = read.of(decode(self.connection, event), dict, "a stream event")
         if data.get("error"):
             raise stream_error(self.connection, data["error"])
         out: list[ChatChunk] = []
         if not self.started:
             self.started = True
-            self.id = str(data.get("responseId") or self.id)
+            self.id = read.field(data, "responseId", str) or self.id
             out.append(role_chunk(self.id, self.model, self.created))
-        candidates = data.get("candidates")
-        if not candidates and data.get("promptFeedback", {}).get("blockReason"):
-            raise _blocked(self.connection, data)
-        usage = _usage(data.get("usageMetadata"))
-        for position, candidate in enumerate(candidates or []):
-            index = int(candidate.get("index", position))
-            texts, thoughts, calls = _parts(candidate)
+        candidates = _candidates(read, data)
+        feedback = read.field(data, "promptFeedback", dict) or {}
+        if not candidates and feedback.get("blockReason"):
+            raise _blocked(read, data)
+        usage = _usage(read, data)
+        for position, candidate in enumerate(candidates):
+            index = read.count(candidate, "index", position)
+            texts, thoughts, calls = _parts(read, candidate)
             deltas: list[ToolCallDelta] = []
             for name, args in calls:
                 number = self.tools.get(index, 0)
@@ -252,7 +234,7 @@ class GeminiStreamReader(ReaderBase):
                     tool_calls=deltas or None,
                 )
                 out.append(self.chunk(delta, index=index))
-            finish = _finish(candidate.get("finishReason"), index in self.tools)
+            finish = _finish(read, candidate, index in self.tools)
             if finish is not None:
                 self.ended.add(index)
                 out.append(self.chunk(Delta(), finish, usage, index))
@@ -260,170 +242,58 @@ class GeminiStreamReader(ReaderBase):
         return out
 
 
-def _contents(
-    messages: list[Message], placeholder: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    start = 0
-    while start < len(messages) - 1 and messages[start].role in ("system", "developer"):
-        start += 1
-    system = [{"text": text_of(m)} for m in messages[:start] if text_of(m)]
-    names = {c.id: c.function.name for m in messages for c in (m.tool_calls or [])}
-    contents: list[dict[str, Any]] = []
-    for position in range(start, len(messages)):
-        message = messages[position]
-        role = "model" if message.role == "assistant" else "user"
-        parts = _message_parts(message, names, f"messages[{position}]")
-        if not parts:
-            continue
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
-    if not contents:
-        contents.append({"role": "user", "parts": [{"text": placeholder}]})
-    return system, contents
+def _candidates(read: Fields, answer: dict[str, Any]) -> list[dict[str, Any]]:
+    # Gemini leaves out an empty list (a blocked prompt has none); it never writes null.
+    if "candidates" in answer and answer["candidates"] is None:
+        raise lie(read.connection, "'candidates' is null where an array belongs")
+    return read.items(answer, "candidates", dict)
 
 
-def _message_parts(message: Message, names: dict[str, str], param: str) -> list[dict[str, Any]]:
-    if message.role == "tool":
-        text = text_of(message)
-        try:
-            value = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            value = None
-        response = value if isinstance(value, dict) else {"content": text}
-        name = names.get(message.tool_call_id or "", "unknown")
-        return [{"functionResponse": {"name": name, "response": response}}]
-    parts: list[dict[str, Any]] = []
-    prefix = f"{message.name}: " if message.name and message.role == "user" else ""
-    content = message.content
-    if isinstance(content, str):
-        if content:
-            parts.append({"text": prefix + content})
-    elif content is not None:
-        for index, part in enumerate(content):
-            if part.type == "text":
-                if part.text:
-                    parts.append({"text": part.text})
-            elif part.type == "image_url":
-                found = image(part.image_url.url, f"{param}.content[{index}]")
-                if found.data is not None:
-                    parts.append({"inlineData": {"mimeType": found.media_type, "data": found.data}})
-                else:
-                    parts.append({"fileData": {"mimeType": found.media_type, "fileUri": found.url}})
-            elif part.type == "input_audio":
-                media = f"audio/{part.input_audio.format}"
-                parts.append({"inlineData": {"mimeType": media, "data": part.input_audio.data}})
-            elif part.type == "refusal":
-                parts.append({"text": part.refusal})
-        if prefix and parts and "text" in parts[0]:
-            parts[0]["text"] = prefix + parts[0]["text"]
-    for index, call in enumerate(message.tool_calls or []):
-        args = arguments(call.function.arguments, f"{param}.tool_calls[{index}].function.arguments")
-        parts.append({"functionCall": {"name": call.function.name, "args": args}})
-    return parts
-
-
-def _generation_config(request: ChatRequest, dropped: set[str]) -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    pairs = (
-        ("temperature", "temperature"),
-        ("top_p", "topP"),
-        ("top_k", "topK"),
-        ("seed", "seed"),
-        ("presence_penalty", "presencePenalty"),
-        ("frequency_penalty", "frequencyPenalty"),
-        ("n", "candidateCount"),
-    )
-    for ours, theirs in pairs:
-        value = getattr(request, ours)
-        if value is not None and ours not in dropped:
-            config[theirs] = value
-    if request.completion_limit:
-        config["maxOutputTokens"] = request.completion_limit
-    if request.stops:
-        config["stopSequences"] = request.stops
-    fmt = request.response_format
-    if isinstance(fmt, JSONSchemaFormat | JSONObjectFormat):
-        config["responseMimeType"] = "application/json"
-        if isinstance(fmt, JSONSchemaFormat) and fmt.json_schema.schema_:
-            config["responseSchema"] = to_gemini(fmt.json_schema.schema_, "response_format")
-    effort = (request.model_extra or {}).get("reasoning_effort")
-    if isinstance(effort, str) and effort != "none" and "reasoning_effort" not in dropped:
-        if effort not in THINKING_BUDGET:
-            raise InvalidRequestError(
-                f"reasoning_effort must be one of {', '.join(THINKING_BUDGET)} or none",
-                param="reasoning_effort",
-            )
-        config["thinkingConfig"] = {
-            "thinkingBudget": THINKING_BUDGET[effort],
-            "includeThoughts": True,
-        }
-    return config
-
-
-def _tools(request: ChatRequest, body: dict[str, Any]) -> None:
-    if not request.tools:
-        return
-    declarations = []
-    for index, tool in enumerate(request.tools):
-        entry: dict[str, Any] = {"name": tool.function.name}
-        if tool.function.description:
-            entry["description"] = tool.function.description
-        if tool.function.parameters and tool.function.parameters.get("properties"):
-            where = f"tools[{index}].function.parameters"
-            entry["parameters"] = to_gemini(tool.function.parameters, where)
-        declarations.append(entry)
-    body["tools"] = [{"functionDeclarations": declarations}]
-    choice = request.tool_choice
-    if choice is None:
-        return
-    if choice == "auto":
-        config: dict[str, Any] = {"mode": "AUTO"}
-    elif choice == "none":
-        config = {"mode": "NONE"}
-    elif choice == "required":
-        config = {"mode": "ANY"}
-    else:
-        config = {"mode": "ANY", "allowedFunctionNames": [choice.function.get("name", "")]}
-    body["toolConfig"] = {"functionCallingConfig": config}
-
-
-def _parts(candidate: dict[str, Any]) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+def _parts(read: Fields, candidate: dict[str, Any]) -> Parts:
+    """(texts, thoughts, calls as name and JSON arguments) of one candidate."""
     texts: list[str] = []
     thoughts: list[str] = []
     calls: list[tuple[str, str]] = []
-    for part in (candidate.get("content") or {}).get("parts") or []:
-        if "functionCall" in part:
-            call = part["functionCall"]
-            args = orjson.dumps(call.get("args") or {}).decode()
-            calls.append((str(call.get("name", "")), args))
+    content = read.field(candidate, "content", dict) or {}
+    for part in read.items(content, "parts", dict):
+        call = read.field(part, "functionCall", dict)
+        if call is not None:
+            args = orjson.dumps(read.field(call, "args", dict) or {}).decode()
+            calls.append((read.field(call, "name", str) or "", args))
         elif "text" in part:
-            (thoughts if part.get("thought") else texts).append(str(part["text"]))
+            text = read.field(part, "text", str) or ""
+            (thoughts if read.field(part, "thought", bool) else texts).append(text)
     return texts, thoughts, calls
 
 
-def _finish(reason: Any, called: bool) -> FinishReason | None:
+def _finish(read: Fields, candidate: dict[str, Any], called: bool) -> FinishReason | None:
+    reason = read.field(candidate, "finishReason", str)
     if not reason or reason == "FINISH_REASON_UNSPECIFIED":
         return None
-    finish = FINISH.get(str(reason), "stop")
+    finish = FINISH.get(reason, "stop")
     return "tool_calls" if finish == "stop" and called else finish
 
 
-def _usage(raw: Any) -> Usage | None:
-    if not isinstance(raw, dict):
+def _usage(read: Fields, answer: dict[str, Any]) -> Usage | None:
+    raw = read.field(answer, "usageMetadata", dict)
+    if raw is None:
         return None
-    completion = int(raw.get("candidatesTokenCount") or 0) + int(raw.get("thoughtsTokenCount") or 0)
-    return Usage(int(raw.get("promptTokenCount") or 0), completion)
+    completion = read.count(raw, "candidatesTokenCount") + read.count(raw, "thoughtsTokenCount")
+    return Usage(read.count(raw, "promptTokenCount"), completion)
 
 
-def _blocked(connection: Connection, data: dict[str, Any]) -> InvalidRequestError:
-    reason = (data.get("promptFeedback") or {}).get("blockReason")
+def _methods(raw: Any) -> list[Any]:
+    return raw if isinstance(raw, list) else []
+
+
+def _blocked(read: Fields, answer: dict[str, Any]) -> InvalidRequestError:
+    connection = read.connection.name
+    reason = (read.field(answer, "promptFeedback", dict) or {}).get("blockReason")
     if reason:
         return InvalidRequestError(
-            f"connection '{connection.name}': Gemini blocked the prompt ({reason})",
+            f"connection '{connection}': Gemini blocked the prompt ({reason})",
             code="content_filter",
         )
     return InvalidRequestError(
-        f"connection '{connection.name}': Gemini returned no candidate", code="no_candidate"
+        f"connection '{connection}': Gemini returned no candidate", code="no_candidate"
     )

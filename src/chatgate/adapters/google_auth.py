@@ -1,55 +1,55 @@
-"""Access tokens for Vertex AI from a service account, through Google's ``google-auth``.
+"""Access tokens for Vertex AI from a service account, without I/O.
 
-The library signs the JWT and makes the token exchange at the ``token_uri`` the key file
-names. Its transport is synchronous, so the exchange runs in a worker thread; the token
-is kept until a minute before it expires.
+Google's OAuth flow for a service account (RFC 7523): sign a JWT with the account's
+private key (RS256, with ``cryptography``), post it as a form to the ``token_uri`` of
+the key file, and get an access token good for about an hour. This module only builds
+that request (`ServiceAccountToken.request`) and reads its answer
+(`ServiceAccountToken.accept`); the backend sends it through the exchange, under the
+connection's timeouts and with its secrets masked. The token is kept until
+`REFRESH_MARGIN` seconds before it expires.
+
+The private key never leaves this module: no error or log quotes the key file, and the
+request carries only the signature the key made.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-from collections.abc import Mapping
-from datetime import UTC
-from pathlib import Path
-from typing import Any
+import base64
+import binascii
+import math
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
-from chatgate.config import Connection
+import orjson
+
 from chatgate.errors import AuthenticationError, ConfigError
+from chatgate.upstream import UpstreamRequest
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 REFRESH_MARGIN = 60.0
+GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+# How long a signed assertion is good for: Google accepts at most an hour.
+ASSERTION_LIFETIME = 3600
+_NEEDED = ("client_email", "private_key", "token_uri")
 
 
-def load_service_account(connection: Connection, env: Mapping[str, str]) -> dict[str, Any] | None:
-    """The service-account key of *connection*, from its file or its variable, if any."""
-    raw: str | None = None
-    if connection.service_account_file:
-        try:
-            raw = Path(connection.service_account_file).expanduser().read_text()
-        except OSError as exc:
-            raise ConfigError(
-                f"connection '{connection.name}': cannot read service_account_file: {exc.strerror}"
-            ) from None
-    elif connection.service_account_json_env:
-        raw = env.get(connection.service_account_json_env)
-        if not raw:
-            raise ConfigError(
-                f"connection '{connection.name}': variable "
-                f"{connection.service_account_json_env} is empty"
-            )
-    if raw is None:
-        return None
+def load_service_account(text: str, connection: str) -> dict[str, Any]:
+    """Parse a service-account key file's text; ConfigError naming the connection unless it
+    has client_email, private_key and token_uri."""
     try:
-        info = json.loads(raw)
-    except json.JSONDecodeError:
+        info = orjson.loads(text)
+    except orjson.JSONDecodeError:
         info = None
-    needed = ("client_email", "private_key", "token_uri")
-    if not isinstance(info, dict) or any(k not in info for k in needed):
+    if not isinstance(info, dict) or any(
+        not isinstance(info.get(k), str) or not info[k] for k in _NEEDED
+    ):
+        # Nothing of the text is quoted: it may hold the key.
         raise ConfigError(
-            f"connection '{connection.name}': the service account is not a Google key "
-            f"file (it needs {', '.join(needed)})"
+            f"connection '{connection}': the service account is not a Google key file "
+            f"(it needs {', '.join(_NEEDED)})"
         )
     return info
 
@@ -58,43 +58,94 @@ class ServiceAccountToken:
     """A cached OAuth access token for one service account."""
 
     def __init__(self, info: dict[str, Any], connection: str) -> None:
-        self.info, self.connection = info, connection
+        self.connection = connection
+        self.email: str = info["client_email"]
+        self.token_uri: str = info["token_uri"]
+        self.key_id: str | None = info.get("private_key_id") or None
         self.token: str | None = None
         self.expires = 0.0
-        self._lock = asyncio.Lock()
+        self._key = _private_key(info["private_key"], connection)
 
-    async def get(self) -> str:
-        """A valid token, exchanged again when it is about to expire."""
-        async with self._lock:
-            if self.token is not None and time.time() < self.expires - REFRESH_MARGIN:
-                return self.token
-            token, self.expires = await asyncio.to_thread(self._exchange)
-            self.token = token
-            return token
+    def __repr__(self) -> str:
+        return f"ServiceAccountToken({self.email!r}, connection={self.connection!r})"
 
-    def _exchange(self) -> tuple[str, float]:
-        try:
-            from google.auth.exceptions import GoogleAuthError
-            from google.auth.transport.requests import Request
-            from google.oauth2.service_account import Credentials
-        except ImportError:
-            raise ConfigError(
-                "Vertex AI with a service account needs google-auth: pip install 'chatgate[vertex]'"
-            ) from None
-        credentials = Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
-            self.info, scopes=SCOPES
+    def request(self, now: float) -> UpstreamRequest | None:
+        """None while the cached token is good until now + REFRESH_MARGIN; else the token
+        exchange: POST token_uri, form body grant_type=urn:ietf:params:oauth:grant-type:
+        jwt-bearer&assertion=<RS256-signed JWT with iss=client_email, scope, aud=token_uri,
+        iat, exp=iat+3600>."""
+        if self.token is not None and now + REFRESH_MARGIN < self.expires:
+            return None
+        form = urlencode({"grant_type": GRANT_TYPE, "assertion": self.assertion(now)})
+        return UpstreamRequest(
+            "POST",
+            self.token_uri,
+            {"content-type": "application/x-www-form-urlencoded"},
+            content=form.encode(),
         )
-        try:
-            credentials.refresh(Request())
-        except GoogleAuthError as exc:
-            # The library's message names the account, never the key.
+
+    def assertion(self, now: float) -> str:
+        """The signed JWT that asks for a token (RFC 7523, section 2.1)."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        issued = int(now)
+        header: dict[str, str] = {"alg": "RS256", "typ": "JWT"}
+        if self.key_id:
+            header["kid"] = self.key_id
+        claims = {
+            "iss": self.email,
+            "scope": " ".join(SCOPES),
+            "aud": self.token_uri,
+            "iat": issued,
+            "exp": issued + ASSERTION_LIFETIME,
+        }
+        signed = f"{_b64(orjson.dumps(header))}.{_b64(orjson.dumps(claims))}"
+        signature = self._key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{signed}.{_b64(signature)}"
+
+    def accept(self, data: Any, now: float) -> None:
+        """Take the token answer {"access_token", "expires_in"}; AuthenticationError (code
+        upstream_unauthorized) naming the connection if malformed."""
+        token = data.get("access_token") if isinstance(data, dict) else None
+        lifetime = data.get("expires_in") if isinstance(data, dict) else None
+        if (
+            not isinstance(token, str)
+            or not token
+            or isinstance(lifetime, bool)
+            or not isinstance(lifetime, int | float)
+            or not 0 < lifetime < math.inf
+        ):
+            # The answer is not quoted: a token in a malformed answer is still a token.
             raise AuthenticationError(
-                f"connection '{self.connection}': the service account token exchange "
-                f"failed: {str(exc)[:300]}",
+                f"connection '{self.connection}': the service account token exchange at "
+                f"{self.token_uri} answered without an access_token and a positive expires_in",
                 code="upstream_unauthorized",
-            ) from None
-        expiry = credentials.expiry
-        expires = expiry.timestamp() if expiry is not None else time.time() + 3000
-        if expiry is not None and expiry.tzinfo is None:  # google-auth uses naive UTC
-            expires = expiry.replace(tzinfo=UTC).timestamp()
-        return str(credentials.token), expires
+            )
+        self.token, self.expires = token, now + float(lifetime)
+
+
+def _private_key(pem: str, connection: str) -> RSAPrivateKey:
+    try:
+        from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    except ImportError:
+        raise ConfigError(
+            "Vertex AI with a service account needs cryptography: pip install 'chatgate[vertex]'"
+        ) from None
+    try:
+        key = load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError, binascii.Error, UnsupportedAlgorithm):
+        key = None
+    if not isinstance(key, RSAPrivateKey):
+        # The library's reason is left out: it may quote a piece of the key.
+        raise ConfigError(
+            f"connection '{connection}': the service account's private_key is not an "
+            "unencrypted RSA key in PEM"
+        )
+    return key
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

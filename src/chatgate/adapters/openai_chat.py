@@ -9,18 +9,18 @@ server. Per-source quirks are switched on by the row's ``quirks`` flags.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import re
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from chatgate.adapters.wire import decode, endpoint, lie, stream_error
+from chatgate.adapters.wire import Fields, PlainExchange, decode, endpoint, lie, stream_error
 from chatgate.config import Connection
 from chatgate.errors import UpstreamError
 from chatgate.extensions import GATEWAY_FIELDS, UPSTREAM_FIELDS
+from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
+from chatgate.secrets import Credentials
 from chatgate.sources import OPENAI_CORE, Source
 from chatgate.types import (
     AssistantMessage,
@@ -54,20 +54,21 @@ FINISH_REASONS: dict[str, FinishReason] = {
 MISTRAL_ID = re.compile(r"^[A-Za-z0-9]{9}$")
 
 
-class OpenAIChatAdapter:
+class OpenAIChatAdapter(PlainExchange):
     """Builds requests for, and reads answers from, one OpenAI-compatible connection."""
 
     def __init__(
-        self, connection: Connection, source: Source, env: Mapping[str, str] | None = None
+        self,
+        connection: Connection,
+        source: Source,
+        credentials: Credentials,
+        placeholder: str = DEFAULT_PLACEHOLDER,
     ) -> None:
-        env = os.environ if env is None else env
         self.connection = connection
         self.source = source
-        where = endpoint(connection, source, env)
+        where = endpoint(connection, source, credentials)
         self.base_url, self.key, self.notes = where.base_url, where.key, list(where.notes)
-
-    async def authorize(self) -> None:
-        """Nothing beyond the key is needed."""
+        self.read = Fields(connection)
 
     # --- requests ------------------------------------------------------------------
 
@@ -100,8 +101,7 @@ class OpenAIChatAdapter:
         return out
 
     def build(self, request: ChatRequest, dropped: list[str]) -> UpstreamRequest:
-        """The upstream chat request: the client's fields, the source's rules, then the
-        connection's ``extra_body`` and, last of all, ``exclude_params``."""
+        """The upstream chat request: the client's fields under the source's rules."""
         body = request.model_dump(mode="json", by_alias=True, exclude_unset=True)
         for name in [*dropped, *GATEWAY_FIELDS, *UPSTREAM_FIELDS]:
             body.pop(name, None)
@@ -119,9 +119,6 @@ class OpenAIChatAdapter:
             body["seed"] = random.randrange(2**31)
         if body.get("stop") in ([], ""):
             body.pop("stop")
-        body.update(self.connection.extra_body)
-        for name in self.connection.exclude_params:
-            body.pop(name, None)
         return UpstreamRequest(
             "POST",
             f"{self.base_url}/chat/completions",
@@ -142,10 +139,9 @@ class OpenAIChatAdapter:
                 message.setdefault("reasoning_content", "")
             if "mistral_tool_ids" in quirks:
                 _mistral_ids(message)
-            if self.source.names_on_user_only and role != "user" and "name" in message:
-                name = message.pop("name")
-                if isinstance(message.get("content"), str):
-                    message["content"] = f"{name}: {message['content']}"
+            if self.source.name_field == "user" and role != "user":
+                # The prompt's names policy already made such a name a prefix, if asked.
+                message.pop("name", None)
             out.append(message)
         last = out[-1] if out else None
         wants_prefix = ("mistral_prefix" in quirks) or (
@@ -193,29 +189,30 @@ class OpenAIChatAdapter:
         """A non-stream answer; anything that is not a chat completion is a 502."""
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise self._lie("the answer is not a chat completion")
+        read = self.read
         choices: list[Choice] = []
-        for position, raw in enumerate(data["choices"]):
-            message = raw.get("message") or {}
-            content, reasoning = _content(message)
+        for position, raw in enumerate(read.items(data, "choices", dict)):
+            message = read.field(raw, "message", dict) or {}
+            content, reasoning = _content(read, message)
             choices.append(
                 Choice(
-                    index=raw.get("index", position),
+                    index=read.count(raw, "index", position),
                     message=AssistantMessage(
                         content=content,
-                        tool_calls=_tool_calls(message.get("tool_calls")),
+                        tool_calls=_tool_calls(read, message) or None,
                         reasoning_content=reasoning,
                     ),
-                    finish_reason=_finish(raw.get("finish_reason")),
-                    logprobs=raw.get("logprobs"),
+                    finish_reason=_finish(read, raw),
+                    logprobs=_logprobs(read, raw),
                 )
             )
         return ChatResponse(
-            id=str(data.get("id") or "chatcmpl-upstream"),
-            created=int(data.get("created") or 0),
+            id=read.field(data, "id", str) or "chatcmpl-upstream",
+            created=int(read.number(data, "created") or 0),
             model=model,
             choices=choices,
-            usage=_usage(data.get("usage")) or Usage(0, 0),
-            system_fingerprint=data.get("system_fingerprint"),
+            usage=_usage(read, data) or Usage(0, 0),
+            system_fingerprint=read.field(data, "system_fingerprint", str),
         )
 
     def parse_chunk(self, data: Any, model: str) -> ChatChunk:
@@ -224,30 +221,31 @@ class OpenAIChatAdapter:
             raise self._lie("a stream event is not a JSON object")
         if data.get("error"):
             raise stream_error(self.connection, data["error"])
+        read = self.read
         choices: list[ChunkChoice] = []
-        for position, raw in enumerate(data.get("choices") or []):
-            delta = raw.get("delta") or {}
-            content, reasoning = _content(delta)
+        for position, raw in enumerate(read.items(data, "choices", dict)):
+            delta = read.field(raw, "delta", dict) or {}
+            content, reasoning = _content(read, delta)
             choices.append(
                 ChunkChoice(
-                    index=raw.get("index", position),
+                    index=read.count(raw, "index", position),
                     delta=Delta(
                         role="assistant" if delta.get("role") else None,
                         content=content,
                         reasoning_content=reasoning,
-                        tool_calls=_tool_deltas(delta.get("tool_calls")),
+                        tool_calls=_tool_deltas(read, delta) or None,
                     ),
-                    finish_reason=_finish(raw.get("finish_reason")),
-                    logprobs=raw.get("logprobs"),
+                    finish_reason=_finish(read, raw),
+                    logprobs=_logprobs(read, raw),
                 )
             )
         return ChatChunk(
-            id=str(data.get("id") or "chatcmpl-upstream"),
-            created=int(data.get("created") or 0),
+            id=read.field(data, "id", str) or "chatcmpl-upstream",
+            created=int(read.number(data, "created") or 0),
             model=model,
             choices=choices,
-            usage=_usage(data.get("usage")),
-            system_fingerprint=data.get("system_fingerprint"),
+            usage=_usage(read, data),
+            system_fingerprint=read.field(data, "system_fingerprint", str),
         )
 
     def reader(self, request: ChatRequest) -> OpenAIStreamReader:
@@ -301,77 +299,81 @@ def _mistral_ids(message: dict[str, Any]) -> None:
         message["tool_call_id"] = fix(message["tool_call_id"])
 
 
-def _content(message: dict[str, Any]) -> tuple[str | None, str | None]:
+def _content(read: Fields, message: dict[str, Any]) -> tuple[str | None, str | None]:
     """Text and reasoning, from a string or a list of typed parts (Mistral's thinking)."""
-    content = message.get("content")
-    reasoning = message.get("reasoning_content") or message.get("reasoning")
-    if isinstance(content, list):
-        texts: list[str] = []
-        thoughts: list[str] = []
-        for part in content:
-            if not isinstance(part, dict):
-                continue
-            if part.get("type") == "text":
-                texts.append(str(part.get("text", "")))
-            elif part.get("type") == "thinking":
-                thinking = part.get("thinking")
-                if isinstance(thinking, list):
-                    thoughts += [str(t.get("text", "")) for t in thinking if isinstance(t, dict)]
-                elif isinstance(thinking, str):
-                    thoughts.append(thinking)
-        content = "".join(texts)
-        reasoning = reasoning or ("".join(thoughts) or None)
-    return (
-        content if isinstance(content, str) else None,
-        reasoning if isinstance(reasoning, str) else None,
+    reasoning = read.field(message, "reasoning_content", str) or read.field(
+        message, "reasoning", str
     )
+    if not isinstance(message.get("content"), list):
+        return read.field(message, "content", str), reasoning
+    texts: list[str] = []
+    thoughts: list[str] = []
+    for part in read.items(message, "content", dict):
+        kind = read.field(part, "type", str)
+        if kind == "text":
+            texts.append(read.field(part, "text", str) or "")
+        elif kind == "thinking" and isinstance(part.get("thinking"), list):
+            thoughts += [
+                read.field(t, "text", str) or "" for t in read.items(part, "thinking", dict)
+            ]
+        elif kind == "thinking":
+            thoughts.append(read.field(part, "thinking", str) or "")
+    return "".join(texts), reasoning or ("".join(thoughts) or None)
 
 
-def _tool_calls(raw: Any) -> list[ToolCall] | None:
-    if not isinstance(raw, list) or not raw:
-        return None
+def _arguments(read: Fields, function: dict[str, Any]) -> str | None:
+    arguments = function.get("arguments")
+    if isinstance(arguments, dict):  # some servers send the object itself
+        return orjson.dumps(arguments).decode()
+    return read.field(function, "arguments", str)
+
+
+def _tool_calls(read: Fields, message: dict[str, Any]) -> list[ToolCall]:
     calls = []
-    for call in raw:
-        function = call.get("function") or {}
-        arguments = function.get("arguments", "")
-        if not isinstance(arguments, str):  # some servers send an object
-            arguments = orjson.dumps(arguments).decode()
+    for call in read.items(message, "tool_calls", dict):
+        function = read.field(call, "function", dict) or {}
+        name = read.field(function, "name", str) or ""
+        arguments = _arguments(read, function) or ""
         calls.append(
             ToolCall(
-                id=str(call.get("id", "")),
-                function=FunctionCall(name=str(function.get("name", "")), arguments=arguments),
+                id=read.field(call, "id", str) or "",
+                function=FunctionCall(name=name, arguments=arguments),
             )
         )
     return calls
 
 
-def _tool_deltas(raw: Any) -> list[ToolCallDelta] | None:
-    if not isinstance(raw, list) or not raw:
-        return None
+def _tool_deltas(read: Fields, delta: dict[str, Any]) -> list[ToolCallDelta]:
     out = []
-    for position, call in enumerate(raw):
-        function = call.get("function") or {}
-        arguments = function.get("arguments")
-        if arguments is not None and not isinstance(arguments, str):
-            arguments = orjson.dumps(arguments).decode()
+    for position, call in enumerate(read.items(delta, "tool_calls", dict)):
+        function = read.field(call, "function", dict) or {}
         out.append(
             ToolCallDelta(
-                index=call.get("index", position),
-                id=call.get("id"),
-                name=function.get("name"),
-                arguments=arguments,
+                index=read.count(call, "index", position),
+                id=read.field(call, "id", str),
+                name=read.field(function, "name", str),
+                arguments=_arguments(read, function),
             )
         )
     return out
 
 
-def _finish(raw: Any) -> FinishReason | None:
+def _logprobs(read: Fields, choice: dict[str, Any]) -> dict[str, Any] | None:
+    """The choice's ``logprobs`` as sent; each token's ``logprob`` must be a number, as
+    emulating ``best_of`` ranks choices by them."""
+    logprobs = read.field(choice, "logprobs", dict)
+    for entry in read.items(logprobs or {}, "content", dict):
+        read.number(entry, "logprob")
+    return logprobs
+
+
+def _finish(read: Fields, choice: dict[str, Any]) -> FinishReason | None:
+    raw = read.field(choice, "finish_reason", str)
+    return None if raw is None else FINISH_REASONS.get(raw, "stop")
+
+
+def _usage(read: Fields, answer: dict[str, Any]) -> Usage | None:
+    raw = read.field(answer, "usage", dict)
     if raw is None:
         return None
-    return FINISH_REASONS.get(str(raw), "stop")
-
-
-def _usage(raw: Any) -> Usage | None:
-    if not isinstance(raw, dict):
-        return None
-    return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
+    return Usage(read.count(raw, "prompt_tokens"), read.count(raw, "completion_tokens"))

@@ -2,25 +2,28 @@
 
 An adapter is sans I/O: it builds `UpstreamRequest`s and reads decoded answers. A
 `StreamReader` holds the state one stream needs (which content block is which tool call,
-the usage seen so far) and turns each upstream event into OpenAI chunks.
+the usage seen so far) and turns each upstream event into OpenAI chunks. Answers are read
+through `Fields`, so a value of the wrong type anywhere is a 502 naming the connection.
+The runner, not the adapter, adds the connection's ``extra_body`` and ``exclude_params``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import os
+import math
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
 from chatgate.config import Connection
 from chatgate.errors import ConfigError, InvalidRequestError, UpstreamError
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
+from chatgate.secrets import Credentials
 from chatgate.sources import Source
 from chatgate.types import (
     ChatChunk,
@@ -32,8 +35,19 @@ from chatgate.types import (
     Message,
     Usage,
 )
-from chatgate.upstream import SSEEvent, UpstreamRequest
+from chatgate.upstream import Job, SSEEvent, UpstreamRequest
 from chatgate.urls import clean_base_url
+
+K = TypeVar("K")
+# One provider turn: its role and its blocks (Claude) or parts (Gemini).
+Turn = tuple[str, list[dict[str, Any]]]
+_KIND_NAMES: dict[type, str] = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "an integer",
+    bool: "true or false",
+}
 
 
 class StreamReader(Protocol):
@@ -42,8 +56,9 @@ class StreamReader(Protocol):
     finished: bool  # the upstream said the answer is complete
     done: bool  # nothing more will come worth reading
 
-    def feed(self, event: SSEEvent) -> list[ChatChunk]:
-        """The chunks one event makes; an error event raises."""
+    def feed(self, event: Any) -> list[ChatChunk]:
+        """The chunks one event makes (an `SSEEvent`, or for an NDJSON stream one parsed
+        line); an error event raises."""
         ...
 
 
@@ -54,8 +69,28 @@ class WireAdapter(Protocol):
     key: str | None
     notes: list[str]
 
-    async def authorize(self) -> None:
-        """Get what sending needs beyond the key (an OAuth token), before `build`."""
+    def auth_request(self, now: float) -> UpstreamRequest | None:
+        """The request that fetches what sending needs beyond the key (an OAuth token),
+        when one is due at *now*; None when nothing is."""
+        ...
+
+    def accept_auth(self, data: Any, now: float) -> None:
+        """Take the answer to `auth_request`."""
+        ...
+
+    def secrets(self) -> list[str | None]:
+        """What this adapter sends that must never be shown: its key, and any token it
+        was given."""
+        ...
+
+    def job(self, request: ChatRequest, dropped: list[str]) -> Job | None:
+        """The queued job a non-stream *request* runs as, for protocols that submit and
+        poll (AI Horde); None where one request gets the answer (`build`)."""
+        ...
+
+    def cancel_request(self, request: ChatRequest) -> UpstreamRequest | None:
+        """The request that stops *request*'s generation upstream when the client leaves
+        mid-stream (an abort endpoint), if the protocol has one."""
         ...
 
     def unsupported(self, request: ChatRequest, set_names: list[str]) -> list[str]:
@@ -93,11 +128,11 @@ class Endpoint:
     proxied: bool
 
 
-def endpoint(connection: Connection, source: Source, env: Mapping[str, str]) -> Endpoint:
+def endpoint(connection: Connection, source: Source, credentials: Credentials) -> Endpoint:
     """The base URL and key of *connection*: its own URL (a custom server or a reverse
     proxy, whose password then replaces the key) or the source's default."""
     notes: list[str] = []
-    configured = connection.key(env)
+    configured = credentials.key
     if connection.base_url:
         cleaned = clean_base_url(connection.base_url, connection.name)
         if cleaned.note:
@@ -122,7 +157,33 @@ def endpoint(connection: Connection, source: Source, env: Mapping[str, str]) -> 
     return Endpoint(base_url, key, notes, proxied)
 
 
-class NativeAdapter:
+class PlainExchange:
+    """The exchange most protocols need: a key and nothing more, one request per
+    answer, no abort endpoint. Adapters override what their protocol has."""
+
+    key: str | None
+
+    def secrets(self) -> list[str | None]:
+        """The key."""
+        return [self.key]
+
+    def auth_request(self, now: float) -> UpstreamRequest | None:
+        """Nothing beyond the key is needed."""
+        return None
+
+    def accept_auth(self, data: Any, now: float) -> None:
+        """Never called: there is no `auth_request`."""
+
+    def job(self, request: ChatRequest, dropped: list[str]) -> Job | None:
+        """One request gets the answer."""
+        return None
+
+    def cancel_request(self, request: ChatRequest) -> UpstreamRequest | None:
+        """Closing the stream is all it takes to stop."""
+        return None
+
+
+class NativeAdapter(PlainExchange):
     """What the native (non-OpenAI) protocols share: where to send, with which key, and
     the parameters they accept (``supported``; ``n`` only matters above 1)."""
 
@@ -132,18 +193,16 @@ class NativeAdapter:
         self,
         connection: Connection,
         source: Source,
-        env: Mapping[str, str] | None = None,
+        credentials: Credentials,
         placeholder: str = DEFAULT_PLACEHOLDER,
     ) -> None:
         self.connection, self.source = connection, source
         # The user turn inserted where a provider demands one (``prompt_placeholder``).
         self.placeholder = placeholder
-        where = endpoint(connection, source, os.environ if env is None else env)
+        where = endpoint(connection, source, credentials)
         self.base_url, self.key, self.proxied = where.base_url, where.key, where.proxied
         self.notes = list(where.notes)
-
-    async def authorize(self) -> None:
-        """Nothing beyond the key is needed (Vertex's service accounts override this)."""
+        self.read = Fields(connection)
 
     def unsupported(self, request: ChatRequest, set_names: list[str]) -> list[str]:
         """Parameters this protocol has no counterpart for, in the client's order."""
@@ -167,6 +226,7 @@ class ReaderBase:
     def __init__(self, connection: Connection, model: str, default_id: str) -> None:
         self.connection, self.model = connection, model
         self.finished = self.done = False
+        self.read = Fields(connection)
         self.id = default_id
         self.created = int(time.time())
 
@@ -233,13 +293,30 @@ def arguments(text: str, param: str) -> Any:
         ) from None
 
 
-def text_of(message: Message) -> str:
-    """The text parts of *message*, joined (tool results and system prompts)."""
-    if message.content is None:
-        return ""
-    if isinstance(message.content, str):
-        return message.content
-    return "\n\n".join(p.text for p in message.content if p.type == "text")
+def leading_system(messages: Sequence[Message]) -> tuple[list[Message], list[Message]]:
+    """(system prompt, conversation): every system or developer message before the first
+    message of another role is the system prompt, even when no other message follows (a
+    provider that needs a turn then adds its placeholder user turn); a later one stays in
+    the conversation, in whatever role the provider has for it."""
+    start = 0
+    while start < len(messages) and messages[start].role in ("system", "developer"):
+        start += 1
+    return list(messages[:start]), list(messages[start:])
+
+
+def merge_turns(turns: Iterable[Turn]) -> list[Turn]:
+    """Turns for a provider whose user and assistant turns must alternate (a tool result
+    is a user turn there): an empty turn is left out, as such providers refuse it and it
+    says nothing, and a turn joins the one before it when their roles match."""
+    out: list[Turn] = []
+    for role, items in turns:
+        if not items:
+            continue
+        if out and out[-1][0] == role:
+            out[-1][1].extend(items)
+        else:
+            out.append((role, list(items)))
+    return out
 
 
 def call_id() -> str:
@@ -250,6 +327,65 @@ def call_id() -> str:
 def lie(connection: Connection, what: str) -> UpstreamError:
     """The upstream answered something that is not its protocol."""
     return UpstreamError(f"connection '{connection.name}': {what}", code="bad_upstream_response")
+
+
+class Fields:
+    """Typed reads of a decoded upstream answer: a value of the wrong type at any level is
+    a `lie` naming the connection, never a Python error from deep inside a parser."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def of(self, value: Any, kind: type[K], what: str) -> K:
+        """*value* as a *kind*; anything else is a lie about *what*."""
+        # JSON's true and false are not integers, though Python's bool is an int.
+        if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+            return value
+        wanted = _KIND_NAMES.get(kind, kind.__name__)
+        raise lie(self.connection, f"{what} is {_json_kind(value)} where {wanted} belongs")
+
+    def field(self, data: dict[str, Any], key: str, kind: type[K]) -> K | None:
+        """``data[key]`` as a *kind*; None when it is missing or null."""
+        value = data.get(key)
+        return None if value is None else self.of(value, kind, f"'{key}'")
+
+    def need(self, data: dict[str, Any], key: str, kind: type[K]) -> K:
+        """``data[key]`` as a *kind*, which must be there."""
+        return self.of(data.get(key), kind, f"'{key}'")
+
+    def items(self, data: dict[str, Any], key: str, kind: type[K]) -> list[K]:
+        """``data[key]`` as a list of *kind*; empty when it is missing or null."""
+        values = self.field(data, key, list) or []
+        return [self.of(value, kind, f"an entry of '{key}'") for value in values]
+
+    def number(self, data: dict[str, Any], key: str) -> float | None:
+        """``data[key]`` as a finite number; None when it is missing or null."""
+        value = data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        raise lie(self.connection, f"'{key}' is {_json_kind(value)} where a number belongs")
+
+    def count(self, data: dict[str, Any], key: str, default: int = 0) -> int:
+        """``data[key]`` as a whole number (a token count, an index); *default* when it
+        is missing or null. Some providers write counts as floats: ``5.0`` is 5."""
+        value = self.number(data, key)
+        if value is None:
+            return default
+        if not value.is_integer():
+            raise lie(self.connection, f"'{key}' is {value}, not a whole number")
+        return int(value)
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    return _KIND_NAMES.get(type(value), f"a {type(value).__name__}")
 
 
 def stream_error(connection: Connection, said: Any) -> UpstreamError:

@@ -4,36 +4,49 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chatgate.config import Connection
 from chatgate.errors import UnsupportedParameterError
 from chatgate.extensions import GATEWAY_FIELDS
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse
 
+if TYPE_CHECKING:
+    from chatgate.plan import Attempt
+
 
 class Backend(Protocol):
-    """A configured connection that can answer chat requests."""
+    """A configured connection that can answer chat requests.
+
+    `plan` decides, once per request, everything about how this backend will answer
+    it; `chat`, `stream` and `preview` execute that decision and decide nothing again.
+    """
 
     connection: Connection
+    # Whether a test message costs money (a provider bills it; the embedded model not).
+    billed: bool
+    # Whether a model name beyond `models` may be asked for (a provider decides what it
+    # serves; the embedded engine serves its one model).
+    open_models: bool
 
     def models(self) -> list[str]:
         """The model names this connection serves (without the connection prefix)."""
         ...
 
-    def unsupported(self, request: ChatRequest) -> list[str]:
-        """The request's parameters this backend cannot honour (names, in order)."""
+    def plan(self, request: ChatRequest, route: str) -> Attempt:
+        """This backend's attempt at *request*: what is sent, dropped, enforced and fanned
+        out; a 400 for what it cannot honour."""
         ...
 
     async def start(self, progress: Callable[[str], None] | None = None) -> None:
         """Get ready to serve (load a model, open a client)."""
         ...
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, attempt: Attempt) -> ChatResponse:
         """One whole answer."""
         ...
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    def stream(self, attempt: Attempt) -> AsyncIterator[ChatChunk]:
         """The answer as chunks, ending with a finish chunk (and usage, if asked)."""
         ...
 
@@ -45,6 +58,10 @@ class Backend(Protocol):
         """Release what `start` took."""
         ...
 
+    def terminate(self) -> None:
+        """Stop at once, without an event loop (child processes, if any)."""
+        ...
+
     async def list_models(self, *, refresh: bool = False) -> dict[str, Any]:
         """The models this connection serves, asking the upstream where it can."""
         ...
@@ -53,12 +70,8 @@ class Backend(Protocol):
         """A free probe of the connection."""
         ...
 
-    async def send_test(self, model: str | None = None) -> dict[str, Any]:
-        """A real minimal request, to prove the connection works end to end."""
-        ...
-
-    async def preview(self, request: ChatRequest) -> dict[str, Any]:
-        """What would be sent for *request*, without sending it."""
+    async def preview(self, attempt: Attempt) -> dict[str, Any]:
+        """What would be sent for *attempt*, without sending it."""
         ...
 
 

@@ -22,7 +22,7 @@ from chatgate.backends.base import refuse_or_drop, set_fields
 from chatgate.config import Connection
 from chatgate.engine import EngineUnavailableError, Supervisor, worker_count, worker_settings
 from chatgate.engine.client import WorkerClient
-from chatgate.engine.grammar import OutputContract, contract_for
+from chatgate.engine.grammar import enforced
 from chatgate.engine.watch import watch
 from chatgate.errors import (
     ChatgateError,
@@ -32,6 +32,8 @@ from chatgate.errors import (
     UpstreamError,
 )
 from chatgate.exchange.transport import Transport
+from chatgate.output import OutputContract, contract_for
+from chatgate.plan import FREE, Attempt, Fanout, OutputPlan
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse, TextPart
 
 # A constrained output that fails its final check (the grammar covers a subset of JSON
@@ -42,6 +44,9 @@ CONSTRAINED_RETRIES = 2
 class LocalBackend:
     """The embedded llama.cpp engine behind the chat-completions interface: a pool of
     worker processes (one per core by default), each request on the least busy one."""
+
+    billed = False
+    open_models = False
 
     def __init__(self, connection: Connection, transport: Transport | None = None) -> None:
         self.connection = connection
@@ -63,10 +68,12 @@ class LocalBackend:
 
     def models(self) -> list[str]:
         """The one model this connection serves."""
-        return [self.connection.model_alias]
+        return [self.connection.engine.model_alias]
 
-    def unsupported(self, request: ChatRequest) -> list[str]:
-        """Parameters the engine cannot honour; tools are refused unless disabled."""
+    def plan(self, request: ChatRequest, route: str) -> Attempt:
+        """The parameters the engine cannot honour (tools are refused unless disabled),
+        the grammar that enforces the output constraint, and ``n`` / ``best_of`` as
+        one batch or as several requests."""
         names = [n for n in set_fields(request) if n not in SUPPORTED]
         if request.tools and request.tool_choice == "none":
             names = [n for n in names if n not in ("tools", "tool_choice")]
@@ -82,13 +89,29 @@ class LocalBackend:
         if request.logit_bias:
             logit_bias(request)  # a key that is not a token id is a 400 now
         limit = request.completion_limit
-        if limit is not None and limit >= self.connection.context_size:
+        if limit is not None and limit >= self.connection.engine.context_size:
             raise ContextLengthError(
-                f"this model's maximum context length is {self.connection.context_size} "
+                f"this model's maximum context length is {self.connection.engine.context_size} "
                 f"tokens per sequence, but max_tokens asks for {limit}; lower max_tokens",
                 param="messages",
             )
-        return refuse_or_drop(names, self.connection, "the embedded engine")
+        dropped = refuse_or_drop(names, self.connection, "the embedded engine")
+        contract = contract_for(request)
+        output = (
+            OutputPlan(enforced(contract), checked=True, retries=CONSTRAINED_RETRIES)
+            if contract is not None
+            else FREE
+        )
+        n = request.n or 1
+        if (request.best_of or 1) > n:
+            # Candidates as separate requests (seed + i): the same ones a client would
+            # get by asking for each alone.
+            fan = Fanout(candidates=request.best_of or 1)
+        elif n > 1 and not self._fits_one_worker(request):
+            fan = Fanout(copies=n)
+        else:
+            fan = Fanout()
+        return Attempt(route, self, request, tuple(dropped), output, fan)
 
     async def start(self, progress: Callable[[str], None] | None = None) -> None:
         """Start every worker, wait until each has its model loaded, and watch them."""
@@ -107,13 +130,13 @@ class LocalBackend:
                 raise outcome
         if progress and count > 1:
             progress(f"{count} engine workers ready in {time.perf_counter() - started:.1f} s")
-        if not self._watchdogs and self.connection.engine_watchdog > 0:
+        if not self._watchdogs and self.connection.engine.engine_watchdog > 0:
             loop = asyncio.get_running_loop()
             self._watchdogs = [loop.create_task(watch(w)) for w in self.workers]
 
     def status(self) -> dict[str, Any]:
         """Worker states, restarts and queue figures (no I/O)."""
-        parallel = self.connection.parallel
+        parallel = self.connection.engine.parallel
         each = [w.supervisor.status() for w in self.workers]
         states = [w.supervisor.state for w in self.workers]
         serving = states.count("ready")
@@ -126,7 +149,7 @@ class LocalBackend:
             "source": "local",
             "status": "ok" if serving else overall,
             "loaded": serving > 0,
-            "model": self.connection.model_alias,
+            "model": self.connection.engine.model_alias,
             "slots": parallel,
             "busy": min(self._inflight, parallel),
             "waiting": max(0, self._inflight - parallel),
@@ -137,6 +160,11 @@ class LocalBackend:
             "threads": each[0]["threads"],
             "workers": each,
         }
+
+    def terminate(self) -> None:
+        """Stop every worker process at once (no event loop needed)."""
+        for worker in self.workers:
+            worker.supervisor.terminate()
 
     async def close(self) -> None:
         """Stop the watchdogs and the workers."""
@@ -171,34 +199,11 @@ class LocalBackend:
             "worker_deferred": deferred,
         }
 
-    async def send_test(self, model: str | None = None) -> dict[str, Any]:
-        """A real "Hi" through the engine (free: it runs on this machine)."""
-        request = ChatRequest.model_validate(
-            {
-                "model": f"{self.connection.name}/{model or self.connection.model_alias}",
-                "messages": [{"role": "user", "content": "Hi"}],
-                "max_tokens": 16,
-            }
-        )
-        started = time.perf_counter()
-        answer = await self.chat(request)
-        return {
-            "connection": self.connection.name,
-            "model": self.connection.model_alias,
-            "ok": True,
-            "reply": answer.text,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
-            "usage": answer.usage.to_dict(),
-            "billed": False,
-            "billing_note": "the embedded model runs on this machine; nothing is billed",
-        }
-
-    async def preview(self, request: ChatRequest) -> dict[str, Any]:
+    async def preview(self, attempt: Attempt) -> dict[str, Any]:
         """The worker request, and the prompt text the model would read."""
-        self.unsupported(request)
+        request, contract = attempt.request, attempt.output.contract
         worker = self.workers[self._pick()]
         await worker.supervisor.ready()
-        contract = contract_for(request)
         prompt = await worker.prompt(request)
         if self._uses_text_route(request):
             upstream = worker.completion_request(request, prompt, contract)
@@ -246,12 +251,12 @@ class LocalBackend:
     def _admit(self, request: ChatRequest) -> int:
         """Count the sequences *request* takes; past the queue's end it is a 503."""
         weight = max(request.n or 1, request.best_of or 1)
-        limit = self.connection.parallel + self.connection.max_queue
+        limit = self.connection.engine.parallel + self.connection.engine.max_queue
         if self._inflight + weight > max(limit, weight):
             raise OverloadedError(
                 f"the embedded engine is busy: {self._inflight} sequences running or "
-                f"waiting (parallel = {self.connection.parallel}, max_queue = "
-                f"{self.connection.max_queue}); retry shortly",
+                f"waiting (parallel = {self.connection.engine.parallel}, max_queue = "
+                f"{self.connection.engine.max_queue}); retry shortly",
                 headers={"Retry-After": "1"},
             )
         self._inflight += weight
@@ -259,43 +264,42 @@ class LocalBackend:
 
     # --- answers ----------------------------------------------------------------------
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, attempt: Attempt) -> ChatResponse:
         """One whole answer; a constrained one is checked and, if it fails, made again."""
+        request = attempt.request
         if request.stream:
             request = request.without("stream", "stream_options")
-        contract = contract_for(request)
+        contract = attempt.output.contract
         weight = self._admit(request)
         try:
             broken = ""
-            for attempt in range(CONSTRAINED_RETRIES + 1):
-                tried = (
+            for tried in range(attempt.output.retries + 1):
+                again = (
                     request
-                    if attempt == 0 or request.seed is None
-                    else request.model_copy(update={"seed": request.seed + 1000 * attempt})
+                    if tried == 0 or request.seed is None
+                    else request.without(seed=request.seed + 1000 * tried)
                 )
-                answer = await self._answer(tried, contract)
+                answer = await self._answer(again, attempt)
                 broken = "" if contract is None else _broken(answer, contract)
                 if not broken:
                     return answer
             assert contract is not None
             raise UpstreamError(
                 f"{broken} (the {contract.param} constraint, after "
-                f"{CONSTRAINED_RETRIES + 1} attempts); raise max_tokens or simplify it",
+                f"{attempt.output.retries + 1} attempts); raise max_tokens or simplify it",
                 code="invalid_model_output",
             )
         finally:
             self._inflight -= weight
 
-    async def _answer(self, request: ChatRequest, contract: OutputContract | None) -> ChatResponse:
-        n = request.n or 1
-        if (request.best_of or 1) > n:
-            # Candidates as separate requests (seed + i): the same ones a client would
-            # get by asking for each alone.
+    async def _answer(self, request: ChatRequest, attempt: Attempt) -> ChatResponse:
+        contract = attempt.output.contract
+        if attempt.fanout.candidates:
             return await fanout.best_of(
-                request, lambda r: self._answer(r, contract), native_n=False
+                request, lambda r: self._on_a_worker(r, contract), native_n=False
             )
-        if n > 1 and not self._fits_one_worker(request):
-            return await fanout.gather(request, lambda r: self._answer(r, contract))
+        if attempt.fanout.copies > 1:
+            return await fanout.gather(request, lambda r: self._on_a_worker(r, contract))
         return await self._on_a_worker(request, contract)
 
     async def _on_a_worker(
@@ -326,12 +330,12 @@ class LocalBackend:
         answer.model = request.model
         return answer
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    async def stream(self, attempt: Attempt) -> AsyncIterator[ChatChunk]:
         """Stream the answer; a constrained one is checked before its finish chunk."""
-        contract = contract_for(request)
+        request, contract = attempt.request, attempt.output.contract
         weight = self._admit(request)
         try:
-            if (request.n or 1) > 1 and not self._fits_one_worker(request):
+            if attempt.fanout.copies > 1:
                 source = fanout.interleave(request, lambda r: self._stream_one(r, contract))
             else:
                 source = self._stream_one(request, contract)

@@ -1,36 +1,37 @@
-"""A connection to an HTTP provider: an adapter (translation) plus the transport (I/O).
+"""A connection to an HTTP provider: a pure adapter (translation) over the exchange (I/O).
 
-Besides chat, it carries the connection operations a person needs when setting one
-up: list models, check status (free), send a test message (billed), and preview the
-exact upstream request without sending it.
+It executes the attempts `Gateway.prepare` planned and decides nothing again. Besides
+chat, it carries the connection operations a person needs when setting one up: list
+models, check status (free), and preview the exact upstream request without sending it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 from chatgate.adapters import guided
 from chatgate.adapters.extras import add_request_extras
-from chatgate.adapters.wire import WireAdapter
+from chatgate.adapters.registry import make_adapter
+from chatgate.adapters.wire import StreamReader, WireAdapter, lie
+from chatgate.answers import as_chunks
 from chatgate.backends import fanout
 from chatgate.backends.base import refuse_or_drop, set_fields
+from chatgate.capabilities import Profile, profile_of
 from chatgate.config import Connection
 from chatgate.errors import ChatgateError, NotFoundError, UpstreamError
+from chatgate.exchange.timeouts import CONNECT_TIMEOUT, Timeouts
 from chatgate.exchange.transport import Transport
+from chatgate.output import contract_for
+from chatgate.plan import Attempt, Fanout, OutputPlan
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
+from chatgate.secrets import LiveSecrets, SecretResolver
 from chatgate.sources import Source
-from chatgate.types import (
-    ChatChunk,
-    ChatRequest,
-    ChatResponse,
-    ChunkChoice,
-    Delta,
-    ToolCallDelta,
-)
+from chatgate.types import ChatChunk, ChatRequest, ChatResponse
 from chatgate.upstream import UpstreamRequest
 from chatgate.urls import mask_userinfo, with_v1
 
@@ -38,57 +39,86 @@ log = logging.getLogger("chatgate.connections")
 
 MODELS_TTL = 60.0  # seconds an upstream model list is trusted
 STATUS_TIMEOUT = 15.0
-TEST_MAX_TOKENS = 16
+# What a parser raises when an upstream's answer has the wrong shape somewhere the
+# parser did not look first: the answer is a lie, never a crash of the gateway.
+MISSHAPEN = (TypeError, KeyError, AttributeError, IndexError, ValueError)
 
 
 class RemoteBackend:
-    """One configured OpenAI-compatible connection."""
+    """One configured provider connection."""
+
+    billed = True
+    open_models = True
 
     def __init__(
         self,
         connection: Connection,
         source: Source,
         transport: Transport,
-        env: Mapping[str, str] | None = None,
+        resolver: SecretResolver,
         placeholder: str = DEFAULT_PLACEHOLDER,
     ) -> None:
-        env = os.environ if env is None else env
         self.connection = connection
         self.source = source
         self.transport = transport
-        self.adapter: WireAdapter = make_adapter(connection, source, env, placeholder)
-        self.secrets = [s for s in [*connection.secrets(env), self.adapter.key] if s]
+        self.resolver = resolver
+        self.placeholder = placeholder
+        self.adapter: WireAdapter = make_adapter(
+            connection, source, resolver.credentials(connection), placeholder
+        )
+        self.profile: Profile = profile_of(self.adapter)
+        # A whole answer within `timeout`, a stream's waits each within it. A bare
+        # number keeps the messages and codes that name `timeout`; the bounds apart
+        # only when the connection sets one.
+        self.stream_timeouts: float | Timeouts = connection.timeout
+        self.answer_timeouts: float | Timeouts = connection.timeout
+        if connection.first_byte_timeout or connection.connect_timeout != CONNECT_TIMEOUT:
+            bounds = Timeouts(
+                connect=connection.connect_timeout,
+                first_byte=connection.first_byte_timeout,
+                read=connection.timeout,
+            )
+            self.stream_timeouts = bounds
+            self.answer_timeouts = replace(bounds, total=connection.timeout)
+        # The key the adapter sends, and any access token it was given (Vertex's).
+        self.secrets = LiveSecrets(resolver, connection, lambda: self.adapter.secrets())
         self._models: list[str] = []
         self._models_at = 0.0
+        self._auth_lock = asyncio.Lock()
         for note in self.adapter.notes:
             log.warning("%s", mask_userinfo(note))
 
-    # --- the Backend protocol ------------------------------------------------------
+    # --- planning ------------------------------------------------------------------
 
     def models(self) -> list[str]:
         """Known model names without I/O: manual ids, the fixed list, the cached list."""
         return _merge(self.connection.models, self.source.fixed_models, self._models)
 
-    def unsupported(self, request: ChatRequest) -> list[str]:
-        """Parameters this source refuses (400 unless the connection drops them)."""
-        return self._unsupported(guided.plan(request, self.connection).request)
-
-    def _unsupported(self, planned: ChatRequest) -> list[str]:
-        names = self.adapter.unsupported(planned, set_fields(planned))
-        names = [n for n in names if n != "n"]  # emulated: see `_fans_out`
-        if "best_of" in names and self._ranks(planned):
-            names.remove("best_of")  # emulated: see `fanout.best_of`
-        return refuse_or_drop(names, self.connection, self.source.display_name)
-
-    def _ranks(self, planned: ChatRequest) -> bool:
-        """Whether ``best_of`` is emulated: it needs the source's log-probabilities."""
-        return (planned.best_of or 1) > (planned.n or 1) and not self.adapter.unsupported(
-            planned, ["logprobs"]
+    def plan(self, request: ChatRequest, route: str) -> Attempt:
+        """The constraint in this source's form, the parameters it refuses (a 400, or
+        dropped), and ``n`` / ``best_of`` emulated where the source lacks them."""
+        connection = self.connection
+        contract = contract_for(request)
+        shaped = guided.plan(request, connection, contract)
+        sent = shaped.request
+        names = [n for n in self.adapter.unsupported(sent, set_fields(sent)) if n != "n"]
+        ranked = self.profile.emulates_best_of(sent)
+        if ranked and "best_of" in names:
+            names.remove("best_of")
+        dropped = refuse_or_drop(names, connection, self.source.display_name)
+        if ranked:
+            fan = Fanout(candidates=sent.best_of or 1, candidates_in_one=self.profile.n)
+        elif self.profile.fans_out(sent):
+            fan = Fanout(copies=sent.n or 1)
+        else:
+            fan = Fanout()
+        output = OutputPlan(
+            shaped.contract,
+            checked=shaped.contract is not None,
+            buffered=shaped.buffered,
+            retries=connection.guided_retries if shaped.contract is not None else 0,
         )
-
-    def _fans_out(self, planned: ChatRequest) -> bool:
-        """Whether ``n`` is emulated with parallel requests (the source has no ``n``)."""
-        return (planned.n or 1) > 1 and "n" in self.adapter.unsupported(planned, ["n"])
+        return Attempt(route, self, sent, tuple(dropped), output, fan)
 
     async def start(self, progress: Callable[[str], None] | None = None) -> None:
         """Nothing to load: connections are opened on first use."""
@@ -100,110 +130,166 @@ class RemoteBackend:
     async def close(self) -> None:
         """The transport is shared and closed by the gateway."""
 
-    def build(self, request: ChatRequest) -> UpstreamRequest:
-        """The upstream request for *request*, parameters dropped as configured (with
-        ``n`` emulated, the first of the n requests)."""
-        planned = guided.plan(request, self.connection).request
-        if self._emulates_best_of(planned):
-            planned = fanout.candidates(planned)
-        if self._fans_out(planned):
-            planned = fanout.copies(planned)[0]
-        return self._build(planned)
+    def terminate(self) -> None:
+        """Nothing runs outside the event loop."""
 
-    def _emulates_best_of(self, planned: ChatRequest) -> bool:
-        # Only where the source lacks best_of itself (vLLM has it).
-        return self._ranks(planned) and "best_of" in self.adapter.unsupported(planned, ["best_of"])
+    # --- execution -----------------------------------------------------------------
 
-    def _build(self, planned: ChatRequest) -> UpstreamRequest:
-        upstream = self.adapter.build(planned, self._unsupported(planned))
-        if planned.inference_extra_params or planned.inference_extra_headers:
-            add_request_extras(
-                upstream,
-                planned.inference_extra_params,
-                planned.inference_extra_headers,
-                protected=self.connection.extra_body,
-                excluded=self.connection.exclude_params,
-                allow_auth_override=self.connection.allow_auth_override,
-            )
+    def build(self, attempt: Attempt) -> UpstreamRequest:
+        """The upstream request *attempt* sends (with ``n`` emulated, the first of them)."""
+        request = attempt.request
+        if attempt.fanout.candidates:
+            request = fanout.candidates(request)
+        if attempt.fanout.copies > 1 or (attempt.fanout.candidates and not self.profile.n):
+            request = fanout.copies(request)[0]
+        return self._build(request, attempt.dropped)
+
+    def _build(self, request: ChatRequest, dropped: tuple[str, ...]) -> UpstreamRequest:
+        upstream = self.adapter.build(request, list(dropped))
+        add_request_extras(
+            upstream,
+            request.inference_extra_params,
+            request.inference_extra_headers,
+            protected=self.connection.extra_body,
+            excluded=self.connection.exclude_params,
+            allow_auth_override=self.connection.allow_auth_override,
+        )
         return upstream
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
-        """Send and translate one non-stream request; a guided answer is checked, and
-        asked for again while it fails (``guided_retries``)."""
+    async def chat(self, attempt: Attempt) -> ChatResponse:
+        """Send and translate one non-stream answer; a checked one that fails its
+        contract is asked for again (``guided_retries``), then it is a 502."""
+        request = attempt.request
         if request.stream:
-            request = request.model_copy(update={"stream": False, "stream_options": None})
-        planned = guided.plan(request, self.connection)
-        check = planned.check
-        fan = self._fans_out(planned.request)
-        ranked = self._emulates_best_of(planned.request)
-        for attempt in range(self.connection.guided_retries + 1):
-            if ranked:
-                native_n = "n" not in self.adapter.unsupported(
-                    planned.request.model_copy(update={"n": planned.request.best_of}), ["n"]
-                )
-                answer = await fanout.best_of(planned.request, self._send, native_n=native_n)
-            elif fan:
-                answer = await fanout.gather(planned.request, self._send)
+            request = request.without("stream", "stream_options")
+        output, fan = attempt.output, attempt.fanout
+
+        def send(single: ChatRequest) -> Any:
+            return self._send(single, attempt.dropped)
+
+        for tried in range(output.retries + 1):
+            if fan.candidates:
+                answer = await fanout.best_of(request, send, native_n=fan.candidates_in_one)
+            elif fan.copies > 1:
+                answer = await fanout.gather(request, send)
             else:
-                answer = await self._send(planned.request)
-            if check is None:
+                answer = await send(request)
+            contract = output.contract
+            if not output.checked or contract is None:
                 return answer
             try:
                 for choice in answer.choices:
                     if choice.message.tool_calls is None:
-                        choice.message.content = check(choice.message.content or "")
+                        choice.message.content = contract.check(choice.message.content or "")
                 return answer
             except UpstreamError as exc:
-                if attempt == self.connection.guided_retries:
+                if tried == output.retries:
                     raise UpstreamError(
                         f"connection '{self.connection.name}': {exc.message} "
-                        f"(after {attempt + 1} attempts)",
+                        f"(after {tried + 1} attempts)",
                         code="invalid_model_output",
                     ) from None
         raise AssertionError("unreachable")
 
-    async def _send(self, planned: ChatRequest) -> ChatResponse:
-        await self.adapter.authorize()
-        data = await self.transport.send_json(
-            self._build(planned),
-            self.connection.name,
-            self.connection.timeout,
-            self.secrets,
-            max_response_bytes=self.connection.max_response_bytes,
-        )
-        return self.adapter.parse_response(data, planned.model)
+    async def _authorize(self) -> None:
+        """Fetch what sending needs beyond the key (a Vertex token), through the
+        exchange, when it is due."""
+        if self.adapter.auth_request(time.time()) is None:
+            return
+        async with self._auth_lock:
+            request = self.adapter.auth_request(time.time())
+            if request is not None:
+                data = await self.transport.send_json(
+                    request, self.connection.name, STATUS_TIMEOUT, self.secrets
+                )
+                self.adapter.accept_auth(data, time.time())
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    async def _send(self, request: ChatRequest, dropped: tuple[str, ...]) -> ChatResponse:
+        await self._authorize()
+        name, limit = self.connection.name, self.connection.max_response_bytes
+        job = self.adapter.job(request, list(dropped))
+        if job is not None:
+            data = await self.transport.run_job(
+                job, name, self.answer_timeouts, self.secrets, max_response_bytes=limit
+            )
+        else:
+            data = await self.transport.send_json(
+                self._build(request, dropped),
+                name,
+                self.answer_timeouts,
+                self.secrets,
+                max_response_bytes=limit,
+            )
+        try:
+            return self.adapter.parse_response(data, request.model)
+        except MISSHAPEN as exc:
+            raise self._misshapen(exc) from None
+
+    def _misshapen(self, exc: Exception) -> UpstreamError:
+        log.warning(
+            "connection '%s': an answer the parser could not read (%s)",
+            self.connection.name,
+            type(exc).__name__,
+        )
+        return lie(self.connection, "the upstream's answer does not have the protocol's shape")
+
+    async def stream(self, attempt: Attempt) -> AsyncIterator[ChatChunk]:
         """Send and translate a stream; a stream that ends without finishing is a 502.
         A constraint the backend cannot enforce is checked first: that answer arrives
         whole, as one chunk per choice."""
-        planned = guided.plan(request, self.connection)
-        if planned.buffered:
-            for chunk in as_chunks(await self.chat(request), request):
+        if attempt.output.buffered:
+            opts = attempt.request.stream_options
+            answer = await self.chat(attempt)
+            for chunk in as_chunks(answer, with_usage=bool(opts and opts.include_usage)):
                 yield chunk
             return
-        if self._fans_out(planned.request):
-            async for chunk in fanout.interleave(planned.request, self._stream_one):
+        if attempt.fanout.copies > 1:
+
+            def one(single: ChatRequest) -> AsyncIterator[ChatChunk]:
+                return self._stream_one(single, attempt.dropped)
+
+            async for chunk in fanout.interleave(attempt.request, one):
                 yield chunk
             return
-        async for chunk in self._stream_one(planned.request):
+        async for chunk in self._stream_one(attempt.request, attempt.dropped):
             yield chunk
 
-    async def _stream_one(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        await self.adapter.authorize()
-        upstream = self._build(request)
+    async def _stream_one(
+        self, request: ChatRequest, dropped: tuple[str, ...]
+    ) -> AsyncIterator[ChatChunk]:
+        await self._authorize()
+        upstream = self._build(request, dropped)
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
         reader = self.adapter.reader(request)
-        events = self.transport.stream_sse(
+        opened = (
+            self.transport.stream_sse if upstream.framing == "sse" else self.transport.stream_ndjson
+        )
+        events = opened(
             upstream,
             self.connection.name,
-            self.connection.timeout,
+            self.stream_timeouts,
             self.secrets,
             stream_deadline=self.connection.stream_deadline,
             max_event_bytes=self.connection.max_event_bytes,
+            on_cancel=self.adapter.cancel_request(request),
         )
+        try:
+            async for chunk in self._chunks(events, reader, wants_usage):
+                yield chunk
+        finally:
+            await events.aclose()  # at once: a client that left stops the upstream now
+        if not reader.finished:
+            raise UpstreamError(
+                f"connection '{self.connection.name}': the upstream stream ended before "
+                "the answer finished",
+                code="upstream_stream_broken",
+            )
+
+    async def _chunks(
+        self, events: AsyncIterator[Any], reader: StreamReader, wants_usage: bool
+    ) -> AsyncIterator[ChatChunk]:
         async for event in events:
-            for chunk in reader.feed(event):
+            for chunk in self._read(reader, event):
                 usage = chunk.usage
                 if usage is not None and chunk.choices:
                     chunk.usage = None  # OpenAI sends usage in a chunk of its own
@@ -215,12 +301,12 @@ class RemoteBackend:
                     )
             if reader.done:
                 break
-        if not reader.finished:
-            raise UpstreamError(
-                f"connection '{self.connection.name}': the upstream stream ended before "
-                "the answer finished",
-                code="upstream_stream_broken",
-            )
+
+    def _read(self, reader: StreamReader, event: Any) -> list[ChatChunk]:
+        try:
+            return reader.feed(event)
+        except MISSHAPEN as exc:
+            raise self._misshapen(exc) from None
 
     # --- connection operations -----------------------------------------------------
 
@@ -262,7 +348,11 @@ class RemoteBackend:
                 f'{retry}/models works; using base_url = "{retry}" (put it in the config)'
             )
             log.warning("%s", mask_userinfo(note))
-            self.adapter.base_url = retry
+            # The whole adapter is rebuilt for the URL that works, not patched in place.
+            moved = self.connection.model_copy(update={"base_url": retry})
+            self.adapter = make_adapter(
+                moved, self.source, self.resolver.credentials(moved), self.placeholder
+            )
             return self.adapter.parse_models(data), note
 
     async def check_status(self) -> dict[str, Any]:
@@ -291,91 +381,16 @@ class RemoteBackend:
             "note": report["note"],
         }
 
-    async def send_test(self, model: str | None = None) -> dict[str, Any]:
-        """A real, minimal, billed "Hi": proves the key, URL and model work end to end."""
-        name = model or self._test_model()
-        request = ChatRequest.model_validate(
-            {
-                "model": f"{self.connection.name}/{name}",
-                "messages": [{"role": "user", "content": "Hi"}],
-                "max_tokens": TEST_MAX_TOKENS,
-            }
-        )
-        started = time.perf_counter()
-        answer = await self.chat(request)
-        return {
-            "connection": self.connection.name,
-            "model": name,
-            "ok": True,
-            "reply": answer.text,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
-            "usage": answer.usage.to_dict(),
-            "billed": True,
-            "billing_note": "this was a real request to the provider and is billed as one",
-        }
-
-    def _test_model(self) -> str:
-        known = self.models()
-        if not known:
-            raise NotFoundError(
-                f"connection '{self.connection.name}': no model known to test; list the "
-                "models first, add `models = [...]` to the connection, or name one",
-                param="model",
-            )
-        return known[0]
-
-    async def preview(self, request: ChatRequest) -> dict[str, Any]:
+    async def preview(self, attempt: Attempt) -> dict[str, Any]:
         """The exact upstream request, secrets masked. Nothing is sent."""
+        fan = attempt.fanout
+        sent = fan.copies if fan.copies > 1 else fan.candidates if not fan.candidates_in_one else 1
         return {
             "connection": self.connection.name,
             "source": self.source.id,
-            **self.build(request).preview(self.secrets),
-            **({"sent_times": request.n} if self._fans_out(request) else {}),
+            **self.build(attempt).preview(self.secrets),
+            **({"sent_times": sent} if sent > 1 else {}),
         }
-
-
-def as_chunks(answer: ChatResponse, request: ChatRequest) -> list[ChatChunk]:
-    """A whole answer as the chunks of a stream: role, content, finish, usage."""
-    chunks = []
-    for choice in answer.choices:
-        message = choice.message
-        calls = [
-            ToolCallDelta(i, c.id, c.function.name, c.function.arguments)
-            for i, c in enumerate(message.tool_calls or [])
-        ]
-        delta = Delta("assistant", message.content, message.reasoning_content, calls or None)
-        chunks.append(
-            ChatChunk(answer.id, answer.created, answer.model, [ChunkChoice(choice.index, delta)])
-        )
-        finish = ChunkChoice(choice.index, Delta(), choice.finish_reason)
-        chunks.append(ChatChunk(answer.id, answer.created, answer.model, [finish]))
-    if request.stream_options and request.stream_options.include_usage:
-        chunks.append(ChatChunk(answer.id, answer.created, answer.model, [], answer.usage))
-    return chunks
-
-
-def make_adapter(
-    connection: Connection,
-    source: Source,
-    env: Mapping[str, str],
-    placeholder: str = DEFAULT_PLACEHOLDER,
-) -> WireAdapter:
-    """The wire protocol the source's catalogue row names (imported when first used)."""
-    if source.adapter == "anthropic":
-        from chatgate.adapters.anthropic import AnthropicAdapter
-
-        return AnthropicAdapter(connection, source, env, placeholder)
-    if source.adapter == "gemini":
-        from chatgate.adapters.gemini import GeminiAdapter
-
-        return GeminiAdapter(connection, source, env, placeholder)
-    if source.adapter == "cohere":
-        from chatgate.adapters.cohere import CohereAdapter
-
-        return CohereAdapter(connection, source, env, placeholder)
-    from chatgate.adapters.openai_chat import OpenAIChatAdapter
-
-    return OpenAIChatAdapter(connection, source, env)
 
 
 def _merge(*lists: Any) -> list[str]:

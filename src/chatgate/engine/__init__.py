@@ -32,23 +32,23 @@ DEFAULT_THREADS = 1
 def worker_count(connection: Connection, cores: int | None = None) -> int:
     """How many worker processes a ``local`` connection runs: ``workers``, else one per
     core (each with ``threads`` threads), never more than ``parallel``."""
-    if connection.workers:
-        return min(connection.workers, connection.parallel)
+    if connection.engine.workers:
+        return min(connection.engine.workers, connection.engine.parallel)
     cores = cores or os.cpu_count() or 1
-    threads = connection.threads or DEFAULT_THREADS
-    return max(1, min(cores // threads, connection.parallel))
+    threads = connection.engine.threads or DEFAULT_THREADS
+    return max(1, min(cores // threads, connection.engine.parallel))
 
 
 def worker_settings(connection: Connection, index: int = 0, count: int = 1) -> WorkerSettings:
     """The settings of worker *index* of *count* (the model file is checked now); the
     connection's ``parallel`` sequences are shared out among the workers."""
-    threads = connection.threads or DEFAULT_THREADS
-    share, extra = divmod(connection.parallel, count)
+    threads = connection.engine.threads or DEFAULT_THREADS
+    share, extra = divmod(connection.engine.parallel, count)
     return WorkerSettings(
-        model=resolve_model_path(connection.model_path),
-        context_size=connection.context_size,
+        model=resolve_model_path(connection.engine.model_path),
+        context_size=connection.engine.context_size,
         parallel=share + (1 if index < extra else 0),
         threads=threads,
-        threads_batch=connection.threads_batch or threads,
-        wait_policy=connection.wait_policy,
+        threads_batch=connection.engine.threads_batch or threads,
+        wait_policy=connection.engine.wait_policy,
     )

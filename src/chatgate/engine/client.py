@@ -25,11 +25,12 @@ from chatgate.adapters.engine_wire import (
     trim_alternatives,
 )
 from chatgate.config import Connection
-from chatgate.engine.grammar import OutputContract
 from chatgate.engine.supervisor import Supervisor
 from chatgate.errors import ChatgateError, ContextLengthError, InvalidRequestError, UpstreamError
 from chatgate.exchange.transport import Transport
+from chatgate.output import OutputContract
 from chatgate.prompt.chat_template import render_chat_template
+from chatgate.secrets import Credentials
 from chatgate.sources import Source
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse, ChunkChoice, Delta
 from chatgate.upstream import SSEEvent, UpstreamRequest
@@ -43,7 +44,6 @@ OFF_LOOP_MESSAGES = 500  # conversations this long get their worker body made in
 _WORKER_SOURCE = Source(
     id="local",
     display_name="the embedded engine",
-    kind="embedded",
     adapter="openai_chat",
     default_base_url="http://127.0.0.1",
     key_required=False,
@@ -61,7 +61,7 @@ class WorkerClient:
         self.connection = connection
         self.supervisor = supervisor
         self.transport = transport
-        self._openai = OpenAIChatAdapter(connection, _WORKER_SOURCE, env={})
+        self._openai = OpenAIChatAdapter(connection, _WORKER_SOURCE, Credentials())
         self._props: tuple[int, dict[str, Any]] | None = None
 
     # --- requests ------------------------------------------------------------------
@@ -130,7 +130,7 @@ class WorkerClient:
                 await asyncio.sleep(0.02)
         if isinstance(exc, InvalidRequestError) and "exceeds the available context" in exc.message:
             return ContextLengthError(
-                f"this model's maximum context length is {self.connection.context_size} "
+                f"this model's maximum context length is {self.connection.engine.context_size} "
                 "tokens per sequence, and the request does not fit (messages plus "
                 "max_tokens); shorten the messages or max_tokens",
                 param="messages",

@@ -14,39 +14,29 @@ as are schemas whose grammar would be too big for the engine.
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from typing import Any
 from urllib.parse import unquote
 
 from chatgate.engine.regex_grammar import regex_to_gbnf
+from chatgate.engine.schema_gbnf import (
+    RuleSet,
+    alt,
+    assemble,
+    dump,
+    json_string_body,
+    lit,
+    other_key,
+    seq,
+)
 from chatgate.errors import InvalidRequestError
 
-MAX_GRAMMAR_BYTES = 64 * 1024
-MAX_RULES = 2000
 # Bounds above this are only checked afterwards: llama.cpp expands x{m,n} into ~n rules.
 MAX_REPEAT = 256
-MAX_REPEAT_TOTAL = 16384
 MAX_DEPTH = 64
 DIGITS = 16  # integral digits of a number; more only when a bound in the schema needs them
 MAX_DIGITS = 64
 
-# One slot of whitespace between tokens, bounded so the model cannot loop on it.
-_BASE = {
-    "value": 'object | array | string | number | "true" | "false" | "null"',
-    "object": '"{" ws ( member ( "," ws member )* )? "}"',
-    "member": 'string ws ":" ws value ws',
-    "array": '"[" ws ( value ws ( "," ws value ws )* )? "]"',
-    "string": r'"\"" string-end',
-    "string-end": r'char* "\""',
-    "char": r'[^"\\\x00-\x1F] | escape',
-    "escape": r'"\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )',
-    "number": "integer fraction",
-    "fraction": '( "." [0-9]{1,20} )? ( [eE] [-+]? [0-9]{1,2} )?',
-    "integer": '"-"? ( "0" | [1-9] [0-9]{0,15} )',
-    "ws": r'( " " | "\n" [ \t]{0,16} )?',
-}
 _INFER = {
     "object": {"properties", "required", "additionalProperties"},
     "array": {"items", "prefixItems", "minItems", "maxItems", "additionalItems"},
@@ -64,13 +54,8 @@ _PASSIVE = {
     "exclusiveMaximum", "multipleOf", "not", "uniqueItems", "minProperties", "maxProperties",
     "propertyNames", "then", "else", "minContains", "maxContains",
 }  # fmt: skip
-_TOO_BIG = "the schema is too large for the embedded engine's grammar"
 _LOWER = {"minLength", "minItems"}
 _UPPER = {"maxLength", "maxItems"}
-_TOKEN = re.compile(r'("(?:\\.|[^"\\])*")|(\[(?:\\.|[^\]\\])*\])|([^"\[]+)', re.DOTALL)
-_NAME = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|([a-zA-Z][a-zA-Z0-9-]*)')
-_UNIT = re.compile(r"\\(?:x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)|.", re.DOTALL)
-_JSON_SPECIAL = [*range(0x20), 0x22, 0x5C]
 
 
 def schema_to_gbnf(schema: dict[str, Any], *, param: str | None = None) -> str:
@@ -78,46 +63,22 @@ def schema_to_gbnf(schema: dict[str, Any], *, param: str | None = None) -> str:
     return _Converter(schema, param).grammar()
 
 
-def _assemble(rules: dict[str, str]) -> str:
-    """The rules reachable from root, base rules included, one per line."""
-    every = {**_BASE, **rules}
-    order, seen = ["root"], {"root"}
-    for name in order:
-        for match in _NAME.finditer(every[name]):
-            ref = match.group(1)
-            if ref and ref not in seen:
-                seen.add(ref)
-                order.append(ref)
-    return "".join(f"{name} ::= {every[name]}\n" for name in order)
+JSON_OBJECT_GBNF: str = assemble({"root": "object"})
 
 
-JSON_OBJECT_GBNF: str = _assemble({"root": "object"})
-
-
-class _Converter:
+class _Converter(RuleSet):
     def __init__(self, schema: Any, param: str | None) -> None:
+        super().__init__(param)
         self.schema = schema
-        self.param = param
-        self.rules: dict[str, str] = {"root": ""}
-        self.by_body: dict[str, str] = {}
         self.refs: dict[str, str] = {"#": "root"}
         # The nesting (objects/arrays entered) at which each $ref being converted began:
         # a reference back to it at the same nesting would be left recursion.
         self.open: dict[str, int] = {"#": 0}
-        self.nesting = self.depth = self.repeats = self.work = 0
+        self.nesting = self.depth = 0
 
     def grammar(self) -> str:
         self.rules["root"] = self.expr(self.schema)
-        text = _assemble(self.rules)
-        if len(text.encode()) > MAX_GRAMMAR_BYTES or text.count("\n") > MAX_RULES:
-            raise self.error(_TOO_BIG)
-        return text
-
-    def error(self, message: str) -> InvalidRequestError:
-        return InvalidRequestError(f"JSON schema: {message}", param=self.param)
-
-    def refuse(self, what: str) -> InvalidRequestError:
-        return self.error(f"{what} cannot be enforced by the embedded engine")
+        return self.text()
 
     def enter(self) -> None:
         self.depth += 1
@@ -134,9 +95,7 @@ class _Converter:
             out = self.dispatch(schema)
         finally:
             self.depth -= 1
-        self.work += len(out)
-        if self.work > 4 * MAX_GRAMMAR_BYTES:
-            raise self.error(_TOO_BIG)
+        self.spend(len(out), 0)
         return out
 
     def dispatch(self, schema: dict[str, Any]) -> str:
@@ -157,12 +116,12 @@ class _Converter:
                 branches = _list(schema[key])
                 if not branches:
                     raise self.error(f"'{key}' is empty")
-                return _alt([self.expr(b if plain else self.merge([rest, b])) for b in branches])
+                return alt([self.expr(b if plain else self.merge([rest, b])) for b in branches])
         if "const" in schema or "enum" in schema:
             values = [schema["const"]] if "const" in schema else _list(schema["enum"])
             if not values:
                 raise self.error("'enum' is empty")
-            return _alt([_lit(_dump(value)) for value in values])
+            return alt([lit(dump(value)) for value in values])
         declared = schema.get("type")
         types = [t for t, keys in _INFER.items() if keys & schema.keys()]
         if declared is None and not types:
@@ -172,7 +131,7 @@ class _Converter:
             raise self.error("'type' is empty")
         if "number" in types:
             types = [t for t in types if t != "integer"]
-        return _alt([self.typed(t, schema) for t in dict.fromkeys(types)])
+        return alt([self.typed(t, schema) for t in dict.fromkeys(types)])
 
     def typed(self, kind: Any, schema: dict[str, Any]) -> str:
         if kind in ("null", "boolean"):
@@ -183,20 +142,6 @@ class _Converter:
         if build is None:
             raise self.error(f"type {kind!r} is not a JSON type")
         return build(schema)
-
-    def rule(self, prefix: str, body: str) -> str:
-        if re.fullmatch(r"[a-zA-Z][a-zA-Z0-9-]*", body):
-            return body
-        if body not in self.by_body:
-            self.by_body[body] = self.fresh(prefix)
-            self.rules[self.by_body[body]] = body
-        return self.by_body[body]
-
-    def fresh(self, prefix: str) -> str:
-        if len(self.rules) >= MAX_RULES:
-            raise self.error(_TOO_BIG)
-        stem = re.sub(r"[^a-zA-Z0-9]+", "-", prefix).strip("-")[:32] or "r"
-        return f"{stem}-{len(self.rules)}"
 
     def resolve(self, ref: Any) -> Any:
         if not isinstance(ref, str) or not ref.startswith("#") or ref[1:2] not in ("", "/"):
@@ -272,18 +217,6 @@ class _Converter:
             return b if a is True else a if b is True else {"allOf": [a, b]}
         raise self.refuse(f"'allOf' with two different '{key}'")
 
-    def repeat(self, item: str, low: int, high: int | None) -> str:
-        self.repeats += low if high is None else high
-        if self.repeats > MAX_REPEAT_TOTAL:
-            raise self.error(_TOO_BIG)
-        if high is None:
-            return {0: f"{item}*", 1: f"{item}+"}.get(low, f"{item}{{{low},}}")
-        if high == 0:
-            return ""
-        if (low, high) == (0, 1):
-            return f"{item}?"
-        return f"{item}{{{low}}}" if low == high else f"{item}{{{low},{high}}}"
-
     def bounds(self, schema: dict[str, Any], low_key: str, high_key: str) -> tuple[int, int | None]:
         low, high = _count(schema.get(low_key)) or 0, _count(schema.get(high_key))
         if high is not None and low > high:
@@ -306,7 +239,7 @@ class _Converter:
         sign = '"-"? ' if signed else ""
         body = f'{sign}( "0" | [1-9] [0-9]{{0,{digits - 1}}} )'
         return self.rule(
-            "integer" if integral else "number", _seq(body, "" if integral else "fraction")
+            "integer" if integral else "number", seq(body, "" if integral else "fraction")
         )
 
     def string(self, schema: dict[str, Any]) -> str:
@@ -315,7 +248,7 @@ class _Converter:
         low, high = self.bounds(schema, "minLength", "maxLength")
         if (low, high) == (0, None):
             return "string"
-        return _seq('( "\\""', self.repeat("char", low, high), '"\\"" )')
+        return seq('( "\\""', self.repeat("char", low, high), '"\\"" )')
 
     def pattern(self, pattern: Any) -> str:
         """The JSON string contents (without quotes) whose decoded text fully matches."""
@@ -326,20 +259,9 @@ class _Converter:
         except InvalidRequestError as exc:
             detail = exc.message.replace("guided_regex", "it")
             raise self.error(f"the pattern {pattern!r} cannot be used: {detail}") from None
-        out = []
-        for literal, char_class, other in _TOKEN.findall(expr):
-            if literal:
-                text = "".join(_unit(unit) for unit in _UNIT.findall(literal[1:-1]))
-                out.append(_lit(_dump(text)[1:-1]))
-            elif char_class:
-                out.append(_json_class(char_class[1:-1]))
-            else:
-                for low, high in re.findall(r"\{(\d+)(?:,(\d*))?\}", other):
-                    self.repeats += int(high or low)
-                out.append(other)
-        if self.repeats > MAX_REPEAT_TOTAL:
-            raise self.error(_TOO_BIG)
-        return "".join(out)
+        body, repeats = json_string_body(expr)
+        self.spend(0, repeats)
+        return body
 
     def array(self, schema: dict[str, Any]) -> str:
         prefix, items = _list(schema.get("prefixItems", [])), schema.get("items", True)
@@ -368,9 +290,9 @@ class _Converter:
             )
         )
         for i in reversed(range(1, len(elems))):  # item i is there only if all before it are
-            inner = _seq('"," ws', elems[i], "ws", rest)
+            inner = seq('"," ws', elems[i], "ws", rest)
             rest = f"( {inner} )" if i < low else f"( {inner} )?"
-        body = _seq(elems[0], "ws", rest)
+        body = seq(elems[0], "ws", rest)
         return f'( "[" ws {body} "]" )' if low else f'( "[" ws ( {body} )? "]" )'
 
     def object(self, schema: dict[str, Any]) -> str:
@@ -398,11 +320,11 @@ class _Converter:
             other = None if extra is False else self.member(names, extra)
         finally:
             self.nesting -= 1
-        return _seq('( "{" ws', self.members(members, other), '"}" )')
+        return seq('( "{" ws', self.members(members, other), '"}" )')
 
     def member(self, name: str | list[str], schema: Any) -> str:
         """A key and its value; a list of names means any other key."""
-        key = _lit(_dump(name)) if isinstance(name, str) else _other_key(name)
+        key = lit(dump(name)) if isinstance(name, str) else other_key(name)
         value = self.expr(schema)
         return "member" if (key, value) == ("string", "value") else f'{key} ws ":" ws {value} ws'
 
@@ -415,38 +337,17 @@ class _Converter:
             parts += [
                 f'"," ws {kv}' if req else f'( "," ws {kv} )?' for kv, req in members[first + 1 :]
             ]
-            return _seq(*parts, tail)
+            return seq(*parts, tail)
         # All optional: the first present member has no comma; rules keep this linear.
         alts, after = [], tail
         for i, (kv, _) in reversed(list(enumerate(members))):
             name = self.rule("kv", kv)
-            alts.append(_seq(name, after))
+            alts.append(seq(name, after))
             if i:
-                after = self.rule("rest", _seq(f'( "," ws {name} )?', after))
+                after = self.rule("rest", seq(f'( "," ws {name} )?', after))
         if other is not None:
-            alts.append(_seq(self.rule("kv", other), tail))
+            alts.append(seq(self.rule("kv", other), tail))
         return f"( {' | '.join(reversed(alts))} )?" if alts else ""
-
-
-def _other_key(names: list[str]) -> str:
-    """A JSON string that spells none of *names* plainly (an escaped spelling is checked)."""
-    trie: dict[str, Any] = {}
-    for name in dict.fromkeys(names):
-        if _dump(name)[1:-1] == name and len(name) <= 64:  # others are left to the check
-            node = trie
-            for char in name:
-                node = node.setdefault(char, {})
-            node[""] = {}
-    return f'"\\"" {_trie(trie)}' if trie else "string"
-
-
-def _trie(node: dict[str, Any]) -> str:
-    # At each point the key may end (unless a name does), differ, or follow a name on.
-    chars = "".join(_class_char(char) for char in node if char)
-    options = [] if "" in node else ['"\\""']
-    options.append(f'( [^{chars}"\\x5C\\x00-\\x1F] | escape ) string-end')
-    options += [f"{_lit(char)} {_trie(child)}" for char, child in node.items() if char]
-    return _alt(options)
 
 
 def _without(schema: dict[str, Any], key: str) -> dict[str, Any]:
@@ -462,79 +363,3 @@ def _count(value: Any) -> int | None:
         value = int(value)
     ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
     return int(value) if ok else None
-
-
-def _seq(*parts: str) -> str:
-    return " ".join(part for part in parts if part)
-
-
-def _alt(options: list[str]) -> str:
-    unique = list(dict.fromkeys(options))
-    return unique[0] if len(unique) == 1 else f"( {' | '.join(unique)} )"
-
-
-def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _lit(text: str) -> str:
-    """*text* as a GBNF string literal."""
-    return '"' + "".join(_escape(char, '"\\') for char in text) + '"'
-
-
-def _escape(char: str, special: str) -> str:
-    if char in special:
-        return "\\" + char
-    if char.isprintable():
-        return char
-    code = ord(char)
-    width = 2 if code < 0x100 else 4 if code < 0x10000 else 8
-    return {9: "\\t", 10: "\\n", 13: "\\r"}.get(code, f"\\{'xuU'[width // 4]}{code:0{width}X}")
-
-
-def _class_char(char: str) -> str:
-    # llama.cpp knows no escape for ^ or -, so specials go as hex.
-    return f"\\x{ord(char):02X}" if char in "[]\\^-" else _escape(char, "")
-
-
-def _unit(unit: str) -> str:
-    """The character a GBNF character or escape stands for."""
-    if len(unit) > 2:
-        return chr(int(unit[2:], 16))
-    return unit if len(unit) == 1 else {"n": "\n", "t": "\t", "r": "\r"}.get(unit[1], unit[1])
-
-
-def _json_class(body: str) -> str:
-    """A GBNF class's characters as JSON string contents: specials become their escapes."""
-    negate = body.startswith("^")
-    units = _UNIT.findall(body[1:] if negate else body)
-    ranges, i = [], 0
-    while i < len(units):  # a bare "-" between two units is a range; regex_grammar escapes others
-        low = high = _unit(units[i])
-        if i + 2 < len(units) and units[i + 1] == "-":
-            high, i = _unit(units[i + 2]), i + 3
-        else:
-            i += 1
-        ranges.append((ord(low), ord(high)))
-    inside = [c for c in _JSON_SPECIAL if any(a <= c <= b for a, b in ranges) != negate]
-    # A negated class loses the control characters JSON can only write as \u00XX: a safe
-    # narrowing that keeps the grammar small (any other character still fits).
-    options = [_lit(_dump(chr(c))[1:-1]) for c in inside if not negate or c in b'\b\t\n\f\r"\\']
-    if negate:
-        return _alt([f'[^{_ranges(ranges)}\\x00-\\x1F"\\x5C]', *options])
-    pieces = []
-    for a, b in ranges:
-        a = max(a, 0x20)
-        for cut in (0x22, 0x5C):
-            if a <= cut <= b:
-                pieces += [(a, cut - 1)] if a < cut else []
-                a = cut + 1
-        pieces += [(a, b)] if a <= b else []
-    return _alt(([f"[{_ranges(pieces)}]"] if pieces else []) + options)
-
-
-def _ranges(ranges: list[tuple[int, int]]) -> str:
-    return "".join(
-        _class_char(chr(a)) if a == b else f"{_class_char(chr(a))}-{_class_char(chr(b))}"
-        for a, b in ranges
-    )

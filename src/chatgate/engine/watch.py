@@ -20,7 +20,7 @@ WATCH_EVERY = 5.0  # seconds between two probes of a serving worker
 async def watch(client: WorkerClient) -> None:
     """Watch *client*'s worker until cancelled."""
     supervisor = client.supervisor
-    limit = client.connection.engine_watchdog
+    limit = client.connection.engine.engine_watchdog
     while True:
         await asyncio.sleep(min(WATCH_EVERY, limit))
         if not supervisor.serving or supervisor.base_url is None:

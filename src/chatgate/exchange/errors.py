@@ -1,9 +1,11 @@
-"""An upstream's non-2xx answer as one of our errors: its own words, a fitting status."""
+"""An upstream's failures as our errors: a non-2xx answer in its own words with a fitting
+status (`classify_error`), a connection that failed as a 502 (`transport_failure`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -96,3 +98,41 @@ def classify_error(
     if 400 <= status < 500:
         return InvalidRequestError(said, code=code)
     return UpstreamError(said, code=code)
+
+
+def transport_failure(
+    connection: str, url: str, exc: Exception, secrets: Iterable[str], opened: bool
+) -> UpstreamError:
+    """A failed connection as a 502: after the answer began, a broken answer
+    (``upstream_stream_broken``); before, an unreachable upstream (``upstream_unreachable``)."""
+    from pyreqwest import exceptions as failed
+
+    causes = (getattr(exc, "details", None) or {}).get("causes") or [{}]
+    reason = str(causes[-1].get("message") or type(exc).__name__)[:200]
+    if isinstance(exc, failed.ConnectError) and "refused" in reason.lower():
+        reason = "connection refused"
+    if opened:
+        said = f"connection '{connection}': the upstream broke off the answer ({reason})"
+        return UpstreamError(redact(said, secrets), code="upstream_stream_broken")
+    where = urlsplit(url)
+    port = f":{where.port}" if where.port else ""
+    return UpstreamError(
+        redact(
+            f"connection '{connection}': cannot reach {where.scheme}://{where.hostname}{port} "
+            f"({reason})",
+            secrets,
+        ),
+        code="upstream_unreachable",
+    )
+
+
+def is_connect_timeout(exc: Exception) -> bool:
+    """Whether a pyreqwest timeout is the connector's (TCP and TLS): pyreqwest calls every
+    timeout before the answer's head a ``ConnectTimeoutError``, but only the connector's
+    carries reqwest's ``(Connect)`` cause."""
+    from pyreqwest import exceptions as failed
+
+    if not isinstance(exc, failed.ConnectTimeoutError):
+        return False
+    causes = (getattr(exc, "details", None) or {}).get("causes") or []
+    return any("(Connect)" in str(cause.get("message", "")) for cause in causes)

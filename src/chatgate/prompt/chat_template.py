@@ -68,7 +68,6 @@ def render_chat_template(
     bos_token: str = "",
     eos_token: str = "",
     add_generation_prompt: bool = True,
-    tools: Sequence[Mapping[str, Any]] | None = None,
     extra: Mapping[str, Any] | None = None,
     param: str | None = None,
 ) -> str:
@@ -88,8 +87,6 @@ def render_chat_template(
         eos_token=eos_token,
         add_generation_prompt=add_generation_prompt,
     )
-    if tools is not None:
-        variables["tools"] = list(tools)
     try:
         return str(template.render(**variables))
     except ChatTemplateError as exc:

@@ -15,8 +15,8 @@ from typing import Literal
 from chatgate.config import Connection, Settings
 from chatgate.errors import InvalidRequestError
 from chatgate.prompt.postprocess import Mode, keeps_tools, postprocess, tools_variant
-from chatgate.sources import Source
-from chatgate.types import ChatRequest
+from chatgate.sources import NameField, Source
+from chatgate.types import ChatRequest, Message, NamesPolicy, TextPart
 
 SetBy = Literal["request", "connection", "source"]
 
@@ -72,14 +72,46 @@ def choose(request: ChatRequest, connection: Connection, source: Source | None) 
 
 
 def shape(
-    request: ChatRequest, shaping: Shaping, connection: Connection, settings: Settings
+    request: ChatRequest,
+    shaping: Shaping,
+    connection: Connection,
+    settings: Settings,
+    source: Source | None = None,
 ) -> ChatRequest:
-    """*request* with its messages reshaped by every mode *shaping* applies."""
-    modes = shaping.applied
-    if not modes:
-        return request
+    """*request* with its messages reshaped by every mode *shaping* applies, then each
+    speaker name the source's wire cannot carry turned into a ``Name: `` prefix (or
+    dropped, with ``names = "none"``): the one place names are handled."""
     names = connection.names or settings.names
     messages = request.messages
-    for mode in modes:
+    for mode in shaping.applied:
         messages = postprocess(messages, mode, placeholder=settings.prompt_placeholder, names=names)
+    field = source.name_field if source is not None else "all"
+    if field != "all" and any(m.name for m in messages):
+        messages = [_without_name(m, names) if _loses_name(m, field) else m for m in messages]
+    if messages is request.messages:
+        return request
     return request.model_copy(update={"messages": messages})
+
+
+def _loses_name(message: Message, field: NameField) -> bool:
+    return bool(message.name) and (field == "none" or message.role != "user")
+
+
+def _without_name(message: Message, names: NamesPolicy) -> Message:
+    """*message* without its name: as a prefix of its text, unless names are dropped."""
+    if names == "none" or message.content is None:
+        return message.model_copy(update={"name": None})
+    prefix = f"{message.name}: "
+    content = message.content
+    if isinstance(content, str):
+        text = content if content.startswith(prefix) else prefix + content
+        return message.model_copy(update={"name": None, "content": text})
+    parts = list(content)
+    for index, part in enumerate(parts):
+        if isinstance(part, TextPart):
+            if not part.text.startswith(prefix):
+                parts[index] = TextPart(type="text", text=prefix + part.text)
+            break
+    else:
+        parts.insert(0, TextPart(type="text", text=prefix.rstrip()))
+    return message.model_copy(update={"name": None, "content": parts})

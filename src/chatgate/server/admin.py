@@ -1,8 +1,9 @@
 """Connection operations over HTTP: list, models, status, test, preview.
 
 Answers are plain JSON (not the OpenAI shape); errors keep the OpenAI error object so
-one client-side handler reads both. A base URL may carry a password in its userinfo,
-so every answer that can show one (a URL, or a note quoting it) goes through `masked`.
+one client-side handler reads both; the caller was authenticated at the edge. A base
+URL may carry a password in its userinfo, so every answer that can show one (a URL, or
+a note quoting it) goes through `masked`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from starlette.responses import Response
 
 from chatgate.errors import InvalidRequestError
 from chatgate.gateway import Gateway
-from chatgate.server.doors.openai import read_body
+from chatgate.server.dispatch import read_body
 from chatgate.server.responses import dumps
 from chatgate.urls import mask_userinfo
 from chatgate.validation import parse_chat_request
@@ -37,7 +38,7 @@ def _json(value: object, status: int = 200) -> Response:
 
 
 def _gateway(request: Request) -> Gateway:
-    request.app.state.keys.check(request)
+    # The caller was authenticated at the edge (`chatgate.server.app.Edge`).
     gateway: Gateway = request.app.state.gateway
     return gateway
 
@@ -63,7 +64,8 @@ async def connection_status(request: Request) -> Response:
 async def connection_test(request: Request) -> Response:
     """``POST /api/connections/{name}/test``: a real minimal request (billed upstream)."""
     gateway = _gateway(request)
-    backend = gateway.backend(request.path_params["name"])
+    name = request.path_params["name"]
+    gateway.backend(name)  # an unknown name is a 404 before the body is read
     model = request.query_params.get("model")
     raw = await read_body(request, request.app.state.max_body_bytes)
     if raw.strip():
@@ -73,7 +75,7 @@ async def connection_test(request: Request) -> Response:
             raise InvalidRequestError("the body is not valid JSON", code="invalid_json") from None
         if isinstance(body, dict) and isinstance(body.get("model"), str):
             model = body["model"]
-    return _json(await backend.send_test(model))
+    return _json(await gateway.send_test(name, model))
 
 
 async def preview(request: Request) -> Response:

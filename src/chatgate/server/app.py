@@ -1,14 +1,17 @@
-"""The ASGI application: routes, start-up, the edge checks and the error handlers.
+"""The ASGI application: the edge, the routes, start-up and the error handlers.
 
-Every error is JSON in its front door's shape: ``{"detail": ...}`` under ``/v4``
-(FastAPI's, which SGP clients parse), the OpenAI error object everywhere else.
+Every request passes `Edge` first: the Host, CORS and content-type checks, then the one
+authentication step, which gives the caller's identity. A door's chat route then goes
+straight to `chatgate.server.dispatch` (the same code for every door); every other
+route goes through Starlette's router. Every error is JSON in its front door's shape:
+``{"detail": ...}`` under ``/v4`` (FastAPI's, which SGP clients parse), the OpenAI
+error object everywhere else.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -18,38 +21,37 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chatgate.errors import ChatgateError, NotFoundError, redact
+from chatgate.errors import ChatgateError, NotFoundError
 from chatgate.gateway import Gateway
 from chatgate.server import admin
-from chatgate.server.auth import ADMITTED, Admission, EdgeGuard, KeyChecker
-from chatgate.server.doors import openai, sgp
+from chatgate.server.auth import ADMITTED, Admission, Authenticator, EdgeGuard
+from chatgate.server.dispatch import as_error, error_response, handle
+from chatgate.server.doors import openai
+from chatgate.server.doors.base import Door
+from chatgate.server.doors.openai import OpenAIDoor
+from chatgate.server.doors.sgp import SGPDoor
 from chatgate.server.responses import dumps
-from chatgate.urls import mask_userinfo
 
-log = logging.getLogger("chatgate.server")
+OPENAI_DOOR = OpenAIDoor()
+SGP_DOOR = SGPDoor()
+# The chat route of each door: (method, path) → door.
+CHAT_ROUTES: dict[tuple[str, str], Door] = {
+    ("POST", "/v1/chat/completions"): OPENAI_DOOR,
+    ("POST", "/v4/beta/chat/completions"): SGP_DOOR,
+}
 
 
-def is_v4(path: str) -> bool:
-    """Whether *path* belongs to the SGP v4 front door."""
-    return path == "/v4" or path.startswith("/v4/")
-
-
-def _json_error(exc: ChatgateError, path: str) -> Response:
-    body = sgp.sgp_error(exc) if is_v4(path) else exc.to_dict()
-    return Response(
-        dumps(body), status_code=exc.status, headers=exc.headers, media_type="application/json"
-    )
+def door_for(path: str) -> Door:
+    """The door whose error shape *path* answers in."""
+    return SGP_DOOR if path == "/v4" or path.startswith("/v4/") else OPENAI_DOOR
 
 
 async def healthz(request: Request) -> Response:
     """``GET /healthz``: up; with a key (or without keys configured), each connection too."""
-    state = request.app.state
-    keys: KeyChecker = state.keys
     # Load balancers probe without a key; the details (URLs, engine state) are for users.
-    if keys.enabled and not keys.presented(request):
+    if request.scope.get("state", {}).get("caller") is None:
         return Response(dumps({"status": "ok"}), media_type="application/json")
-    keys.check(request)  # a wrong key is refused, so a misconfigured monitor notices
-    gateway: Gateway = state.gateway
+    gateway: Gateway = request.app.state.gateway
     body = {"status": "ok", "connections": admin.masked(gateway.health())}
     return Response(dumps(body), media_type="application/json")
 
@@ -60,36 +62,36 @@ def create_app(gateway: Gateway, *, progress: Callable[[str], None] | None = Non
     import os
 
     keys = settings.server.resolved_keys(os.environ)
-    secrets = settings.secrets()
     guard = EdgeGuard(
         keyed=bool(keys),
         allowed_hosts=settings.server.allowed_hosts,
         cors_origins=settings.server.cors_origins,
     )
+    secrets = gateway.resolver.secrets
 
     async def on_chatgate_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ChatgateError)
-        return _json_error(exc, request.url.path)
+        return error_response(door_for(request.url.path), exc)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         path = request.url.path
         headers = dict(exc.headers or {})  # keeps a 405's Allow
-        if is_v4(path):
+        if door_for(path) is SGP_DOOR:
             body = dumps({"detail": exc.detail})
             return Response(body, exc.status_code, headers, media_type="application/json")
         if exc.status_code == 404:
-            return _json_error(NotFoundError(f"no such route: {request.method} {path}"), path)
+            return error_response(
+                OPENAI_DOOR, NotFoundError(f"no such route: {request.method} {path}")
+            )
         error = ChatgateError(str(exc.detail), headers=headers)
         error.status = exc.status_code  # type: ignore[misc]
         error.error_type = "invalid_request_error"  # type: ignore[misc]
-        return _json_error(error, path)
+        return error_response(OPENAI_DOOR, error)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
-        shown = mask_userinfo(redact(repr(exc), secrets))  # a repr may quote a base URL
-        log.error("unexpected error on %s: %s", request.url.path, shown)
-        error = ChatgateError("internal error in chatgate; see the server log")
-        return _json_error(error, request.url.path)
+        path = request.url.path
+        return error_response(door_for(path), as_error(exc, secrets, path))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -99,11 +101,14 @@ def create_app(gateway: Gateway, *, progress: Callable[[str], None] | None = Non
         finally:
             await gateway.aclose()
 
+    async def not_here(request: Request) -> Response:
+        # Only reached by a method a chat route does not take: Edge answers its POSTs.
+        raise HTTPException(405, headers={"Allow": "POST"})
+
     app = Starlette(
         routes=[
-            Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
+            *(Route(path, not_here, methods=[method]) for method, path in CHAT_ROUTES),
             Route("/v1/models", openai.list_models, methods=["GET"]),
-            Route("/v4/beta/chat/completions", sgp.chat_completions, methods=["POST"]),
             Route("/v1/models/{model_id:path}", openai.get_model, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/api/connections", admin.list_connections, methods=["GET"]),
@@ -120,11 +125,9 @@ def create_app(gateway: Gateway, *, progress: Callable[[str], None] | None = Non
         lifespan=lifespan,
     )
     app.state.gateway = gateway
-    app.state.keys = KeyChecker(keys)
-    app.state.secrets = secrets
     app.state.max_body_bytes = settings.server.max_body_bytes
     app.state.started = int(time.time())
-    return FastPath(app, on_chatgate_error, on_unexpected, guard)
+    return Edge(app, guard, Authenticator(keys))
 
 
 def _adding(send: Send, headers: tuple[tuple[bytes, bytes], ...]) -> Send:
@@ -138,58 +141,55 @@ def _adding(send: Send, headers: tuple[tuple[bytes, bytes], ...]) -> Send:
     return wrapped
 
 
-class FastPath:
-    """Runs the edge checks on every request, then sends ``POST /v1/chat/completions``
-    straight to its handler.
+class Edge:
+    """What every HTTP request passes first: the edge checks (`EdgeGuard`), then the one
+    authentication step, whose caller identity goes on in ``scope["state"]["caller"]``.
 
-    Everything else goes through Starlette. The chat route is the one that carries the
-    load, and skipping the router and middleware layers saves a measurable part of
-    the gateway's added latency (``docs/performance.md``). The checks live here, not in
-    a Starlette middleware, so the fast path cannot skip them.
+    A door's chat route is then handed to `chatgate.server.dispatch.handle` directly:
+    it is the route that carries the load, and skipping Starlette's router and
+    middleware layers saves a measurable part of the added latency
+    (``docs/performance.md``). It is the same dispatch code for every door.
     """
 
-    def __init__(
-        self,
-        app: Starlette,
-        on_error: Callable[[Request, Exception], Awaitable[Response]],
-        on_unexpected: Callable[[Request, Exception], Awaitable[Response]],
-        guard: EdgeGuard,
-    ) -> None:
+    def __init__(self, app: Starlette, guard: EdgeGuard, auth: Authenticator) -> None:
         self.app = app
-        self.state = app.state
-        self.on_error = on_error
-        self.on_unexpected = on_unexpected
         self.guard = guard
+        self.auth = auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope["path"]
         admission = self.guard.admit(scope)
         if admission is not ADMITTED:
             if admission.error is not None or admission.preflight:
-                await _refusal(admission, scope["path"])(scope, receive, send)
+                await _refusal(admission, door_for(path))(scope, receive, send)
                 return
             send = _adding(send, admission.headers)
-        if scope["path"] != "/v1/chat/completions" or scope["method"] != "POST":
+        try:
+            # /healthz answers without a key too, with less; no route takes OPTIONS
+            # (beyond the CORS preflight answered above), so it gets its 405 as it is.
+            optional = path == "/healthz" or scope["method"] == "OPTIONS"
+            caller = self.auth.authenticate(scope, optional=optional)
+        except ChatgateError as exc:
+            await error_response(door_for(path), exc)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["caller"] = caller
+        door = CHAT_ROUTES.get((scope["method"], path))
+        if door is None:
             await self.app(scope, receive, send)
             return
         scope["app"] = self.app
-        request = Request(scope, receive)
-        try:
-            response = await openai.chat_completions(request)
-        except ChatgateError as exc:
-            response = await self.on_error(request, exc)
-        except Exception as exc:
-            response = await self.on_unexpected(request, exc)
+        response = await handle(door, Request(scope, receive))
         await response(scope, receive, send)
 
 
-def _refusal(admission: Admission, path: str) -> Response:
+def _refusal(admission: Admission, door: Door) -> Response:
     """The answer the edge gives itself: an error, or a CORS preflight's 204."""
     if admission.error is None:
         response = Response(status_code=204)
     else:
-        response = _json_error(admission.error, path)
+        response = error_response(door, admission.error)
     response.raw_headers.extend(admission.headers)
     return response

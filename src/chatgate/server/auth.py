@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from starlette.requests import Request
 from starlette.types import Scope
 
 from chatgate.errors import (
@@ -24,7 +23,9 @@ from chatgate.errors import (
     ConfigError,
     InvalidRequestError,
     PermissionDeniedError,
+    mask_secret,
 )
+from chatgate.plan import ANONYMOUS, Caller
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
 # Every POST route takes JSON; /api/ is matched as a prefix so new admin routes are too.
@@ -46,46 +47,52 @@ class UnsupportedMediaTypeError(InvalidRequestError):
     default_code = "unsupported_media_type"
 
 
-class KeyChecker:
-    """Accepts a request whose bearer token or ``x-api-key`` is a configured key."""
+class Authenticator:
+    """The one authentication step: a request's bearer token or ``x-api-key`` against
+    the configured gateway keys, giving the caller's identity."""
 
     def __init__(self, keys: list[str]) -> None:
-        self._keys = [k.encode() for k in keys]
+        self._keys = [(k.encode(), Caller(mask_secret(k))) for k in keys]
+        self.required = bool(keys)
 
-    @property
-    def enabled(self) -> bool:
-        """Whether any key is configured (otherwise everyone on loopback may call)."""
-        return bool(self._keys)
-
-    def presented(self, request: Request) -> bool:
-        """Whether the request carries a key at all, right or wrong."""
-        return bool(_presented(request))
-
-    def check(self, request: Request) -> None:
-        """Raise `AuthenticationError` unless the request carries a valid key."""
+    def authenticate(self, scope: Scope, *, optional: bool = False) -> Caller | None:
+        """The caller, `ANONYMOUS` when no keys are configured; with keys, a 401 for a
+        missing or wrong key (None for a missing one when *optional*)."""
         if not self._keys:
-            return
-        presented = _presented(request)
-        if not presented:
+            return ANONYMOUS
+        presented = presented_key(scope)
+        if presented is None:
+            if optional:
+                return None
             raise AuthenticationError(
                 "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
                 code="missing_api_key",
             )
         given = presented.encode()
         # Compare against every key, always, so timing does not reveal which was close.
-        matched = False
-        for key in self._keys:
-            matched |= hmac.compare_digest(given, key)
-        if not matched:
+        found: Caller | None = None
+        for key, caller in self._keys:
+            if hmac.compare_digest(given, key):
+                found = caller
+        if found is None:
             raise AuthenticationError("incorrect API key provided")
+        return found
 
 
-def _presented(request: Request) -> str | None:
-    presented = request.headers.get("x-api-key")
-    if presented is None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        presented = token.strip() if scheme.lower() == "bearer" else None
-    return presented
+def presented_key(scope: Scope) -> str | None:
+    """The key a request carries (``x-api-key``, else a bearer token), if any."""
+    bearer: str | None = None
+    name: bytes
+    value: bytes
+    for name, value in scope["headers"]:
+        if name == b"x-api-key":
+            key: str = value.decode("latin-1")
+            return key
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                bearer = token.strip()
+    return bearer
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from chatgate.errors import ChatgateError
+# Turns any exception into (status, body, headers) in the door's shape.
+RenderError = Callable[[BaseException], tuple[int, Any, dict[str, str]]]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [
@@ -73,7 +74,7 @@ class JSONBody:
     def __init__(
         self,
         produce: Callable[[], Awaitable[tuple[int, Any, dict[str, str]]]],
-        render_error: Callable[[ChatgateError], Any],
+        render_error: RenderError,
     ) -> None:
         self.produce = produce
         self.render_error = render_error
@@ -82,8 +83,8 @@ class JSONBody:
         async def work() -> None:
             try:
                 status, body, headers = await self.produce()
-            except ChatgateError as exc:
-                status, body, headers = exc.status, self.render_error(exc), exc.headers
+            except Exception as exc:  # any failure, a bug included, in the door's shape
+                status, body, headers = self.render_error(exc)
             await send(
                 {
                     "type": "http.response.start",
@@ -100,14 +101,15 @@ class EventStream:
     """Server-sent events: each item of *frames* is one whole frame (bytes).
 
     An error raised before the first frame still gets a plain JSON error with its own
-    status; after that, *frames* must report errors as frames itself.
+    status; after that, *frames* must report errors as frames itself (a stream that has
+    started cannot change its status).
     """
 
     def __init__(
         self,
         frames: AsyncIterator[bytes],
         headers: dict[str, str],
-        render_error: Callable[[ChatgateError], Any],
+        render_error: RenderError,
     ) -> None:
         self.frames = frames
         self.headers = headers
@@ -117,18 +119,19 @@ class EventStream:
         async def work() -> None:
             try:
                 first = await anext(self.frames)
-            except ChatgateError as exc:
+            except StopAsyncIteration:
+                first = b""
+            except Exception as exc:
+                status, body, headers = self.render_error(exc)
                 await send(
                     {
                         "type": "http.response.start",
-                        "status": exc.status,
-                        "headers": JSON_HEADERS + _header_list(exc.headers),
+                        "status": status,
+                        "headers": JSON_HEADERS + _header_list(headers),
                     }
                 )
-                await send({"type": "http.response.body", "body": dumps(self.render_error(exc))})
+                await send({"type": "http.response.body", "body": dumps(body)})
                 return
-            except StopAsyncIteration:
-                first = b""
             await send(
                 {
                     "type": "http.response.start",

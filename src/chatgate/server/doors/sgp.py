@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import ValidationError
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import ASGIApp
 
-from chatgate.errors import ChatgateError, InvalidRequestError, ModelNotFoundError, redact
+from chatgate.errors import ChatgateError, InvalidRequestError, ModelNotFoundError
 from chatgate.gateway import Gateway
-from chatgate.server.doors.openai import off_the_loop_if_large, read_body, respond
+from chatgate.plan import Plan
+from chatgate.routing import model_id
+from chatgate.server.doors.openai import render_response, sse_chunks
 from chatgate.server.responses import dumps
-from chatgate.types import ChatRequest
+from chatgate.types import ChatChunk, ChatRequest, ChatResponse
 from chatgate.validation import BodyValueError, describe, load_body, param_path
 
 log = logging.getLogger("chatgate.server")
@@ -49,26 +49,30 @@ def sgp_error(exc: ChatgateError) -> dict[str, Any]:
     return {"detail": exc.message}
 
 
-def _json(exc: ChatgateError) -> Response:
-    return Response(dumps(sgp_error(exc)), exc.status, exc.headers, media_type="application/json")
+class SGPDoor:
+    """SGP v4 chat completions: the OpenAI answer shapes, SGP's requests and errors."""
 
+    name = "sgp"
 
-async def chat_completions(request: Request) -> Response | ASGIApp:
-    """``POST /v4/beta/chat/completions``."""
-    state = request.app.state
-    try:
-        state.keys.check(request)
-        gateway: Gateway = state.gateway
-        raw = await read_body(request, state.max_body_bytes)
-        prepared = await off_the_loop_if_large(
-            len(raw), lambda: gateway.prepare(parse_v4(raw, gateway))
-        )
-    except ChatgateError as exc:
-        return _json(exc)
-    except Exception as exc:  # a bug must still answer in this door's error shape
-        log.error("unexpected error on /v4: %s", redact(repr(exc), state.secrets))
-        return _json(ChatgateError("internal error in chatgate; see the server log"))
-    return respond(gateway, prepared, state.secrets, sgp_error, None)
+    def decode(self, raw: bytes, gateway: Gateway) -> ChatRequest:
+        """A v4 body as our request, or a 422 in FastAPI's shape."""
+        return parse_v4(raw, gateway)
+
+    def encode_answer(self, answer: ChatResponse, plan: Plan) -> Any:
+        """The ``chat.completion`` object, as on ``/v1``."""
+        return render_response(answer)
+
+    def encode_stream(self, chunks: AsyncIterator[ChatChunk], plan: Plan) -> AsyncIterator[bytes]:
+        """``data:`` frames of chunks, without OpenAI's ``[DONE]``."""
+        return sse_chunks(chunks, plan)
+
+    def encode_error(self, exc: ChatgateError) -> Any:
+        """``{"detail": ...}``."""
+        return sgp_error(exc)
+
+    def error_frame(self, exc: ChatgateError) -> bytes:
+        """An ``event: error`` frame holding ``{"detail": ...}``."""
+        return b"event: error\ndata: " + dumps(sgp_error(exc)) + b"\n\n"
 
 
 def parse_v4(raw: bytes, gateway: Gateway) -> ChatRequest:
@@ -178,5 +182,5 @@ def resolve_v4_model(model: str, gateway: Gateway) -> str:
         )
     head, _, last = rest.rpartition("/")
     if head and last in conn.deployments:
-        return f"{conn.name}@{last}/{head}"
-    return f"{conn.name}/{rest}"
+        return model_id(conn.name, head, last)
+    return model_id(conn.name, rest)
