@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from bench.load import Target, wait_ready
@@ -69,8 +70,16 @@ def chatgate_target(port: int) -> Target:
     return Target("chatgate", url, "mock/mock-model", url, "mockstream/mock-model", GATEWAY_KEY)
 
 
-def start_chatgate(mock_url: str, port: int) -> Process:
-    """``chatgate serve`` with two custom connections to the mock, no embedded model."""
+def start_chatgate(
+    mock_url: str,
+    port: int,
+    *,
+    command: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    name: str = "chatgate",
+) -> Process:
+    """``chatgate serve`` with two custom connections to the mock, no embedded model
+    (*command* and *env* run another copy of chatgate, `bench.before`)."""
     config = Path(tempfile.mkdtemp(prefix="bench-chatgate-")) / "chatgate.toml"
     config.write_text(f"""
 embedded = false
@@ -89,13 +98,14 @@ source = "custom"
 base_url = "{mock_url}/stream/v1"
 models = ["mock-model"]
 """)
-    binary = Path(sys.executable).with_name("chatgate")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = command or [str(Path(sys.executable).with_name("chatgate"))]
+    env = {**(env or os.environ), "PYTHONUNBUFFERED": "1"}
+    target = replace(chatgate_target(port), name=name)
     return Process(
-        "chatgate",
-        [str(binary), "--config", str(config), "serve", "--port", str(port)],
+        name,
+        [*command, "--config", str(config), "serve", "--port", str(port)],
         env,
-        chatgate_target(port),
+        target,
     )
 
 

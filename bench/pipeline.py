@@ -15,6 +15,7 @@ import orjson
 from chatgate.backends.remote import RemoteBackend
 from chatgate.config import Connection, Settings
 from chatgate.gateway import Gateway
+from chatgate.server.doors.chat_shapes import render_response
 from chatgate.validation import parse_chat_request
 
 BODY = orjson.dumps(
@@ -44,12 +45,13 @@ async def breakdown(mock_url: str, rounds: int) -> dict[str, float]:
     backend = gateway.backends["mock"]
     assert isinstance(backend, RemoteBackend)
     request = parse_chat_request(BODY)
-    upstream = backend.build(request)
+    plan = gateway.prepare(request)
+    upstream = backend.build(plan.first)
     answer = await backend.transport.send_json(upstream, "mock", 60, [])
 
     async def whole() -> None:
-        prepared = gateway.prepare(parse_chat_request(BODY))
-        orjson.dumps((await gateway.run(prepared)).to_dict())
+        planned = gateway.prepare(parse_chat_request(BODY))
+        orjson.dumps(render_response(await gateway.run(planned)))
 
     async def parse() -> None:
         parse_chat_request(BODY)
@@ -58,18 +60,18 @@ async def breakdown(mock_url: str, rounds: int) -> dict[str, float]:
         gateway.prepare(request)
 
     async def build() -> None:
-        backend.build(request)
+        backend.build(plan.first)
 
     async def send() -> None:
         await backend.transport.send_json(upstream, "mock", 60, [])
 
     async def respond() -> None:
-        orjson.dumps(backend.adapter.parse_response(answer, request.model).to_dict())
+        orjson.dumps(render_response(backend.adapter.parse_response(answer, request.model)))
 
     steps = (
         ("whole pipeline", whole),
         ("parse and validate the body", parse),
-        ("route and check parameters", prepare),
+        ("route, shape and plan", prepare),
         ("build the upstream request", build),
         ("upstream round trip (HTTP client + mock)", send),
         ("translate and encode the answer", respond),

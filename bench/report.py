@@ -168,6 +168,40 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def before_after_section(r: dict[str, Any]) -> list[str]:
+    """This chatgate beside the one at ``BENCH_BEFORE``, measured in turns in this run."""
+    pair = r.get("before_after")
+    if not pair:
+        return []
+    figures = pair["figures"]
+    names = list(figures)
+
+    def spread(values: list[float], digits: int) -> str:
+        low, high = min(values), max(values)
+        return f"{low:.{digits}f}–{high:.{digits}f}" if len(values) > 1 else f"{low:.{digits}f}"
+
+    lines = [
+        "",
+        "## Before and after (same run)",
+        "",
+        f"This chatgate and `{pair['before']}` (`BENCH_BEFORE`), serving the same mock, "
+        "measured in two turns each, alternating; each cell is the range of the two turns.",
+        "",
+        "| | " + " | ".join(names) + " |",
+        "| --- |" + " ---: |" * len(names),
+        "| added latency p50 (ms) | "
+        + " | ".join(spread(figures[n]["p50_ms"], 3) for n in names)
+        + " |",
+        "| added latency p99 (ms) | "
+        + " | ".join(spread(figures[n]["p99_ms"], 3) for n in names)
+        + " |",
+        "| throughput at 64 connections (req/s) | "
+        + " | ".join(spread(figures[n]["c64_rps"], 0) for n in names)
+        + " |",
+    ]
+    return lines
+
+
 def markdown(r: dict[str, Any]) -> str:
     """The report, as docs/performance.md shows it."""
     m, v, seq, st = r["machine"], r["versions"], r["sequential"], r["streaming"]
@@ -192,6 +226,7 @@ def markdown(r: dict[str, Any]) -> str:
         "kept-alive stdlib client, targets taking turns.",
     ]
     lines += comparison_section(r)
+    lines += before_after_section(r)
     lines += [
         "",
         "## Gateway overhead",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from typing import Any
 
 import uvloop
 
-from bench import choices, engine, pipeline, report, report_engine
+from bench import before, choices, engine, pipeline, report, report_engine
 from bench.load import Target, paused, sequential, streaming, tree_memory_mb, wrk
 from bench.mock import NginxMock
 from bench.peers import (
@@ -99,6 +100,17 @@ def measure(quick: bool) -> dict[str, Any]:
                 "json": choices.json_libraries(200 if quick else 20000),
             }
             out["pipeline_us"] = uvloop.run(pipeline.breakdown(mock.url, 200 if quick else 3000))
+        rev = os.environ.get("BENCH_BEFORE")
+        if rev:
+            print(f"bench: chatgate at {rev}, beside this one", flush=True)
+            earlier, then = before.start(mock.url, rev)
+            processes.append(earlier)
+            with paused(litellm.pid):
+                now = targets[1]
+                figures = before.measure(direct, now, then, rounds, seconds)
+            out["before_after"] = {"before": then.name, "figures": figures}
+            earlier.stop()
+            processes.remove(earlier)
         if not quick:
             print("bench: profiling chatgate at 64 connections", flush=True)
             with paused(litellm.pid):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from chatgate import ChatRequest, Gateway, ModelNotFoundError, load_settings
-from chatgate.config import Connection, Settings
+from chatgate.config import Connection, EngineOptions, Settings
 from chatgate.engine.model_file import default_model_path
 from chatgate.errors import ConfigError
 
@@ -41,9 +41,8 @@ async def test_async_chat_with_a_request_object() -> None:
 def test_any_gguf_path_works(tmp_path: Path) -> None:
     copy = tmp_path / "renamed-model.gguf"
     copy.symlink_to(default_model_path())
-    conn = Connection(
-        name="mine", source="local", model_path=str(copy), model_alias="tiny", context_size=512
-    )
+    engine = EngineOptions(model_path=str(copy), model_alias="tiny", context_size=512)
+    conn = Connection(name="mine", source="local", engine=engine)
     with Gateway(Settings(connections=[conn], embedded=False)) as gw:
         assert [m.id for m in gw.models()] == ["mine/tiny"]
         assert gw.chat_sync(model="mine/tiny", messages=HELLO, max_tokens=2).text
@@ -52,7 +51,7 @@ def test_any_gguf_path_works(tmp_path: Path) -> None:
 def test_not_a_gguf_file(tmp_path: Path) -> None:
     bogus = tmp_path / "x.gguf"
     bogus.write_bytes(b"not a model")
-    conn = Connection(name="bad", source="local", model_path=str(bogus))
+    conn = Connection(name="bad", source="local", engine=EngineOptions(model_path=str(bogus)))
     with (
         Gateway(Settings(connections=[conn], embedded=False)) as gw,
         pytest.raises(ConfigError, match="not a GGUF model file"),
@@ -70,7 +69,7 @@ def test_a_corrupt_model_is_one_clear_error_and_not_retried(tmp_path: Path) -> N
     # that does not load will not load after a restart either.
     bogus = tmp_path / "broken.gguf"
     bogus.write_bytes(b"GGUF" + b"\x00" * 64)
-    conn = Connection(name="bad", source="local", model_path=str(bogus))
+    conn = Connection(name="bad", source="local", engine=EngineOptions(model_path=str(bogus)))
     with Gateway(Settings(connections=[conn], embedded=False)) as gw:
         with pytest.raises(ConfigError, match="cannot load model"):
             gw.start_sync()

@@ -40,9 +40,10 @@ def counts(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
     monkeypatch.setattr(
         OpenAIChatAdapter, "unsupported", counting("unsupported", OpenAIChatAdapter.unsupported)
     )
-    validate = ChatRequest.model_validate
+    # Read on the class, the bound classmethod; set back as a plain function, which the
+    # class then calls unbound.
     monkeypatch.setattr(
-        ChatRequest, "model_validate", classmethod(counting("validate", validate.__func__))
+        ChatRequest, "model_validate", counting("validate", ChatRequest.model_validate)
     )
     original_init = ChatRequest.__init__
     monkeypatch.setattr(ChatRequest, "__init__", counting("validate", original_init))

@@ -12,25 +12,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
 from chatgate.errors import ConfigError
+from chatgate.upstream import Credentials
 
 if TYPE_CHECKING:
     from chatgate.config import Connection, Settings
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """What one connection authenticates with: its key, and a Google service account's
-    key file text."""
-
-    key: str | None = None
-    service_account: str | None = None
 
 
 class SecretResolver(Protocol):

@@ -18,6 +18,16 @@ from chatgate.redaction import mask_secret, redact
 # and collected as secrets from a connection's own headers.
 AUTH_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key"})
 
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What one connection authenticates with: its key, and a Google service account's
+    key file text."""
+
+    key: str | None = None
+    service_account: str | None = None
+
+
 # How a streamed answer is framed: server-sent events, or one JSON value per line.
 Framing = Literal["sse", "ndjson"]
 

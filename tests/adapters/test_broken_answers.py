@@ -21,10 +21,9 @@ from chatgate.adapters.registry import make_adapter
 from chatgate.adapters.wire import WireAdapter
 from chatgate.config import Connection
 from chatgate.errors import ChatgateError, UpstreamError
-from chatgate.secrets import Credentials
 from chatgate.sources import SOURCES
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse, FinishReason, ToolCall, Usage
-from chatgate.upstream import SSEEvent
+from chatgate.upstream import Credentials, SSEEvent
 
 Path = tuple[str | int, ...]
 WRONG: list[Any] = [None, "x", 7, 1.5, True, [], {}, ["x"], {"k": "x"}]

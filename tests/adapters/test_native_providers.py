@@ -17,7 +17,7 @@ import openai
 import orjson
 import pytest
 
-from chatgate.config import Connection, Settings
+from chatgate.config import Connection, GoogleOptions, Settings
 from chatgate.types import ChatRequest
 from tests.conftest import start_server
 from tests.fakes import anthropic_server, cohere_server, gemini_server
@@ -164,8 +164,7 @@ def sdk(fakes: dict[str, FakeState], tmp_path_factory: pytest.TempPathFactory) -
                     name=p.name,
                     source=p.source,
                     base_url=base,
-                    service_account_file=str(account),
-                    region="europe-west4",
+                    google=GoogleOptions(service_account_file=str(account), region="europe-west4"),
                 )
             )
         else:
@@ -400,8 +399,8 @@ async def test_preview_shows_the_translated_body() -> None:
 )
 def test_reverse_proxies_get_the_proxy_password(source: str, header: str, value: str) -> None:
     from chatgate.adapters.registry import make_adapter
-    from chatgate.secrets import Credentials
     from chatgate.sources import SOURCES
+    from chatgate.upstream import Credentials
 
     conn = Connection(
         name="p",
@@ -447,13 +446,14 @@ def test_cohere_tool_plan_is_reasoning(sdk: Any) -> None:
 
 def test_gemini_safety_settings_are_per_connection() -> None:
     from chatgate.adapters.registry import make_adapter
-    from chatgate.secrets import Credentials
     from chatgate.sources import SOURCES
+    from chatgate.upstream import Credentials
 
     request = ChatRequest.model_validate({"model": "g/m", "messages": user("Hi")})
     chosen = [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"}]
     for setting, expected in ((chosen, chosen), ([], None)):
-        conn = Connection(name="g", source="google", api_key="AIza-1", safety_settings=setting)
+        options = GoogleOptions(safety_settings=setting)
+        conn = Connection(name="g", source="google", api_key="AIza-1", google=options)
         body = (
             make_adapter(conn, SOURCES["google"], Credentials(key="AIza-1")).build(request, []).body
         )

@@ -21,9 +21,9 @@ from chatgate.adapters.registry import make_adapter
 from chatgate.adapters.wire import leading_system, merge_turns
 from chatgate.config import Connection
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
-from chatgate.secrets import Credentials
 from chatgate.sources import SOURCES
 from chatgate.types import ChatRequest, Message
+from chatgate.upstream import Credentials
 from tests.fakes import anthropic_server, cohere_server, gemini_server
 
 WORDS = st.text(alphabet="abcdefgh xyz", min_size=1, max_size=12).map(str.strip).filter(bool)

@@ -16,8 +16,9 @@ from chatgate.backends.remote import RemoteBackend
 from chatgate.config import Connection, Settings
 from chatgate.errors import ConfigError, UnsupportedParameterError
 from chatgate.exchange.transport import Transport
-from chatgate.secrets import Credentials, EnvSecrets
+from chatgate.secrets import EnvSecrets
 from chatgate.sources import SOURCES
+from chatgate.upstream import Credentials
 from chatgate.validation import parse_chat_request
 
 KEY = "sk-test-quirks-key-1111abcd"

@@ -13,7 +13,6 @@ list of defects stays explicit and each row fails (XPASS) once its defect is fix
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -21,13 +20,14 @@ from typing import Any, cast
 import pytest
 from _pytest.mark import ParameterSet
 
+from chatgate.adapters import registry
 from chatgate.adapters.engine_wire import parse_completion
 from chatgate.config import Connection
 from chatgate.engine.client import WorkerClient
 from chatgate.errors import ChatgateError, InvalidRequestError, OverloadedError, UpstreamError
 from chatgate.sources import SOURCES
 from chatgate.types import ChatRequest
-from chatgate.upstream import SSEEvent, UpstreamRequest
+from chatgate.upstream import Credentials, SSEEvent, UpstreamRequest
 from tests.adapters.recorded import (
     CALL_ID,
     RECENT,
@@ -50,31 +50,14 @@ COMPLETION_ID = Like(r"chatcmpl-[0-9a-f]{24}")
 # The source a fixture folder is read with, unless its row names another.
 FOLDER_SOURCE = {"openai": "openai", "anthropic": "claude", "gemini": "google", "cohere": "cohere"}
 # The constructors from before the registry, ``Adapter(connection, source, env)``.
-CONSTRUCTORS = {
-    "openai_chat": ("chatgate.adapters.openai_chat", "OpenAIChatAdapter"),
-    "anthropic": ("chatgate.adapters.anthropic", "AnthropicAdapter"),
-    "gemini": ("chatgate.adapters.gemini", "GeminiAdapter"),
-    "cohere": ("chatgate.adapters.cohere", "CohereAdapter"),
-}
 
 
 def make_adapter(source_id: str) -> Any:
-    """The one place an adapter is built: through ``chatgate.adapters.registry`` once it
-    exists (with `chatgate.secrets.Credentials`), else with today's constructor."""
+    """The one place an adapter is built, through the registry as the backends do."""
     source = SOURCES[source_id]
     base_url = None if source.default_base_url else "http://upstream.test/v1"
     connection = Connection(name="rec", source=source_id, api_key=KEY, base_url=base_url)
-    try:
-        registry = importlib.import_module("chatgate.adapters.registry")
-    except ModuleNotFoundError as exc:
-        if exc.name != "chatgate.adapters.registry":
-            raise
-    else:
-        secrets = importlib.import_module("chatgate.secrets")
-        credentials = secrets.Credentials(key=KEY, service_account=None)
-        return registry.make_adapter(connection, source, credentials)
-    module, name = CONSTRUCTORS[source.adapter]
-    return getattr(importlib.import_module(module), name)(connection, source, {})
+    return registry.make_adapter(connection, source, Credentials(key=KEY))
 
 
 def worker() -> WorkerClient:

@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from chatgate.backends.local import LocalBackend
-from chatgate.config import Connection, Settings
+from chatgate.config import Connection, EngineOptions, Settings
 from tests.conftest import GATEWAY_KEY, MODEL, LiveServer, start_server
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -31,7 +31,11 @@ def serve_with(fake: FakeOpenAI, workers: int) -> Iterator[LiveServer]:
     """A server of its own (its workers get killed), with a remote connection beside it."""
     settings = Settings(
         connections=[
-            Connection(name="local", source="local", engine_watchdog=1.0, workers=workers),
+            Connection(
+                name="local",
+                source="local",
+                engine=EngineOptions(engine_watchdog=1.0, workers=workers),
+            ),
             Connection(name="remote", source="custom", base_url=f"{fake.url}/v1"),
         ],
         embedded=False,

@@ -13,6 +13,7 @@ import pytest
 
 from chatgate.config import Connection, Settings
 from chatgate.gateway import Gateway
+from chatgate.types import NamesPolicy
 
 CHAT = [
     {"role": "user", "content": "Hi", "name": "Alice"},
@@ -21,20 +22,21 @@ CHAT = [
 ]
 
 
-def sent(source: str, names: str | None = None) -> list[dict[str, Any]]:
+def sent(source: str, names: NamesPolicy | None = None) -> list[dict[str, Any]]:
     conn = Connection(
         name="c", source=source, base_url="http://127.0.0.1:9/v1", api_key="k-1", names=names
     )
     with Gateway(Settings(connections=[conn], embedded=False)) as gateway:
         shown = gateway._loop().call(gateway.preview(model="c/m", messages=CHAT))
     body = shown["body"]
-    return list(body.get("messages") or body.get("contents") or [])
+    found: list[dict[str, Any]] = body.get("messages") or body.get("contents") or []
+    return found
 
 
 def texts(messages: list[dict[str, Any]]) -> list[str]:
     out = []
     for message in messages:
-        content = message.get("content", message.get("parts"))
+        content: str | list[dict[str, Any]] = message.get("content", message.get("parts", []))
         if isinstance(content, str):
             out.append(content)
         else:

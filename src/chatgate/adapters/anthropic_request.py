@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatgate.adapters.wire import Turn, arguments, image, leading_system, merge_turns
+from chatgate.adapters.images import image
+from chatgate.adapters.wire import Turn, arguments, leading_system, merge_turns
 from chatgate.errors import InvalidRequestError
 from chatgate.types import ChatRequest, JSONObjectFormat, JSONSchemaFormat, Message
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from chatgate.adapters.images import image
 from chatgate.adapters.wire import (
     Fields,
     NativeAdapter,
     ReaderBase,
     decode,
-    image,
     leading_system,
     lie,
     role_chunk,

@@ -28,7 +28,6 @@ from chatgate.adapters.wire import (
 from chatgate.config import Connection
 from chatgate.errors import ConfigError, InvalidRequestError
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
-from chatgate.secrets import Credentials
 from chatgate.sources import Source
 from chatgate.types import (
     AssistantMessage,
@@ -43,7 +42,7 @@ from chatgate.types import (
     ToolCallDelta,
     Usage,
 )
-from chatgate.upstream import SSEEvent, UpstreamRequest
+from chatgate.upstream import Credentials, SSEEvent, UpstreamRequest
 
 FINISH: dict[str, FinishReason] = {
     "STOP": "stop",

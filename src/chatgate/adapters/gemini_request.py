@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 
 from chatgate.adapters.gemini_schema import to_gemini
-from chatgate.adapters.wire import Turn, arguments, image, leading_system, merge_turns
+from chatgate.adapters.images import image
+from chatgate.adapters.wire import Turn, arguments, leading_system, merge_turns
 from chatgate.errors import InvalidRequestError
 from chatgate.types import ChatRequest, JSONObjectFormat, JSONSchemaFormat, Message
 

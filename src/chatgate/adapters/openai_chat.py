@@ -20,7 +20,6 @@ from chatgate.config import Connection
 from chatgate.errors import UpstreamError
 from chatgate.extensions import GATEWAY_FIELDS, UPSTREAM_FIELDS
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
-from chatgate.secrets import Credentials
 from chatgate.sources import OPENAI_CORE, Source
 from chatgate.types import (
     AssistantMessage,
@@ -36,7 +35,7 @@ from chatgate.types import (
     ToolCallDelta,
     Usage,
 )
-from chatgate.upstream import SSEEvent, UpstreamRequest
+from chatgate.upstream import Credentials, SSEEvent, UpstreamRequest
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",

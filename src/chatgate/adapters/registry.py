@@ -13,8 +13,8 @@ from chatgate.adapters.wire import WireAdapter
 from chatgate.config import Connection
 from chatgate.errors import ConfigError
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
-from chatgate.secrets import Credentials
 from chatgate.sources import Source
+from chatgate.upstream import Credentials
 
 # adapter name → (module, class). "local" is not here: the embedded engine is a backend
 # of its own, not an HTTP protocol.

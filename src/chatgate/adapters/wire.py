@@ -9,8 +9,6 @@ The runner, not the adapter, adds the connection's ``extra_body`` and ``exclude_
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import time
 import uuid
@@ -23,7 +21,6 @@ import orjson
 from chatgate.config import Connection
 from chatgate.errors import ConfigError, InvalidRequestError, UpstreamError
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
-from chatgate.secrets import Credentials
 from chatgate.sources import Source
 from chatgate.types import (
     ChatChunk,
@@ -35,7 +32,7 @@ from chatgate.types import (
     Message,
     Usage,
 )
-from chatgate.upstream import Job, SSEEvent, UpstreamRequest
+from chatgate.upstream import Credentials, Job, SSEEvent, UpstreamRequest
 from chatgate.urls import clean_base_url
 
 K = TypeVar("K")
@@ -240,45 +237,6 @@ class ReaderBase:
         """One chunk with one choice."""
         choice = ChunkChoice(index, delta, finish)
         return ChatChunk(self.id, self.created, self.model, [choice], usage)
-
-
-@dataclass(frozen=True, slots=True)
-class Image:
-    """An image part, as the providers want it: inline bytes or a URL."""
-
-    url: str | None = None
-    media_type: str | None = None
-    data: str | None = None  # base64
-
-
-def image(url: str, param: str) -> Image:
-    """A ``data:`` URL split into media type and base64 data; anything else stays a URL."""
-    if not url.startswith("data:"):
-        return Image(url=url, media_type=_guess_type(url))
-    head, _, data = url[5:].partition(",")
-    media_type, _, encoding = head.partition(";")
-    if encoding != "base64" or not data:
-        raise InvalidRequestError(
-            "an image data URL must be base64: data:<type>;base64,<data>", param=param
-        )
-    try:
-        base64.b64decode(data[:64] + "=" * (-len(data[:64]) % 4), validate=True)
-    except binascii.Error:
-        raise InvalidRequestError("the image data is not base64", param=param) from None
-    return Image(media_type=media_type or "image/png", data=data)
-
-
-def _guess_type(url: str) -> str:
-    path = url.split("?", 1)[0].lower()
-    for ext, media_type in (
-        (".png", "image/png"),
-        (".gif", "image/gif"),
-        (".webp", "image/webp"),
-        (".heic", "image/heic"),
-    ):
-        if path.endswith(ext):
-            return media_type
-    return "image/jpeg"
 
 
 def arguments(text: str, param: str) -> Any:

@@ -146,7 +146,7 @@ class LocalBackend:
             for w, e in zip(self.workers, each, strict=True)
         ]
         return {
-            "source": "local",
+            "source": self.connection.source,
             "status": "ok" if serving else overall,
             "loaded": serving > 0,
             "model": self.connection.engine.model_alias,
@@ -215,7 +215,7 @@ class LocalBackend:
         shown["headers"] = {}
         return {
             "connection": self.connection.name,
-            "source": "local",
+            "source": self.connection.source,
             **shown,
             "prompt": prompt,
             "prompt_tokens": tokens,

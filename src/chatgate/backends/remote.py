@@ -11,7 +11,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
 from typing import Any
 
 from chatgate.adapters import guided
@@ -24,7 +23,7 @@ from chatgate.backends.base import refuse_or_drop, set_fields
 from chatgate.capabilities import Profile, profile_of
 from chatgate.config import Connection
 from chatgate.errors import ChatgateError, NotFoundError, UpstreamError
-from chatgate.exchange.timeouts import CONNECT_TIMEOUT, Timeouts
+from chatgate.exchange.timeouts import bounds
 from chatgate.exchange.transport import Transport
 from chatgate.output import contract_for
 from chatgate.plan import Attempt, Fanout, OutputPlan
@@ -67,19 +66,9 @@ class RemoteBackend:
             connection, source, resolver.credentials(connection), placeholder
         )
         self.profile: Profile = profile_of(self.adapter)
-        # A whole answer within `timeout`, a stream's waits each within it. A bare
-        # number keeps the messages and codes that name `timeout`; the bounds apart
-        # only when the connection sets one.
-        self.stream_timeouts: float | Timeouts = connection.timeout
-        self.answer_timeouts: float | Timeouts = connection.timeout
-        if connection.first_byte_timeout or connection.connect_timeout != CONNECT_TIMEOUT:
-            bounds = Timeouts(
-                connect=connection.connect_timeout,
-                first_byte=connection.first_byte_timeout,
-                read=connection.timeout,
-            )
-            self.stream_timeouts = bounds
-            self.answer_timeouts = replace(bounds, total=connection.timeout)
+        self.answer_timeouts, self.stream_timeouts = bounds(
+            connection.timeout, connection.connect_timeout, connection.first_byte_timeout
+        )
         # The key the adapter sends, and any access token it was given (Vertex's).
         self.secrets = LiveSecrets(resolver, connection, lambda: self.adapter.secrets())
         self._models: list[str] = []

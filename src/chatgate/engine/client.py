@@ -30,10 +30,9 @@ from chatgate.errors import ChatgateError, ContextLengthError, InvalidRequestErr
 from chatgate.exchange.transport import Transport
 from chatgate.output import OutputContract
 from chatgate.prompt.chat_template import render_chat_template
-from chatgate.secrets import Credentials
 from chatgate.sources import Source
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse, ChunkChoice, Delta
-from chatgate.upstream import SSEEvent, UpstreamRequest
+from chatgate.upstream import Credentials, SSEEvent, UpstreamRequest
 
 TEMPLATE_SECONDS = 2.0  # the longest a request's own chat_template may take to render
 DEATH_GRACE = 2.0  # seconds to notice that a broken connection was the worker dying

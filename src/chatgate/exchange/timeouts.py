@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -203,3 +203,15 @@ def connect_expired(
         f"within {seconds:g} s (connect timeout)"
     )
     return GatewayTimeoutError(redact(said, secrets))
+
+
+def bounds(
+    timeout: float, connect: float, first_byte: float | None
+) -> tuple[float | Timeouts, float | Timeouts]:
+    """A connection's bounds for a whole answer and for a stream: a whole answer within
+    *timeout*, a stream's waits each within it. A bare number keeps the messages and
+    codes that name ``timeout``; the bounds apart only when the connection sets one."""
+    if not first_byte and connect == CONNECT_TIMEOUT:
+        return timeout, timeout
+    stream = Timeouts(connect=connect, first_byte=first_byte, read=timeout)
+    return replace(stream, total=timeout), stream

@@ -23,7 +23,7 @@ from chatgate.errors import ChatgateError, InvalidRequestError, ModelNotFoundErr
 from chatgate.gateway import Gateway
 from chatgate.plan import Plan
 from chatgate.routing import model_id
-from chatgate.server.doors.openai import render_response, sse_chunks
+from chatgate.server.doors.chat_shapes import render_response, sse_chunks
 from chatgate.server.responses import dumps
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse
 from chatgate.validation import BodyValueError, describe, load_body, param_path
