@@ -149,22 +149,26 @@ class Gateway:
     async def run(self, plan: Plan) -> ChatResponse:
         """Run a planned request to one whole answer."""
         attempt = plan.first
-        deadline = plan.request.deadline
+        if not self.observers:  # the usual case, on the hot path: nothing to tell
+            return await self._answer(plan, attempt)
         watch = self._watch(plan, attempt, streamed=False)
         try:
-            if deadline is None:
-                answer = await attempt.backend.chat(attempt)
-            else:
-                try:
-                    async with asyncio.timeout(deadline):
-                        answer = await attempt.backend.chat(attempt)
-                except TimeoutError:
-                    raise past_deadline(deadline) from None
+            answer = await self._answer(plan, attempt)
         except BaseException as exc:
             watch.failed(exc)
             raise
         watch.done(answer.usage)
         return answer
+
+    async def _answer(self, plan: Plan, attempt: Attempt) -> ChatResponse:
+        deadline = plan.request.deadline
+        if deadline is None:
+            return await attempt.backend.chat(attempt)
+        try:
+            async with asyncio.timeout(deadline):
+                return await attempt.backend.chat(attempt)
+        except TimeoutError:
+            raise past_deadline(deadline) from None
 
     def run_stream(self, plan: Plan) -> AsyncIterator[ChatChunk]:
         """Run a planned request as a stream of chunks."""

@@ -33,8 +33,7 @@ def resolve(model: str, backends: Mapping[str, Backend]) -> tuple[str, Backend]:
             f"and the configured connections are: {known}",
             param="model",
         )
-    served = backend.models()
-    if not backend.open_models and name not in served:
+    if not backend.open_models and name not in (served := backend.models()):
         raise ModelNotFoundError(
             f"the model '{model}' does not exist: connection '{connection}' serves "
             + ", ".join(f"'{connection}/{m}'" for m in served),

@@ -65,6 +65,8 @@ def add_request_extras(
     connection allows it; one that is malformed or belongs to the transport
     (`header_problem`) always is.
     """
+    if not (protected or params or excluded or headers):
+        return  # most requests: nothing to add
     body = upstream.body
     if body is not None:
         body.update(protected)

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import orjson
 
@@ -296,25 +296,31 @@ class Fields:
 
     def of(self, value: Any, kind: type[K], what: str) -> K:
         """*value* as a *kind*; anything else is a lie about *what*."""
-        # JSON's true and false are not integers, though Python's bool is an int.
-        if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
-            return value
-        wanted = _KIND_NAMES.get(kind, kind.__name__)
-        raise lie(self.connection, f"{what} is {_json_kind(value)} where {wanted} belongs")
+        if _is(value, kind):
+            return cast(K, value)
+        raise self._wrong(value, kind, what)
 
     def field(self, data: dict[str, Any], key: str, kind: type[K]) -> K | None:
         """``data[key]`` as a *kind*; None when it is missing or null."""
         value = data.get(key)
-        return None if value is None else self.of(value, kind, f"'{key}'")
+        if value is None or _is(value, kind):
+            return value
+        raise self._wrong(value, kind, f"'{key}'")  # the message is made only on failure
 
     def need(self, data: dict[str, Any], key: str, kind: type[K]) -> K:
         """``data[key]`` as a *kind*, which must be there."""
-        return self.of(data.get(key), kind, f"'{key}'")
+        value = data.get(key)
+        if _is(value, kind):
+            return cast(K, value)
+        raise self._wrong(value, kind, f"'{key}'")
 
     def items(self, data: dict[str, Any], key: str, kind: type[K]) -> list[K]:
         """``data[key]`` as a list of *kind*; empty when it is missing or null."""
         values = self.field(data, key, list) or []
-        return [self.of(value, kind, f"an entry of '{key}'") for value in values]
+        for value in values:
+            if not _is(value, kind):
+                raise self._wrong(value, kind, f"an entry of '{key}'")
+        return values
 
     def number(self, data: dict[str, Any], key: str) -> float | None:
         """``data[key]`` as a finite number; None when it is missing or null."""
@@ -328,12 +334,24 @@ class Fields:
     def count(self, data: dict[str, Any], key: str, default: int = 0) -> int:
         """``data[key]`` as a whole number (a token count, an index); *default* when it
         is missing or null. Some providers write counts as floats: ``5.0`` is 5."""
-        value = self.number(data, key)
-        if value is None:
+        value = data.get(key)
+        if type(value) is int:  # the usual case, without the float round trip
+            return value
+        number = self.number(data, key)
+        if number is None:
             return default
-        if not value.is_integer():
-            raise lie(self.connection, f"'{key}' is {value}, not a whole number")
-        return int(value)
+        if not number.is_integer():
+            raise lie(self.connection, f"'{key}' is {number}, not a whole number")
+        return int(number)
+
+    def _wrong(self, value: Any, kind: type, what: str) -> UpstreamError:
+        wanted = _KIND_NAMES.get(kind, kind.__name__)
+        return lie(self.connection, f"{what} is {_json_kind(value)} where {wanted} belongs")
+
+
+def _is(value: Any, kind: type) -> bool:
+    # JSON's true and false are not integers, though Python's bool is an int.
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
 
 
 def _json_kind(value: Any) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from chatgate.adapters import guided
 from chatgate.adapters.extras import add_request_extras
 from chatgate.adapters.registry import make_adapter
-from chatgate.adapters.wire import StreamReader, WireAdapter, lie
+from chatgate.adapters.wire import PlainExchange, StreamReader, WireAdapter, lie
 from chatgate.answers import as_chunks
 from chatgate.backends import fanout
 from chatgate.backends.base import refuse_or_drop, set_fields
@@ -26,7 +26,7 @@ from chatgate.errors import ChatgateError, NotFoundError, UpstreamError
 from chatgate.exchange.timeouts import bounds
 from chatgate.exchange.transport import Transport
 from chatgate.output import contract_for
-from chatgate.plan import Attempt, Fanout, OutputPlan
+from chatgate.plan import FREE, ONE, Attempt, Fanout, OutputPlan
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.secrets import LiveSecrets, SecretResolver
 from chatgate.sources import Source
@@ -74,6 +74,11 @@ class RemoteBackend:
         self._models: list[str] = []
         self._models_at = 0.0
         self._auth_lock = asyncio.Lock()
+        # Whether the protocol fetches tokens or runs jobs at all (asked once, not on
+        # every request).
+        kind = type(self.adapter)
+        self._authorizes = getattr(kind, "auth_request", None) is not PlainExchange.auth_request
+        self._queues = getattr(kind, "job", None) is not PlainExchange.job
         for note in self.adapter.notes:
             log.warning("%s", mask_userinfo(note))
 
@@ -100,13 +105,10 @@ class RemoteBackend:
         elif self.profile.fans_out(sent):
             fan = Fanout(copies=sent.n or 1)
         else:
-            fan = Fanout()
-        output = OutputPlan(
-            shaped.contract,
-            checked=shaped.contract is not None,
-            buffered=shaped.buffered,
-            retries=connection.guided_retries if shaped.contract is not None else 0,
-        )
+            fan = ONE
+        output = FREE
+        if shaped.contract is not None:
+            output = OutputPlan(shaped.contract, True, shaped.buffered, connection.guided_retries)
         return Attempt(route, self, sent, tuple(dropped), output, fan)
 
     async def start(self, progress: Callable[[str], None] | None = None) -> None:
@@ -194,9 +196,10 @@ class RemoteBackend:
                 self.adapter.accept_auth(data, time.time())
 
     async def _send(self, request: ChatRequest, dropped: tuple[str, ...]) -> ChatResponse:
-        await self._authorize()
+        if self._authorizes:
+            await self._authorize()
         name, limit = self.connection.name, self.connection.max_response_bytes
-        job = self.adapter.job(request, list(dropped))
+        job = self.adapter.job(request, list(dropped)) if self._queues else None
         if job is not None:
             data = await self.transport.run_job(
                 job, name, self.answer_timeouts, self.secrets, max_response_bytes=limit
@@ -246,7 +249,8 @@ class RemoteBackend:
     async def _stream_one(
         self, request: ChatRequest, dropped: tuple[str, ...]
     ) -> AsyncIterator[ChatChunk]:
-        await self._authorize()
+        if self._authorizes:
+            await self._authorize()
         upstream = self._build(request, dropped)
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
         reader = self.adapter.reader(request)

@@ -109,7 +109,7 @@ class Transport:
         to `ERROR_BODY_BYTES`), not raised. A 2xx body over *max_response_bytes* is a
         502 ``upstream_response_too_large``."""
         clock = Clock.of(timeout, "answer")
-        return await self.exchange(request, connection, clock, list(secrets), max_response_bytes)
+        return await self.exchange(request, connection, clock, secrets, max_response_bytes)
 
     async def send_json(
         self,
@@ -122,16 +122,15 @@ class Transport:
     ) -> Any:
         """Send, raise for a non-2xx answer, and parse the JSON body."""
         clock = Clock.of(timeout, "answer")
-        return await self.exchange_json(
-            request, connection, clock, list(secrets), max_response_bytes
-        )
+        # *secrets* is read only on an error (it may be a live view: `LiveSecrets`).
+        return await self.exchange_json(request, connection, clock, secrets, max_response_bytes)
 
     async def exchange_json(
         self,
         request: UpstreamRequest,
         connection: str,
         clock: Clock,
-        secrets: list[str],
+        secrets: Iterable[str],
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> Any:
         """`send_json` on a clock of the caller's (a job's requests share one total)."""
@@ -155,7 +154,7 @@ class Transport:
         request: UpstreamRequest,
         connection: str,
         clock: Clock,
-        secrets: list[str],
+        secrets: Iterable[str],
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> tuple[int, Mapping[str, str], bytes]:
         """`send` on a clock of the caller's."""
@@ -183,7 +182,7 @@ class Transport:
         except (TimeoutError, failed.RequestTimeoutError) as exc:
             if not opened and isinstance(exc, failed.ReadTimeoutError):
                 clock.phase = "read"  # the head came; the body read ahead with it stalled
-            raise _expired(exc, clock, pool, connection, request.url, secrets) from None
+            raise _expired(exc, clock, pool, connection, request.url, list(secrets)) from None
         except failed.PyreqwestError as exc:
             # A body error here means the head came and the body broke off.
             opened = opened or isinstance(exc, failed.ReadError | failed.DecodeError)

@@ -84,8 +84,9 @@ async def handle(door: Door, request: Request) -> ASGIApp:
 
         planned = plan() if len(body) < OFF_LOOP_BYTES else await asyncio.to_thread(plan)
     except Exception as exc:
-        return error_response(door, as_error(exc, secrets, request.url.path))
-    return respond(door, gateway, planned, request.url.path)
+        return error_response(door, as_error(exc, secrets, request.scope["path"]))
+    # The scope's path, not request.url: building a URL costs more than planning.
+    return respond(door, gateway, planned, request.scope["path"])
 
 
 def respond(door: Door, gateway: Gateway, plan: Plan, where: str) -> ASGIApp:
