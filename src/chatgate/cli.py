@@ -72,10 +72,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the API until interrupted."""
-    import uvicorn
-
     from chatgate.server.app import create_app
     from chatgate.server.auth import check_bind
+    from chatgate.server.serving import run
 
     settings = _settings(args)
     if args.host:
@@ -92,15 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     _progress(f"serving on http://{settings.server.host}:{settings.server.port}")
-    uvicorn.run(
-        app,
-        host=settings.server.host,
-        port=settings.server.port,
-        log_level="info",
-        access_log=False,
-        proxy_headers=False,  # no proxy in front by default; one middleware fewer per request
-        server_header=False,
-    )
+    run(app, settings.server)
     return 0
 
 

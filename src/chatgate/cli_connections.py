@@ -8,14 +8,21 @@ from typing import Any
 
 from chatgate.errors import InvalidRequestError
 from chatgate.gateway import Gateway
+from chatgate.redaction import redact
+from chatgate.server.dispatch import live_secrets
 from chatgate.urls import mask_userinfo
 
 STATUS_MARKS = {"ok": "ok", "bypassed": "warning", "unchecked": "unchecked", "error": "FAILED"}
 
 
-def _print_json(value: Any) -> None:
-    # URL passwords may sit in a note or a URL of any answer: masked on the way out.
-    print(mask_userinfo(json.dumps(value, indent=2, ensure_ascii=False)))
+def _show(gateway: Gateway, text: str) -> None:
+    # URL passwords may sit in a note or a URL of any answer, and an upstream's words
+    # (an error, a test's reply) may quote a key: both masked on the way out.
+    print(mask_userinfo(redact(text, live_secrets(gateway))))
+
+
+def _print_json(gateway: Gateway, value: Any) -> None:
+    _show(gateway, json.dumps(value, indent=2, ensure_ascii=False))
 
 
 async def run_connections(gateway: Gateway, args: argparse.Namespace) -> int:
@@ -24,10 +31,11 @@ async def run_connections(gateway: Gateway, args: argparse.Namespace) -> int:
         if args.action == "list":
             rows = gateway.connections()
             if args.json:
-                _print_json(rows)
+                _print_json(gateway, rows)
             for row in [] if args.json else rows:
                 key = row["api_key"] or "no key"
-                print(f"{row['name']:<16} {row['source']:<12} {row['base_url'] or '-':<40} {key}")
+                base = row["base_url"] or "-"
+                _show(gateway, f"{row['name']:<16} {row['source']:<12} {base:<40} {key}")
             return 0
         names = [args.name] if args.name else list(gateway.backends)
         if args.action != "status" and not args.name:
@@ -61,9 +69,9 @@ async def run_connections(gateway: Gateway, args: argparse.Namespace) -> int:
                     f"{result['latency_ms']} ms\n{result['billing_note']}"
                 )
             if args.json:
-                _print_json(result)
+                _print_json(gateway, result)
             else:
-                print(mask_userinfo(text))
+                _show(gateway, text)
         return 1 if failed else 0
 
 
@@ -76,5 +84,5 @@ async def run_preview(gateway: Gateway, raw: str) -> int:
     if not isinstance(body, dict):
         raise InvalidRequestError("the request must be a JSON object")
     async with gateway:
-        _print_json(await gateway.preview(body))
+        _print_json(gateway, await gateway.preview(body))
     return 0

@@ -57,6 +57,12 @@ class ServerSettings(_Section):
     allowed_hosts: list[str] = Field(default_factory=list)
     # Web origins ("https://app.example") whose pages may call the gateway (CORS).
     cors_origins: list[str] = Field(default_factory=list)
+    # Slow clients (docs/security.md): a request head must be in this many seconds after
+    # the connection opens (or the request starts), a body this many after its head.
+    header_timeout: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout: float = Field(default=60.0, gt=0, le=86400)
+    # Connections served at once; requests on more are answered 503 and closed.
+    max_connections: int = Field(default=1024, ge=1, le=1_000_000)
 
     def resolved_keys(self, env: Mapping[str, str]) -> list[str]:
         """The gateway keys from the file plus the variable ``api_keys_env`` names."""

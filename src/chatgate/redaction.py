@@ -16,11 +16,15 @@ tell which key an error is about.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from typing import Any
 
 FRAGMENT = 8  # the shortest run of a secret's characters that counts as a leak
-# A half-masked echo: something, a run of mask characters, something.
-_MASKED = re.compile(r"([^\s*.…'\"]{3,})(?:\*{3,}|\.{3,}|…+)([^\s*.…'\"]{3,})")
+# A half-masked echo: something, a run of mask characters, something. A single dot
+# belongs to the pieces (Google's tokens start "ya29."), only a run of three masks.
+_PIECE = r"(?:[^\s*.…'\"]|\.(?!\.\.))"
+_MASKED = re.compile(rf"({_PIECE}{{3,}}?)(?:\*{{3,}}|\.{{3,}}|…+)({_PIECE}{{3,}})")
 
 
 def mask_secret(secret: str) -> str:
@@ -42,39 +46,74 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     long_enough = [s for s in known if len(s) >= FRAGMENT]
     if not long_enough:
         return text
-    text = _MASKED.sub(lambda m: _unmasked(m, long_enough), text)
+    if "***" in text or "..." in text or "…" in text:  # the regex costs 10x the scan
+        text = _MASKED.sub(lambda m: _unmasked(m, long_enough), text)
     return _without_fragments(text, long_enough)
 
 
 def _unmasked(match: re.Match[str], secrets: list[str]) -> str:
     head, tail = match.group(1), match.group(2)
     for secret in secrets:
-        # The echo's start must be a piece of the secret's start, its end of its end.
+        # The echo's start must be a piece of the secret's start, its end of its end;
+        # what comes after the end piece (")", a full stop) is kept as it was.
         start = next((i for i in range(len(head)) if secret.startswith(head[i:])), None)
-        if start is not None and len(head) - start >= 3 and secret.endswith(tail):
-            return head[:start] + mask_secret(secret)
+        end = next((j for j in range(len(tail), 2, -1) if secret.endswith(tail[:j])), None)
+        if start is not None and len(head) - start >= 3 and end is not None:
+            return head[:start] + mask_secret(secret) + tail[end:]
     return match.group(0)
 
 
-def _without_fragments(text: str, secrets: list[str]) -> str:
+QUARTER = FRAGMENT // 2  # every run of FRAGMENT holds a whole aligned block this long
+
+
+@lru_cache(maxsize=16)
+def _grams(secrets: tuple[str, ...]) -> tuple[dict[str, str], frozenset[str]]:
+    # Cached: a stream redacts every frame with the same secrets, and a service
+    # account's private key alone has over 1,600 runs.
     grams = {s[i : i + FRAGMENT]: s for s in secrets for i in range(len(s) - FRAGMENT + 1)}
+    quarters = frozenset(g[i : i + QUARTER] for g in grams for i in range(FRAGMENT - QUARTER + 1))
+    return grams, frozenset(quarters)
+
+
+def _starts(text: str, grams: dict[str, str], quarters: frozenset[str]) -> Iterator[int]:
+    """Where a run of a secret starts in *text*, in order. Only every QUARTER-th
+    position is probed (4x fewer lookups on the answers and frames redacted whole):
+    a run starting at i covers the aligned block at the next multiple of QUARTER."""
+    for block in range(0, len(text) - QUARTER + 1, QUARTER):
+        if text[block : block + QUARTER] in quarters:
+            for i in range(max(0, block - QUARTER + 1), block + 1):
+                if text[i : i + FRAGMENT] in grams:
+                    yield i
+
+
+def _without_fragments(text: str, secrets: list[str]) -> str:
+    grams, quarters = _grams(tuple(secrets))
     out: list[str] = []
-    i = 0
-    kept = 0  # text[kept:i] is clean and not yet copied
-    while i <= len(text) - FRAGMENT:
-        secret = grams.get(text[i : i + FRAGMENT])
-        if secret is None:
-            i += 1
-            continue
+    kept = done = 0  # text[kept:done] is clean and not yet copied
+    for i in _starts(text, grams, quarters):
+        if i < done:
+            continue  # inside a run already handled
+        secret = grams[text[i : i + FRAGMENT]]
         end = i + FRAGMENT
         while end < len(text) and text[i : end + 1] in secret:
             end += 1
         masked = mask_secret(secret)
+        done = end
         if text[i:end] in masked:  # our own masked form is not a leak
-            i = end
             continue
         out.append(text[kept:i])
         out.append(masked)
-        i = kept = end
+        kept = end
     out.append(text[kept:])
     return "".join(out)
+
+
+def redact_value(value: Any, secrets: list[str]) -> Any:
+    """*value* (JSON-like: strings, lists, dicts) with `redact` applied to every string."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {key: redact_value(item, secrets) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(item, secrets) for item in value]
+    return value

@@ -24,7 +24,7 @@ from tests.fakes import anthropic_server, cohere_server, gemini_server
 from tests.fakes.common import TEXT, WEATHER_ARGS, FakeState
 from tests.fakes.openai_server import serve
 
-KEY = "sk-ant-test-upstream-0042wxyz"
+KEY = "sk-ant-test-7Qm2x9Rk0042wxyz"
 PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
 WEATHER_TOOL = {
     "type": "function",

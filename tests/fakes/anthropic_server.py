@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from tests.fakes.common import TEXT, WEATHER_ARGS, FakeState, json_response, pieces, sample
 
-KEY_REVOKED = "sk-ant-revoked"
+KEY_REVOKED = "sk-ant-Zr7Kq2Wm9Pv4"  # random-looking: a word in it would be masked as a fragment
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",

@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from tests.fakes.common import TEXT, WEATHER_ARGS, FakeState, json_response, pieces, sample
 
-KEY_REVOKED = "co-revoked"
+KEY_REVOKED = "co-Vd8Nc2Lx5Tq1"
 ROLES = ("system", "user", "assistant", "tool")
 
 

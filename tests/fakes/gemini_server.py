@@ -30,7 +30,7 @@ from starlette.routing import Route
 from tests.fakes.common import TEXT, WEATHER_ARGS, FakeState, json_response, pieces, sample
 from tests.fakes.openai_server import Seen
 
-KEY_REVOKED = "AIza-revoked"
+KEY_REVOKED = "AIza-Hp4Ws7Jk2Ry"
 TOKEN = "ya29.fake-access-token"
 STATUS = {
     400: "INVALID_ARGUMENT",

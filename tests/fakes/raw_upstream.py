@@ -21,7 +21,8 @@ Modes (the same for a stream and a non-stream request unless said):
 - ``rate_limited``: a 429 with ``Retry-After``;
 - ``ndjson``: three JSON lines ``{"n": 0}`` to ``{"n": 2}`` (Ollama's framing).
 
-`unused_url` gives an address where nothing listens (connection refused).
+`unused_url` gives an address where nothing listens (connection refused), and
+`raw_upstream_thread` runs the server on an event loop of its own thread.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
@@ -280,3 +284,25 @@ async def _read_request(reader: asyncio.StreamReader) -> bool:
             length = int(value)
     body = orjson.loads(await reader.readexactly(length)) if length else {}
     return bool(isinstance(body, dict) and body.get("stream"))
+
+
+@contextmanager
+def raw_upstream_thread(**knobs: Any) -> Iterator[RawUpstream]:
+    """A `RawUpstream` (with *knobs*) serving from its own thread and event loop."""
+    # For tests that time another client: the upstream's writes (10 MB events, drips)
+    # then never wait behind the test's own loop, nor the test behind them.
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="raw-upstream", daemon=True)
+    thread.start()
+    raw = RawUpstream(**knobs)
+    try:
+        asyncio.run_coroutine_threadsafe(raw.__aenter__(), loop).result(timeout=10)
+        try:
+            yield raw
+        finally:
+            stop = raw.__aexit__(None, None, None)
+            asyncio.run_coroutine_threadsafe(stop, loop).result(timeout=10)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()

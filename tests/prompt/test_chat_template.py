@@ -61,3 +61,34 @@ def test_broken_template_is_reported() -> None:
 def test_loopcontrols_are_available() -> None:
     src = "{% for m in messages %}{% if loop.index > 1 %}{% break %}{% endif %}{{ m }}{% endfor %}"
     assert render_chat_template(src, ["a", "b"]) == "a"  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("source", "kind"),
+    [
+        ("{{ 1 / 0 }}", "ZeroDivisionError"),
+        ("{{ 1 + 'a' }}", "TypeError"),
+        ("{% for i in range(10**9) %}{% endfor %}", "OverflowError"),  # the sandbox's range cap
+        ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "RecursionError"),
+        ("{{ strftime_now(1) }}", "TypeError"),
+    ],
+)
+def test_any_failure_inside_a_template_is_a_400(source: str, kind: str) -> None:
+    # Not a 500: the template is the client's code, so are its failures.
+    with pytest.raises(ChatTemplateError, match=kind) as caught:
+        render_chat_template(source, [], param="chat_template")
+    assert caught.value.status == 400 and caught.value.param == "chat_template"
+
+
+def test_output_beyond_max_chars_is_refused() -> None:
+    src = "{% for i in range(1000) %}xxxxxxxxxx{% endfor %}"
+    assert len(render_chat_template(src, [], max_chars=10_000)) == 10_000
+    with pytest.raises(ChatTemplateError, match="more than 9,999 characters") as caught:
+        render_chat_template(src, [], max_chars=9_999, param="chat_template")
+    assert caught.value.param == "chat_template"
+
+
+def test_error_messages_are_clipped() -> None:
+    with pytest.raises(ChatTemplateError) as caught:
+        render_chat_template("{{ raise_exception('n' * 100000) }}", [])
+    assert len(caught.value.message) < 1100

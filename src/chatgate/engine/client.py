@@ -29,12 +29,12 @@ from chatgate.engine.supervisor import Supervisor
 from chatgate.errors import ChatgateError, ContextLengthError, InvalidRequestError, UpstreamError
 from chatgate.exchange.transport import Transport
 from chatgate.output import OutputContract
-from chatgate.prompt.chat_template import render_chat_template
+from chatgate.prompt.template_runner import TEMPLATE_SECONDS as TEMPLATE_SECONDS
+from chatgate.prompt.template_runner import default_runner
 from chatgate.sources import Source
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse, ChunkChoice, Delta
 from chatgate.upstream import Credentials, SSEEvent, UpstreamRequest
 
-TEMPLATE_SECONDS = 2.0  # the longest a request's own chat_template may take to render
 DEATH_GRACE = 2.0  # seconds to notice that a broken connection was the worker dying
 BROKEN = ("upstream_unreachable", "upstream_stream_broken")
 OFF_LOOP_MESSAGES = 500  # conversations this long get their worker body made in a thread
@@ -150,27 +150,16 @@ class WorkerClient:
             )
             return str(data.get("prompt", "")) if isinstance(data, dict) else ""
         props = await self.model_props()
-        template = request.chat_template
-
-        def render() -> str:
-            return render_chat_template(
-                template,
-                messages,
-                bos_token=str(props.get("bos_token") or ""),
-                eos_token=str(props.get("eos_token") or ""),
-                extra=request.chat_template_kwargs,
-                param="chat_template",
-            )
-
-        # A client's template is code: render it off the event loop, within a deadline.
-        try:
-            async with asyncio.timeout(TEMPLATE_SECONDS):
-                prompt = await asyncio.to_thread(render)
-        except TimeoutError:
-            raise InvalidRequestError(
-                f"chat_template took longer than {TEMPLATE_SECONDS:g} s to render",
-                param="chat_template",
-            ) from None
+        # A client's template is code: it renders in a child process, off the event
+        # loop, and the child is killed if it outlives the deadline (`TEMPLATE_SECONDS`).
+        prompt = await default_runner().render(
+            request.chat_template,
+            messages,
+            bos_token=str(props.get("bos_token") or ""),
+            eos_token=str(props.get("eos_token") or ""),
+            extra=request.chat_template_kwargs,
+            param="chat_template",
+        )
         if not prompt.strip():
             raise InvalidRequestError(
                 "chat_template rendered an empty prompt; the model needs something to read",

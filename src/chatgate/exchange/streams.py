@@ -23,9 +23,11 @@ DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 DEFAULT_STREAM_DEADLINE = 600.0
 
-# A blank line ends an event: two line ends in a row, each CRLF, CR or LF. The groups are
-# atomic so that a CRLF stays one line end ("a\r\nb" is not CR, then LF, then "b").
-_EVENT_END = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
+# A blank line ends an event: two line ends in a row, each CRLF, CR or LF. A CR counts
+# alone only when no LF follows, so that a CRLF stays one line end ("a\r\nb" is not CR,
+# then LF, then "b"). Not atomic groups: with them the search ran at about a quarter of
+# the speed (22 against 84 MB/s here), and an 8 MiB event held the event loop that long.
+_EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r|\n)")
 # The longest event end is 4 bytes; a search that fails looks again at the last 3, which
 # may be the start of one that the next read completes.
 _OVERLAP = 3

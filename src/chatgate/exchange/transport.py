@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 
 # An error answer is read this far and no further: its message is cut to 1000
 # characters anyway, and a 429 must keep its Retry-After however long its body.
+# A stream read this large gives the event loop a turn before the next one.
+YIELD_BYTES = 64 * 1024
 ERROR_BODY_BYTES = 64 * 1024
 
 
@@ -268,6 +270,10 @@ class Transport:
                     phase, held = "read", pool.holds_read
                     for item in parser.feed(memoryview(data)):
                         yield item
+                    if len(data) >= YIELD_BYTES:
+                        # Chunks the client already holds come back without a pass of
+                        # the event loop: a 10 MB event would hold every other client.
+                        await asyncio.sleep(0)
                 ended = True
                 for item in parser.finish():
                     yield item

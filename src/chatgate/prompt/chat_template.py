@@ -5,17 +5,24 @@ request). It runs in Jinja2's immutable sandbox, so a template cannot reach Pyth
 internals, with the same settings transformers uses: ``trim_blocks``,
 ``lstrip_blocks``, the ``loopcontrols`` extension, a ``tojson`` that does not escape
 HTML, and the callables ``raise_exception`` and ``strftime_now``.
+
+Whatever goes wrong inside a template (a syntax error, ``1/0``, a range too big for the
+sandbox, endless recursion) is a `ChatTemplateError`, a 400: the template is the
+client's code, so its failures are the client's. A request's own template is rendered
+through `chatgate.prompt.template_runner`, in a process that can be killed.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, NoReturn
 
 from chatgate.errors import InvalidRequestError
+
+MAX_ERROR_CHARS = 1000  # a template's error text is quoted to the client, clipped to this
 
 
 class ChatTemplateError(InvalidRequestError):
@@ -24,8 +31,22 @@ class ChatTemplateError(InvalidRequestError):
     default_code = "chat_template_error"
 
 
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS] + "…"
+
+
+def _describe(exc: BaseException) -> str:
+    # str() of an exception raised by template code can itself fail (or be huge).
+    try:
+        detail = str(exc)
+    except Exception:
+        detail = ""
+    name = type(exc).__name__
+    return _clip(f"{name}: {detail}" if detail else name)
+
+
 def _raise_exception(message: str) -> NoReturn:
-    raise ChatTemplateError(f"the model's chat template refused the request: {message}")
+    raise ChatTemplateError(_clip(f"the model's chat template refused the request: {message}"))
 
 
 def _tojson(
@@ -58,7 +79,9 @@ def _compile(source: str) -> Any:
     try:
         return env.from_string(source)
     except TemplateError as exc:
-        raise ChatTemplateError(f"the chat template does not compile: {exc}") from None
+        raise ChatTemplateError(_clip(f"the chat template does not compile: {exc}")) from None
+    except Exception as exc:  # e.g. RecursionError on deeply nested brackets
+        raise ChatTemplateError(f"the chat template does not compile: {_describe(exc)}") from None
 
 
 def render_chat_template(
@@ -70,9 +93,11 @@ def render_chat_template(
     add_generation_prompt: bool = True,
     extra: Mapping[str, Any] | None = None,
     param: str | None = None,
+    max_chars: int | None = None,
 ) -> str:
     """Render *messages* with the template *source*; extra kwargs become variables.
-    *param* names the request field the template came from, for errors."""
+    *param* names the request field the template came from, for errors; more than
+    *max_chars* characters of output is refused."""
     from jinja2 import TemplateError
 
     try:
@@ -88,9 +113,30 @@ def render_chat_template(
         add_generation_prompt=add_generation_prompt,
     )
     try:
-        return str(template.render(**variables))
+        if max_chars is None:
+            return str(template.render(**variables))
+        return _bounded(template.generate(**variables), max_chars)
     except ChatTemplateError as exc:
         exc.param = param
         raise
     except TemplateError as exc:
-        raise ChatTemplateError(f"the chat template failed to render: {exc}", param=param) from None
+        message = _clip(f"the chat template failed to render: {exc}")
+        raise ChatTemplateError(message, param=param) from None
+    except Exception as exc:  # 1/0, a range too big, recursion, MemoryError: all the template's
+        message = f"the chat template failed to render: {_describe(exc)}"
+        raise ChatTemplateError(message, param=param) from None
+
+
+def _bounded(pieces: Iterator[str], max_chars: int) -> str:
+    # Jinja yields the output piece by piece: stop at the limit rather than hold a
+    # gigabyte that a loop would go on to produce.
+    out: list[str] = []
+    size = 0
+    for piece in pieces:
+        size += len(piece)
+        if size > max_chars:
+            raise ChatTemplateError(
+                f"the chat template rendered more than {max_chars:,} characters"
+            )
+        out.append(piece)
+    return "".join(out)

@@ -2,39 +2,64 @@
 
 Answers are plain JSON (not the OpenAI shape); errors keep the OpenAI error object so
 one client-side handler reads both; the caller was authenticated at the edge. A base
-URL may carry a password in its userinfo, so every answer that can show one (a URL, or
-a note quoting it) goes through `masked`.
+URL may carry a password in its userinfo, and an upstream's answer (a status error, a
+test's reply) may quote a key, so every answer goes through `masked` with the secrets
+in use, and every error's message through `_redacting` before the app's handler.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from chatgate.errors import InvalidRequestError
+from chatgate.errors import ChatgateError, InvalidRequestError
 from chatgate.gateway import Gateway
-from chatgate.server.dispatch import read_body
+from chatgate.redaction import redact
+from chatgate.server.dispatch import live_secrets, read_body
 from chatgate.server.responses import dumps
 from chatgate.urls import mask_userinfo
 from chatgate.validation import parse_chat_request
 
 
-def masked(value: Any) -> Any:
-    """*value* with every URL password in its strings masked, however deep."""
+def masked(value: Any, secrets: list[str] | None = None) -> Any:
+    """*value* with every URL password and every secret in its strings masked, however
+    deep."""
     if isinstance(value, str):
-        return mask_userinfo(value)
+        return mask_userinfo(redact(value, secrets or []))
     if isinstance(value, dict):
-        return {key: masked(item) for key, item in value.items()}
+        return {key: masked(item, secrets) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [masked(item) for item in value]
+        return [masked(item, secrets) for item in value]
     return value
 
 
-def _json(value: object, status: int = 200) -> Response:
-    return Response(dumps(value), status_code=status, media_type="application/json")
+Route = Callable[[Request], Awaitable[Response]]
+
+
+def _json(request: Request, value: object, status: int = 200) -> Response:
+    shown = masked(value, live_secrets(_gateway(request)))
+    return Response(dumps(shown), status_code=status, media_type="application/json")
+
+
+def _redacting(route: Route) -> Route:
+    """*route* whose errors are redacted before the app's handler shows them: an
+    upstream's refusal may quote a key in a form only the edge knows (a URL's userinfo
+    as Basic credentials)."""
+
+    @functools.wraps(route)
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await route(request)
+        except ChatgateError as exc:
+            exc.message = mask_userinfo(redact(exc.message, live_secrets(_gateway(request))))
+            raise
+
+    return wrapped
 
 
 def _gateway(request: Request) -> Gateway:
@@ -43,24 +68,28 @@ def _gateway(request: Request) -> Gateway:
     return gateway
 
 
+@_redacting
 async def list_connections(request: Request) -> Response:
     """``GET /api/connections``: every connection, keys masked."""
-    return _json({"connections": masked(_gateway(request).connections())})
+    return _json(request, {"connections": _gateway(request).connections()})
 
 
+@_redacting
 async def connection_models(request: Request) -> Response:
     """``GET /api/connections/{name}/models``: the upstream list merged with manual ids."""
     backend = _gateway(request).backend(request.path_params["name"])
     refresh = request.query_params.get("refresh") in ("1", "true")
-    return _json(masked(await backend.list_models(refresh=refresh)))
+    return _json(request, await backend.list_models(refresh=refresh))
 
 
+@_redacting
 async def connection_status(request: Request) -> Response:
     """``GET /api/connections/{name}/status``: a free probe."""
     backend = _gateway(request).backend(request.path_params["name"])
-    return _json(masked(await backend.check_status()))
+    return _json(request, await backend.check_status())
 
 
+@_redacting
 async def connection_test(request: Request) -> Response:
     """``POST /api/connections/{name}/test``: a real minimal request (billed upstream)."""
     gateway = _gateway(request)
@@ -75,15 +104,15 @@ async def connection_test(request: Request) -> Response:
             raise InvalidRequestError("the body is not valid JSON", code="invalid_json") from None
         if isinstance(body, dict) and isinstance(body.get("model"), str):
             model = body["model"]
-    return _json(await gateway.send_test(name, model))
+    return _json(request, await gateway.send_test(name, model))
 
 
+@_redacting
 async def preview(request: Request) -> Response:
     """``POST /api/preview``: the upstream request a chat request would produce."""
     gateway = _gateway(request)
     raw = await read_body(request, request.app.state.max_body_bytes)
     shown = await gateway.preview(parse_chat_request(raw))
-    # Only the URL: the body is the user's own text, shown as it will be sent.
-    if isinstance(shown.get("url"), str):
-        shown["url"] = mask_userinfo(shown["url"])
-    return _json(shown)
+    # The backend masked the headers; the body is the user's own text, where only a
+    # secret of ours (pasted, or put in extra_body) is masked.
+    return _json(request, shown)

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatgate.errors import ChatgateError, NotFoundError
 from chatgate.gateway import Gateway
-from chatgate.server import admin
+from chatgate.server import admin, openapi
 from chatgate.server.auth import ADMITTED, Admission, Authenticator, EdgeGuard
 from chatgate.server.dispatch import as_error, error_response, handle
 from chatgate.server.doors import openai
@@ -116,6 +116,8 @@ def create_app(gateway: Gateway, *, progress: Callable[[str], None] | None = Non
             Route("/api/connections/{name}/status", admin.connection_status, methods=["GET"]),
             Route("/api/connections/{name}/test", admin.connection_test, methods=["POST"]),
             Route("/api/preview", admin.preview, methods=["POST"]),
+            # Behind the key like the rest (why: chatgate.server.openapi); built here, once.
+            openapi.route(),
         ],
         exception_handlers={
             ChatgateError: on_chatgate_error,

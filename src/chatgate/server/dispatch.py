@@ -6,22 +6,32 @@ was chosen. Here the body is read within its limit, decoded by the door, planned
 `Gateway.prepare` and run; whatever is raised, before or after the first byte, reaches
 the client in the door's own shape, and an unexpected exception is logged with every
 secret redacted, never as a traceback.
+
+Upstreams quote keys back (in errors, and in answers a model repeats), so everything
+that leaves here, error messages, whole answers and every stream frame, goes through
+`redact` with `live_secrets`: the configured secrets and each backend's current ones
+(a service account's access token exists only in its backend).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from chatgate.errors import ChatgateError, RequestTooLargeError, redact
 from chatgate.gateway import Gateway
 from chatgate.plan import ANONYMOUS, Plan
+from chatgate.redaction import redact_value
 from chatgate.server.doors.base import Door
 from chatgate.server.responses import EventStream, JSONBody, dumps
 from chatgate.urls import mask_userinfo
@@ -35,10 +45,57 @@ OFF_LOOP_BYTES = 256 * 1024
 Secrets = Callable[[], list[str]]
 
 
+# Reading the configured secrets (files, variables, URLs) costs more than answering a
+# request: a set read this recently stands; what the adapters hold is read every time.
+SECRETS_TTL = 1.0
+_LIVE: weakref.WeakKeyDictionary[Gateway, tuple[float, list[str]]] = weakref.WeakKeyDictionary()
+
+
+def live_secrets(gateway: Gateway) -> list[str]:
+    """Every secret in use now: the resolver's, each backend's live ones, and the
+    Basic credentials a base URL's userinfo is sent as."""
+    now = time.monotonic()
+    cached = _LIVE.get(gateway)
+    if cached is None or now - cached[0] >= SECRETS_TTL:
+        cached = _LIVE[gateway] = (now, _configured(gateway))
+    found = list(cached[1])
+    # What the adapters hold now (a token fetched a moment ago), read every time.
+    for backend in gateway.backends.values():
+        adapter = getattr(backend, "adapter", None)
+        if adapter is not None:
+            found += [s for s in adapter.secrets() if s]
+    return found
+
+
+def _configured(gateway: Gateway) -> list[str]:
+    found = list(gateway.resolver.secrets())
+    for backend in gateway.backends.values():
+        found += getattr(backend, "secrets", ())
+    for connection in gateway.settings.connections:
+        for url in (connection.base_url, *connection.deployments.values()):
+            found += _basic_credentials(url)
+    return found
+
+
+def _basic_credentials(url: str | None) -> list[str]:
+    # A password in a URL goes upstream as "Basic base64(user:password)", which decodes
+    # at a glance; an upstream that quotes its Authorization header shows that form.
+    try:
+        parts = urlsplit(url) if url else None
+        user, password = (parts.username, parts.password) if parts else (None, None)
+    except ValueError:
+        return []
+    if not user and not password:
+        return []
+    pairs = {f"{user or ''}:{password or ''}", f"{unquote(user or '')}:{unquote(password or '')}"}
+    return [base64.b64encode(pair.encode()).decode() for pair in pairs]
+
+
 def as_error(exc: BaseException, secrets: Secrets, where: str) -> ChatgateError:
-    """*exc* as one of our errors: itself, or (a bug) a 500 that says to read the log,
-    with the redacted cause logged."""
+    """*exc* as one of our errors: itself, redacted (its message may quote an upstream),
+    or (a bug) a 500 that says to read the log, with the redacted cause logged."""
     if isinstance(exc, ChatgateError):
+        exc.message = redact(exc.message, secrets())
         return exc
     shown = mask_userinfo(redact(repr(exc), secrets()))  # a repr may quote a base URL
     log.error("unexpected error on %s: %s", where, shown)
@@ -74,7 +131,10 @@ async def handle(door: Door, request: Request) -> ASGIApp:
     """A chat request through *door*: never raises, every failure is door-shaped."""
     state = request.app.state
     gateway: Gateway = state.gateway
-    secrets: Secrets = gateway.resolver.secrets
+
+    def secrets() -> list[str]:
+        return live_secrets(gateway)
+
     caller = request.scope.get("state", {}).get("caller", ANONYMOUS)
     try:
         body = await read_body(request, state.max_body_bytes)
@@ -83,6 +143,10 @@ async def handle(door: Door, request: Request) -> ASGIApp:
             return gateway.prepare(door.decode(body, gateway), caller=caller)
 
         planned = plan() if len(body) < OFF_LOOP_BYTES else await asyncio.to_thread(plan)
+    except ClientDisconnect:
+        # The client left (or the server cut its slow body): no one to answer, nothing
+        # to log as an error.
+        return Response(status_code=400)
     except Exception as exc:
         return error_response(door, as_error(exc, secrets, request.scope["path"]))
     # The scope's path, not request.url: building a URL costs more than planning.
@@ -91,7 +155,10 @@ async def handle(door: Door, request: Request) -> ASGIApp:
 
 def respond(door: Door, gateway: Gateway, plan: Plan, where: str) -> ASGIApp:
     """The answer to a planned request: one JSON body, or a stream of frames."""
-    secrets: Secrets = gateway.resolver.secrets
+
+    def secrets() -> list[str]:
+        return live_secrets(gateway)
+
     headers = {"x-chatgate-dropped-params": ",".join(plan.dropped)} if plan.first.dropped else {}
 
     def render(exc: BaseException) -> tuple[int, Any, dict[str, str]]:
@@ -103,22 +170,35 @@ def respond(door: Door, gateway: Gateway, plan: Plan, where: str) -> ASGIApp:
 
     async def produce() -> tuple[int, Any, dict[str, str]]:
         answer = await gateway.run(plan)
-        return 200, door.encode_answer(answer, plan), headers
+        # A model (or an upstream) may repeat a key in the answer itself.
+        return 200, redact_value(door.encode_answer(answer, plan), secrets()), headers
 
     return JSONBody(produce, render)
 
 
 async def _frames(door: Door, gateway: Gateway, plan: Plan, where: str) -> AsyncIterator[bytes]:
-    """The door's frames; an error after the first one as the door's error frame."""
-    secrets: Secrets = gateway.resolver.secrets
+    """The door's frames, each redacted; an error after the first one as the door's
+    error frame."""
+    known = live_secrets(gateway)  # once per stream: asking costs more than a frame
+
+    def secrets() -> list[str]:
+        return known
+
     started = False
     try:
         async for frame in door.encode_stream(gateway.run_stream(plan), plan):
-            yield frame
+            # A key cut in two events shows as two fragments, each masked here; pieces
+            # under `FRAGMENT` characters each are not caught (see the redaction module).
+            yield _redacted_frame(frame, known)
             started = True
     except Exception as exc:
         error = as_error(exc, secrets, where)
         if not started:
             raise error from None
-        error.message = redact(error.message, secrets())  # upstream words may quote a key
-        yield door.error_frame(error)
+        yield door.error_frame(error)  # as_error redacted its message
+
+
+def _redacted_frame(frame: bytes, secrets: list[str]) -> bytes:
+    text = frame.decode("utf-8", errors="surrogateescape")
+    shown = redact(text, secrets)
+    return frame if shown == text else shown.encode("utf-8", errors="surrogateescape")

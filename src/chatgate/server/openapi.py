@@ -1,0 +1,374 @@
+"""The OpenAPI 3.1 document of every route, served at ``GET /openapi.json``.
+
+The request bodies are generated from `chatgate.types.ChatRequest`, so a field added to
+the model appears here without anyone remembering; the SGP v4 door's looser shapes
+(``chatgate.server.doors.sgp._normalise``) are derived from the same schema. The answers
+and error shapes are written out by hand: they are rendered from dataclasses
+(`chatgate.server.doors.chat_shapes`) that pydantic does not describe.
+``tests/server/test_openapi.py`` keeps the paths equal to the routes the app serves.
+
+The document is read behind the same gateway-key rule as every route but ``/healthz``:
+it names the admin routes (``/api``), and whoever reads it (a user's tooling, the
+fuzzing job) is about to call those routes with a key anyway. Opening it would also
+add a second exception to the edge's one authentication step for no caller who needs it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from chatgate.server.responses import dumps
+from chatgate.types import ChatRequest
+
+PATH = "/openapi.json"
+REF = "#/components/schemas/{model}"
+
+# A reason per status, shared by both doors; the body shape is the door's.
+REASONS: dict[int, str] = {
+    400: "Invalid request: a bad body or a parameter the backend refuses (named in `param`).",
+    401: "A gateway key is configured and the request has none, or a wrong one.",
+    403: "The Host or the CORS Origin is not allowed.",
+    404: "No such model, connection or route.",
+    405: "The path exists, but not with this method (`Allow` lists the methods it takes).",
+    413: "The body is over `max_body_bytes`.",
+    415: "A JSON route called without `Content-Type: application/json`.",
+    422: "The body does not match the v4 schema (FastAPI's list of details).",
+    429: "Too many requests, upstream (`Retry-After` is passed on).",
+    502: "The upstream failed, or answered something that is not a valid answer.",
+    503: "The engine's queue is full, or the upstream is unavailable.",
+    504: "The upstream did not answer within the deadline.",
+}
+EDGE = (401, 403)
+CHAT = (400, *EDGE, 404, 413, 415, 429, 502, 503, 504)
+V4_CHAT = (400, *EDGE, 404, 413, 415, 422, 429, 502, 503, 504)
+UPSTREAM = (502, 503, 504)
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _object(properties: dict[str, Any], *optional: str) -> dict[str, Any]:
+    """An object whose fields are required but *optional*; it may grow fields, which
+    clients must ignore (no ``additionalProperties: false``)."""
+    required = [name for name in properties if name not in optional]
+    return {"type": "object", "required": required, "properties": properties}
+
+
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+MAYBE_STRING = _nullable(STRING)
+MAYBE_OBJECT = _nullable({"type": "object"})
+USAGE = _object({"prompt_tokens": INTEGER, "completion_tokens": INTEGER, "total_tokens": INTEGER})
+TOOL_CALL = _object(
+    {
+        "id": STRING,
+        "type": {"const": "function"},
+        "function": _object({"name": STRING, "arguments": STRING}),
+    }
+)
+MESSAGE = _object(
+    {
+        "role": {"const": "assistant"},
+        "content": MAYBE_STRING,
+        "refusal": MAYBE_STRING,
+        "tool_calls": {"type": "array", "items": TOOL_CALL},
+        "reasoning_content": STRING,
+    },
+    *("refusal", "tool_calls", "reasoning_content"),
+)
+CHOICE = _object(
+    {"index": INTEGER, "message": MESSAGE, "logprobs": MAYBE_OBJECT, "finish_reason": MAYBE_STRING},
+    "logprobs",
+)
+HEAD = {"id": STRING, "created": INTEGER, "model": STRING, "system_fingerprint": MAYBE_STRING}
+COMPLETION = _object(
+    {
+        **HEAD,
+        "object": {"const": "chat.completion"},
+        "choices": {"type": "array", "items": CHOICE},
+        "usage": _ref("Usage"),
+    },
+    "system_fingerprint",
+)
+CHUNK_CHOICE = _object(
+    {
+        "index": INTEGER,
+        "delta": {"type": "object"},
+        "logprobs": MAYBE_OBJECT,
+        "finish_reason": MAYBE_STRING,
+    },
+    "logprobs",
+)
+CHUNK = _object(
+    {
+        **HEAD,
+        "object": {"const": "chat.completion.chunk"},
+        "choices": {"type": "array", "items": CHUNK_CHOICE},
+        "usage": _nullable(_ref("Usage")),
+    },
+    *("system_fingerprint", "usage"),
+)
+OPENAI_ERROR = _object(
+    {
+        "error": _object(
+            {"message": STRING, "type": STRING, "param": MAYBE_STRING, "code": MAYBE_STRING}
+        )
+    }
+)
+LOCATION = {"type": "array", "items": {"type": ["string", "integer"]}}
+DETAIL = _object({"loc": LOCATION, "msg": STRING, "type": STRING})
+V4_ERROR = _object({"detail": {"anyOf": [STRING, {"type": "array", "items": DETAIL}]}})
+MODEL = _object(
+    {"id": STRING, "object": {"const": "model"}, "created": INTEGER, "owned_by": STRING}
+)
+# The admin answers are plain JSON that grows with the sources; the keys named are stable.
+ANY_OBJECT: dict[str, Any] = {"type": "object"}
+CONNECTIONS = _object({"connections": {"type": "array", "items": ANY_OBJECT}})
+CONNECTION_MODELS = _object({"connection": STRING, "models": {"type": "array", "items": STRING}})
+CONNECTION_STATUS = _object({"connection": STRING, "status": STRING})
+CONNECTION_TEST = _object({"connection": STRING, "model": STRING, "ok": {"type": "boolean"}})
+HEALTH = _object({"status": {"const": "ok"}, "connections": ANY_OBJECT}, "connections")
+MODELS = _object({"object": {"const": "list"}, "data": {"type": "array", "items": _ref("Model")}})
+NOT_ASSISTANT = {"properties": {"role": {"enum": ["system", "developer", "user", "tool"]}}}
+TOOL = {"required": ["role"], "properties": {"role": {"const": "tool"}}}
+
+
+def _message_rules(content_types: list[str]) -> list[dict[str, Any]]:
+    """Message's validator as schema: only an assistant may leave out `content`, and a
+    tool message names its call."""
+    content = {"required": ["content"], "properties": {"content": {"type": content_types}}}
+    call = {"required": ["tool_call_id"], "properties": {"tool_call_id": {"minLength": 1}}}
+    return [{"if": NOT_ASSISTANT, "then": content}, {"if": TOOL, "then": call}]
+
+
+SSE_DESCRIPTION = {
+    "openai": "With `stream: true`: one `data: {chat.completion.chunk}` frame per chunk, then "
+    "`data: [DONE]`. An error after the start is `event: error` with the error object.",
+    "sgp": "With `stream: true`: one `data: {chat.completion.chunk}` frame per chunk, without "
+    '`[DONE]`. An error after the start is `event: error` with `{"detail": ...}`.',
+}
+
+
+def request_schemas() -> dict[str, Any]:
+    """The component schemas of both doors' chat bodies, from `ChatRequest`."""
+    generated = ChatRequest.model_json_schema(ref_template=REF)
+    schemas: dict[str, Any] = generated.pop("$defs")
+    schemas["ChatRequest"] = generated
+    # Message's model validator is code, not schema: its rules are added by hand (an
+    # `if` on a missing role also holds: that is SGP's user message).
+    schemas["Message"]["allOf"] = _message_rules(["string", "array"])
+    schemas.update(_sgp_schemas(schemas))
+    return schemas
+
+
+def _sgp_schemas(schemas: dict[str, Any]) -> dict[str, Any]:
+    """SGP v4's looser shapes: ``role`` may be missing (a user message), ``content`` may be
+    one part object, and an image URL may be bare base64 with its ``media_type``."""
+    image_url = copy.deepcopy(schemas["ImageURL"])
+    image_url["title"] = "SGPImageURL"
+    image_url["properties"]["media_type"] = {
+        "type": "string",
+        "description": "The media type of a bare base64 `url` (SGP's shape).",
+    }
+    image_part = copy.deepcopy(schemas["ImagePart"])
+    image_part["title"] = "SGPImagePart"
+    image_part["properties"]["image_url"] = _ref("SGPImageURL")
+    message = copy.deepcopy(schemas["Message"])
+    message["title"] = "SGPMessage"
+    message["required"] = []
+    message["allOf"] = _message_rules(["string", "array", "object"])
+    message["properties"]["role"]["description"] = "Missing means a user message."
+    content = message["properties"]["content"]["anyOf"]
+    parts = next(option for option in content if option.get("type") == "array")
+    union = parts["items"]
+    union["oneOf"] = [_ref("SGPImagePart") if r == _ref("ImagePart") else r for r in union["oneOf"]]
+    union["discriminator"]["mapping"]["image_url"] = REF.format(model="SGPImagePart")
+    content.insert(1, copy.deepcopy(union))  # one part object instead of a list
+    request = copy.deepcopy(schemas["ChatRequest"])
+    request["title"] = "SGPChatRequest"
+    request["description"] = "SGP v4's chat request (docs/api-v4.md)."
+    request["properties"]["messages"]["items"] = _ref("SGPMessage")
+    request["properties"]["model"]["description"] = (
+        "`vendor/model_name` or `vendor/model_name/deployment`."
+    )
+    return {
+        "SGPImageURL": image_url,
+        "SGPImagePart": image_part,
+        "SGPMessage": message,
+        "SGPChatRequest": request,
+    }
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _errors(statuses: tuple[int, ...], door: str = "openai") -> dict[str, Any]:
+    shape = _ref("V4Error" if door == "sgp" else "Error")
+    return {str(s): {"description": REASONS[s], "content": _json(shape)} for s in statuses}
+
+
+def _operation(
+    summary: str,
+    answer: dict[str, Any],
+    statuses: tuple[int, ...],
+    *,
+    body: dict[str, Any] | None = None,
+    params: list[dict[str, Any]] | None = None,
+    door: str = "openai",
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "responses": {"200": {"description": "OK", "content": answer}, **_errors(statuses, door)},
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": _json(body)}
+    if params:
+        operation["parameters"] = params
+    return operation
+
+
+def _param(where: str, name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    param = {"name": name, "in": where, "schema": schema, "description": description}
+    return {**param, "required": where == "path"}
+
+
+def _chat(door: str, body: str, statuses: tuple[int, ...]) -> dict[str, Any]:
+    answer = {
+        **_json(_ref("ChatCompletion")),
+        "text/event-stream": {"schema": {**STRING, "description": SSE_DESCRIPTION[door]}},
+    }
+    summary = "Chat completion (SGP v4)" if door == "sgp" else "Chat completion (OpenAI)"
+    operation = _operation(summary, answer, statuses, body=_ref(body), door=door)
+    operation["responses"]["200"]["headers"] = {
+        "x-chatgate-dropped-params": {
+            "description": "The parameters dropped under `drop_params`, comma-separated.",
+            "schema": STRING,
+        }
+    }
+    return operation
+
+
+def build_document() -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document, as a JSON value."""
+    name = _param("path", "name", STRING, "A connection's name.")
+    schemas = {
+        **request_schemas(),
+        "ChatCompletion": COMPLETION,
+        "ChatCompletionChunk": CHUNK,
+        "Usage": USAGE,
+        "Error": OPENAI_ERROR,
+        "V4Error": V4_ERROR,
+        "Model": MODEL,
+    }
+    paths: dict[str, Any] = {
+        "/v1/chat/completions": {"post": _chat("openai", "ChatRequest", CHAT)},
+        "/v1/models": {
+            "get": _operation(
+                "Every `connection/model` id",
+                _json(MODELS),
+                (*EDGE, *UPSTREAM),
+            )
+        },
+        "/v1/models/{model_id}": {
+            "get": _operation(
+                "One model",
+                _json(_ref("Model")),
+                (*EDGE, 404, *UPSTREAM),
+                params=[
+                    _param("path", "model_id", STRING, "`connection/model`; it may hold slashes.")
+                ],
+            )
+        },
+        "/v4/beta/chat/completions": {"post": _chat("sgp", "SGPChatRequest", V4_CHAT)},
+        "/healthz": {
+            "get": {
+                **_operation("Up; with a key, each connection's state too", _json(HEALTH), (403,)),
+                # Load balancers probe without a key: it is optional here.
+                "security": [{}, {"bearer": []}, {"apiKey": []}],
+            }
+        },
+        "/api/connections": {
+            "get": _operation("Every connection, keys masked", _json(CONNECTIONS), EDGE)
+        },
+        "/api/connections/{name}/models": {
+            "get": _operation(
+                "A connection's models: the upstream list merged with manual ids",
+                _json(CONNECTION_MODELS),
+                (*EDGE, 404, *UPSTREAM),
+                params=[
+                    name,
+                    _param("query", "refresh", {"enum": ["1", "true"]}, "Skip the cache."),
+                ],
+            )
+        },
+        "/api/connections/{name}/status": {
+            "get": _operation(
+                "A free status probe",
+                _json(CONNECTION_STATUS),
+                (*EDGE, 404, *UPSTREAM),
+                params=[name],
+            )
+        },
+        "/api/connections/{name}/test": {
+            "post": _operation(
+                "A real minimal request (billed upstream)",
+                _json(CONNECTION_TEST),
+                CHAT,
+                body=_object({"model": STRING}, "model"),
+                params=[name, _param("query", "model", STRING, "The model to test.")],
+            )
+        },
+        "/api/preview": {
+            "post": _operation(
+                "The upstream request a chat request would produce; nothing is sent",
+                _json(ANY_OBJECT),
+                (400, *EDGE, 404, 413, 415),
+                body=_ref("ChatRequest"),
+            )
+        },
+        PATH: {
+            "get": _operation("This document", {"application/json": {"schema": ANY_OBJECT}}, EDGE)
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "chatgate",
+            "version": "1",
+            "description": "One front door for every chat model. Errors are JSON in the "
+            'door\'s shape: `{"detail": ...}` under `/v4`, the OpenAI error object '
+            "everywhere else. Without gateway keys configured, no key is needed.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            },
+            # Any path answers another method with this; no operation lists it as its own.
+            "responses": {"MethodNotAllowed": {"description": REASONS[405]}},
+        },
+        "security": [{"bearer": []}, {"apiKey": []}],
+    }
+
+
+def route() -> Route:
+    """``GET /openapi.json``, with the document built now, once, not per request."""
+    body = dumps(build_document())
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(body, media_type="application/json")
+
+    return Route(PATH, openapi_json, methods=["GET"])
