@@ -31,9 +31,10 @@ from starlette.types import ASGIApp
 from chatgate.errors import ChatgateError, RequestTooLargeError, redact
 from chatgate.gateway import Gateway
 from chatgate.plan import ANONYMOUS, Plan
-from chatgate.redaction import redact_value
+from chatgate.redaction import FRAGMENT
 from chatgate.server.doors.base import Door
 from chatgate.server.responses import EventStream, JSONBody, dumps
+from chatgate.types import ChatChunk, ChatResponse
 from chatgate.urls import mask_userinfo
 
 log = logging.getLogger("chatgate.server")
@@ -171,14 +172,14 @@ def respond(door: Door, gateway: Gateway, plan: Plan, where: str) -> ASGIApp:
     async def produce() -> tuple[int, Any, dict[str, str]]:
         answer = await gateway.run(plan)
         # A model (or an upstream) may repeat a key in the answer itself.
-        return 200, redact_value(door.encode_answer(answer, plan), secrets()), headers
+        return 200, door.encode_answer(_redacted_answer(answer, secrets()), plan), headers
 
     return JSONBody(produce, render)
 
 
 async def _frames(door: Door, gateway: Gateway, plan: Plan, where: str) -> AsyncIterator[bytes]:
-    """The door's frames, each redacted; an error after the first one as the door's
-    error frame."""
+    """The door's frames, their text redacted; an error after the first one as the
+    door's error frame."""
     known = live_secrets(gateway)  # once per stream: asking costs more than a frame
 
     def secrets() -> list[str]:
@@ -186,10 +187,9 @@ async def _frames(door: Door, gateway: Gateway, plan: Plan, where: str) -> Async
 
     started = False
     try:
-        async for frame in door.encode_stream(gateway.run_stream(plan), plan):
-            # A key cut in two events shows as two fragments, each masked here; pieces
-            # under `FRAGMENT` characters each are not caught (see the redaction module).
-            yield _redacted_frame(frame, known)
+        chunks = _redacted_chunks(gateway.run_stream(plan), known)
+        async for frame in door.encode_stream(chunks, plan):
+            yield frame
             started = True
     except Exception as exc:
         error = as_error(exc, secrets, where)
@@ -198,7 +198,48 @@ async def _frames(door: Door, gateway: Gateway, plan: Plan, where: str) -> Async
         yield door.error_frame(error)  # as_error redacted its message
 
 
-def _redacted_frame(frame: bytes, secrets: list[str]) -> bytes:
-    text = frame.decode("utf-8", errors="surrogateescape")
-    shown = redact(text, secrets)
-    return frame if shown == text else shown.encode("utf-8", errors="surrogateescape")
+def _redacted_answer(answer: ChatResponse, secrets: list[str]) -> ChatResponse:
+    """*answer* with the text a model or upstream wrote redacted (the rest of it is
+    chatgate's own: ids, names, counts)."""
+    for choice in answer.choices:
+        message = choice.message
+        if message.content is not None and len(message.content) >= FRAGMENT:
+            message.content = redact(message.content, secrets)
+        if message.reasoning_content is not None and len(message.reasoning_content) >= FRAGMENT:
+            message.reasoning_content = redact(message.reasoning_content, secrets)
+        if message.tool_calls:
+            message.tool_calls = [
+                call.model_copy(
+                    update={
+                        "function": call.function.model_copy(
+                            update={"arguments": redact(call.function.arguments, secrets)}
+                        )
+                    }
+                )
+                for call in message.tool_calls
+            ]
+    return answer
+
+
+async def _redacted_chunks(
+    chunks: AsyncIterator[ChatChunk], secrets: list[str]
+) -> AsyncIterator[ChatChunk]:
+    """*chunks* with the text a model or upstream wrote redacted. Only texts of at least
+    `FRAGMENT` characters can hold a leak that redaction can see, and most streamed
+    pieces are a token or two: those cost one length check, not a scan of the frame."""
+    try:
+        async for chunk in chunks:
+            for choice in chunk.choices:
+                delta = choice.delta
+                if delta.content is not None and len(delta.content) >= FRAGMENT:
+                    delta.content = redact(delta.content, secrets)
+                if delta.reasoning_content is not None and len(delta.reasoning_content) >= FRAGMENT:
+                    delta.reasoning_content = redact(delta.reasoning_content, secrets)
+                for call in delta.tool_calls or ():
+                    if call.arguments is not None and len(call.arguments) >= FRAGMENT:
+                        call.arguments = redact(call.arguments, secrets)
+            yield chunk
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
