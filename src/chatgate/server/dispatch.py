@@ -171,8 +171,17 @@ def respond(door: Door, gateway: Gateway, plan: Plan, where: str) -> ASGIApp:
 
     async def produce() -> tuple[int, Any, dict[str, str]]:
         answer = await gateway.run(plan)
-        # A model (or an upstream) may repeat a key in the answer itself.
-        return 200, door.encode_answer(_redacted_answer(answer, secrets()), plan), headers
+        known = secrets()
+
+        def encoded() -> Any:
+            # A model (or an upstream) may repeat a key in the answer itself.
+            return door.encode_answer(_redacted_answer(answer, known), plan)
+
+        size = sum(len(c.message.content or "") for c in answer.choices)
+        # Redacting megabytes of text is Python work: in a thread, the event loop gets
+        # its turn every few milliseconds instead of waiting for the whole answer.
+        body = encoded() if size < OFF_LOOP_BYTES else await asyncio.to_thread(encoded)
+        return 200, body, headers
 
     return JSONBody(produce, render)
 
