@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 
 # An error answer is read this far and no further: its message is cut to 1000
 # characters anyway, and a 429 must keep its Retry-After however long its body.
+# A whole answer this large is decoded in a thread.
+DECODE_OFF_LOOP_BYTES = 1024 * 1024
 # A stream read this large gives the event loop a turn before the next one.
 YIELD_BYTES = 64 * 1024
 ERROR_BODY_BYTES = 64 * 1024
@@ -142,7 +144,10 @@ class Transport:
         if not 200 <= status < 300:
             raise classify_error(status, body, headers, connection, secrets)
         try:
-            return orjson.loads(body)
+            if len(body) < DECODE_OFF_LOOP_BYTES:
+                return orjson.loads(body)
+            # Megabytes of JSON take tens of milliseconds: not on the event loop.
+            return await asyncio.to_thread(orjson.loads, body)
         except orjson.JSONDecodeError:
             snippet = redact(body[:200].decode("utf-8", errors="replace"), secrets)
             raise UpstreamError(

@@ -180,8 +180,9 @@ def respond(door: Door, gateway: Gateway, plan: Plan, where: str) -> ASGIApp:
         size = sum(len(c.message.content or "") for c in answer.choices)
         # Redacting megabytes of text is Python work: in a thread, the event loop gets
         # its turn every few milliseconds instead of waiting for the whole answer.
-        body = encoded() if size < OFF_LOOP_BYTES else await asyncio.to_thread(encoded)
-        return 200, body, headers
+        if size < OFF_LOOP_BYTES:
+            return 200, encoded(), headers
+        return 200, await asyncio.to_thread(lambda: dumps(encoded())), headers
 
     return JSONBody(produce, render)
 

@@ -69,7 +69,8 @@ async def _race(work: Awaitable[None], receive: Receive) -> None:
 
 
 class JSONBody:
-    """A JSON answer computed by *produce* while the client is still there."""
+    """A JSON answer computed by *produce* while the client is still there (a value to
+    encode, or bytes already encoded)."""
 
     def __init__(
         self,
@@ -92,7 +93,8 @@ class JSONBody:
                     "headers": JSON_HEADERS + _header_list(headers),
                 }
             )
-            await send({"type": "http.response.body", "body": dumps(body)})
+            payload = body if isinstance(body, bytes) else dumps(body)
+            await send({"type": "http.response.body", "body": payload})
 
         await _race(work(), receive)
 
