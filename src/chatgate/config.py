@@ -7,12 +7,13 @@ override single values (``CHATGATE_HOST``, ``CHATGATE_PORT``, ``CHATGATE_API_KEY
 
 from __future__ import annotations
 
+import base64
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -216,14 +217,23 @@ class Connection(_Section):
             if name.lower() in AUTH_HEADERS and value:
                 found.append(value.removeprefix("Bearer ").strip())
                 found.append(value)
-        # A password written into a URL is a secret too, wherever an upstream echoes it.
+        # A password written into a URL is a secret too, wherever an upstream echoes it,
+        # and so is the "Basic base64(user:password)" it goes upstream as, which decodes
+        # at a glance when an upstream quotes its Authorization header.
         for url in (self.base_url, *self.deployments.values()):
             try:
-                password = urlsplit(url).password if url else None
+                parts = urlsplit(url) if url else None
+                user, password = (parts.username, parts.password) if parts else (None, None)
             except ValueError:
-                password = None
+                continue
             if password:
                 found.append(password)
+            if user or password:
+                pairs = {
+                    f"{user or ''}:{password or ''}",
+                    f"{unquote(user or '')}:{unquote(password or '')}",
+                }
+                found += [base64.b64encode(pair.encode()).decode() for pair in pairs]
         return found
 
 

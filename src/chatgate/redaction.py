@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
-from typing import Any
 
 FRAGMENT = 8  # the shortest run of a secret's characters that counts as a leak
 # A half-masked echo: something, a run of mask characters, something. A single dot
@@ -106,23 +105,3 @@ def _without_fragments(text: str, secrets: list[str]) -> str:
         kept = end
     out.append(text[kept:])
     return "".join(out)
-
-
-def redact_value(value: Any, secrets: list[str]) -> Any:
-    """*value* (JSON-like: strings, lists, dicts) with `redact` applied to every string."""
-    known = [s for s in secrets if s]
-    if not known:
-        return value
-    # A string shorter than every secret and than a fragment cannot hold either, and
-    # most strings of an answer are short ("assistant", "stop"): they are not scanned.
-    return _redact_value(value, known, min(FRAGMENT, *(len(s) for s in known)))
-
-
-def _redact_value(value: Any, secrets: list[str], shortest: int) -> Any:
-    if isinstance(value, str):
-        return redact(value, secrets) if len(value) >= shortest else value
-    if isinstance(value, dict):
-        return {key: _redact_value(item, secrets, shortest) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redact_value(item, secrets, shortest) for item in value]
-    return value

@@ -16,13 +16,11 @@ that leaves here, error messages, whole answers and every stream frame, goes thr
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -53,8 +51,8 @@ _LIVE: weakref.WeakKeyDictionary[Gateway, tuple[float, list[str]]] = weakref.Wea
 
 
 def live_secrets(gateway: Gateway) -> list[str]:
-    """Every secret in use now: the resolver's, each backend's live ones, and the
-    Basic credentials a base URL's userinfo is sent as."""
+    """Every secret in use now: the resolver's (read at most once a second) and what
+    each backend's adapter holds now (a token fetched a moment ago)."""
     now = time.monotonic()
     cached = _LIVE.get(gateway)
     if cached is None or now - cached[0] >= SECRETS_TTL:
@@ -69,27 +67,8 @@ def live_secrets(gateway: Gateway) -> list[str]:
 
 
 def _configured(gateway: Gateway) -> list[str]:
-    found = list(gateway.resolver.secrets())
-    for backend in gateway.backends.values():
-        found += getattr(backend, "secrets", ())
-    for connection in gateway.settings.connections:
-        for url in (connection.base_url, *connection.deployments.values()):
-            found += _basic_credentials(url)
-    return found
-
-
-def _basic_credentials(url: str | None) -> list[str]:
-    # A password in a URL goes upstream as "Basic base64(user:password)", which decodes
-    # at a glance; an upstream that quotes its Authorization header shows that form.
-    try:
-        parts = urlsplit(url) if url else None
-        user, password = (parts.username, parts.password) if parts else (None, None)
-    except ValueError:
-        return []
-    if not user and not password:
-        return []
-    pairs = {f"{user or ''}:{password or ''}", f"{unquote(user or '')}:{unquote(password or '')}"}
-    return [base64.b64encode(pair.encode()).decode() for pair in pairs]
+    # Every connection's, deployments and URL credentials included (`Connection.secrets`).
+    return list(gateway.resolver.secrets())
 
 
 def as_error(exc: BaseException, secrets: Secrets, where: str) -> ChatgateError:
