@@ -44,19 +44,27 @@ class UpstreamRequest:
     framing: Framing = "sse"
     # A body that is not JSON (an OAuth token exchange posts a form); sent as it is.
     content: bytes | None = None
+    # What the preview shows beside the request (the rendered prompt, which template
+    # was chosen and why, what was cut to fit); never sent.
+    explain: dict[str, Any] | None = None
 
     def preview(self, secrets: Iterable[str]) -> dict[str, Any]:
         """The request as `POST /api/preview` shows it: every secret masked."""
         known = [s for s in secrets if s]
         headers = {name: _mask_header(name, value, known) for name, value in self.headers.items()}
-        body = orjson.loads(redact(orjson.dumps(self.body).decode(), known)) if self.body else None
+        body = _redacted(self.body, known) if self.body else None
         return {
             "method": self.method,
             "url": redact(self.url, known),
             "headers": headers,
             "body": body,
             "stream": self.stream,
+            **({"prompt": _redacted(self.explain, known)} if self.explain else {}),
         }
+
+
+def _redacted(value: dict[str, Any], secrets: list[str]) -> Any:
+    return orjson.loads(redact(orjson.dumps(value).decode(), secrets))
 
 
 def _mask_header(name: str, value: str, secrets: list[str]) -> str:
@@ -66,6 +74,29 @@ def _mask_header(name: str, value: str, secrets: list[str]) -> str:
             return f"{scheme} {mask_secret(token)}"
         return mask_secret(value)
     return redact(value, secrets)
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateRender:
+    """A Jinja chat template to render: it is code (the client's, an operator's or a
+    model's), so the exchange runs it in the template runner, never the adapter."""
+
+    source: str
+    messages: list[dict[str, Any]]
+    bos_token: str = ""
+    eos_token: str = ""
+    extra: dict[str, Any] | None = None
+    param: str | None = None  # the request field the template came from, for errors
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """What an adapter must know before it can build a request: the server's answer to
+    *ask* (a model's chat template, a prompt's token count), or a template's rendering.
+    *topic* tells the adapter, when the answer comes back, what it was about."""
+
+    topic: str
+    ask: UpstreamRequest | TemplateRender
 
 
 @dataclass(frozen=True, slots=True)

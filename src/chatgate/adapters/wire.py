@@ -32,7 +32,7 @@ from chatgate.types import (
     Message,
     Usage,
 )
-from chatgate.upstream import Credentials, Job, SSEEvent, UpstreamRequest
+from chatgate.upstream import Credentials, Job, Question, SSEEvent, UpstreamRequest
 from chatgate.urls import clean_base_url
 
 K = TypeVar("K")
@@ -88,6 +88,16 @@ class WireAdapter(Protocol):
     def cancel_request(self, request: ChatRequest) -> UpstreamRequest | None:
         """The request that stops *request*'s generation upstream when the client leaves
         mid-stream (an abort endpoint), if the protocol has one."""
+        ...
+
+    def lookup(self, request: ChatRequest) -> Question | None:
+        """What must be known before *request* can be built (a model's chat template,
+        a long prompt's token count, a template's rendering); None when nothing is."""
+        ...
+
+    def learn(self, question: Question, answer: Any, error: str | None) -> None:
+        """Take the answer to a `lookup` question (JSON, or a rendered template's text),
+        or why there is none (*error*)."""
         ...
 
     def unsupported(self, request: ChatRequest, set_names: list[str]) -> list[str]:
@@ -178,6 +188,13 @@ class PlainExchange:
     def cancel_request(self, request: ChatRequest) -> UpstreamRequest | None:
         """Closing the stream is all it takes to stop."""
         return None
+
+    def lookup(self, request: ChatRequest) -> Question | None:
+        """Nothing to ask before building."""
+        return None
+
+    def learn(self, question: Question, answer: Any, error: str | None) -> None:
+        """Never called: there is no `lookup`."""
 
 
 class NativeAdapter(PlainExchange):

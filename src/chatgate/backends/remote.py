@@ -28,16 +28,18 @@ from chatgate.exchange.transport import Transport
 from chatgate.output import contract_for
 from chatgate.plan import FREE, ONE, Attempt, Fanout, OutputPlan
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
+from chatgate.prompt.template_runner import default_runner
 from chatgate.secrets import LiveSecrets, SecretResolver
 from chatgate.sources import Source
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse
-from chatgate.upstream import UpstreamRequest
+from chatgate.upstream import TemplateRender, UpstreamRequest
 from chatgate.urls import mask_userinfo, with_v1
 
 log = logging.getLogger("chatgate.connections")
 
 MODELS_TTL = 60.0  # seconds an upstream model list is trusted
 STATUS_TIMEOUT = 15.0
+LOOKUPS = 3  # questions an adapter may ask before one request (template, token counts)
 # What a parser raises when an upstream's answer has the wrong shape somewhere the
 # parser did not look first: the answer is a lie, never a crash of the gateway.
 MISSHAPEN = (TypeError, KeyError, AttributeError, IndexError, ValueError)
@@ -79,6 +81,7 @@ class RemoteBackend:
         kind = type(self.adapter)
         self._authorizes = getattr(kind, "auth_request", None) is not PlainExchange.auth_request
         self._queues = getattr(kind, "job", None) is not PlainExchange.job
+        self._looks_up = getattr(kind, "lookup", None) is not PlainExchange.lookup
         for note in self.adapter.notes:
             log.warning("%s", mask_userinfo(note))
 
@@ -195,9 +198,40 @@ class RemoteBackend:
                 )
                 self.adapter.accept_auth(data, time.time())
 
+    async def _look_up(self, request: ChatRequest) -> None:
+        """Find out what the adapter needs to know before building *request*. A server
+        that cannot answer is the adapter's to judge (it falls back, or refuses); a
+        template that fails to render is the request's error."""
+        for _ in range(LOOKUPS):
+            question = self.adapter.lookup(request)
+            if question is None:
+                return
+            ask = question.ask
+            if isinstance(ask, TemplateRender):
+                text = await default_runner().render(
+                    ask.source,
+                    ask.messages,
+                    bos_token=ask.bos_token,
+                    eos_token=ask.eos_token,
+                    extra=ask.extra,
+                    param=ask.param,
+                )
+                self.adapter.learn(question, text, None)
+                continue
+            try:
+                data = await self.transport.send_json(
+                    ask, self.connection.name, STATUS_TIMEOUT, self.secrets
+                )
+            except ChatgateError as exc:
+                self.adapter.learn(question, None, exc.message)
+            else:
+                self.adapter.learn(question, data, None)
+
     async def _send(self, request: ChatRequest, dropped: tuple[str, ...]) -> ChatResponse:
         if self._authorizes:
             await self._authorize()
+        if self._looks_up:
+            await self._look_up(request)
         name, limit = self.connection.name, self.connection.max_response_bytes
         job = self.adapter.job(request, list(dropped)) if self._queues else None
         if job is not None:
@@ -251,6 +285,8 @@ class RemoteBackend:
     ) -> AsyncIterator[ChatChunk]:
         if self._authorizes:
             await self._authorize()
+        if self._looks_up:
+            await self._look_up(request)
         upstream = self._build(request, dropped)
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
         reader = self.adapter.reader(request)
@@ -376,6 +412,8 @@ class RemoteBackend:
 
     async def preview(self, attempt: Attempt) -> dict[str, Any]:
         """The exact upstream request, secrets masked. Nothing is sent."""
+        if self._looks_up:
+            await self._look_up(attempt.request)
         fan = attempt.fanout
         sent = fan.copies if fan.copies > 1 else fan.candidates if not fan.candidates_in_one else 1
         return {
