@@ -91,12 +91,15 @@ def render_chat_template(
     bos_token: str = "",
     eos_token: str = "",
     add_generation_prompt: bool = True,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    documents: Sequence[Mapping[str, Any]] | None = None,
     extra: Mapping[str, Any] | None = None,
     param: str | None = None,
     max_chars: int | None = None,
 ) -> str:
     """Render *messages* with the template *source*; extra kwargs become variables.
-    *param* names the request field the template came from, for errors; more than
+    *tools* and *documents* are always defined, None when absent, as transformers passes
+    them; *param* names the request field the template came from, for errors; more than
     *max_chars* characters of output is refused."""
     from jinja2 import TemplateError
 
@@ -105,7 +108,11 @@ def render_chat_template(
     except ChatTemplateError as exc:
         exc.param = param
         raise
-    variables: dict[str, Any] = dict(extra or {})
+    variables: dict[str, Any] = {"tools": None, "documents": None, **(extra or {})}
+    if tools is not None:
+        variables["tools"] = list(tools)
+    if documents is not None:
+        variables["documents"] = list(documents)
     variables.update(
         messages=list(messages),
         bos_token=bos_token,
