@@ -34,7 +34,26 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
-pytest: $(VENV)/.dev-installed
+# llama-cpp-python's own server (`python -m llama_cpp.server`), which tests/real puts
+# behind the `custom` source and bench/engine.py measures. A virtualenv of its own: it
+# bundles its own ggml. Built portably, never -march=native (a native build crashed with
+# SIGILL on another CPU once pip's wheel cache carried it there), with a pip cache of its
+# own, because pip keys the cache by the source, not by CMAKE_ARGS. About 5 minutes on 2
+# cores the first time. After changing the version or flags: rm -rf $(LLAMACPP_VENV).
+LLAMACPP_VENV       := .venv-llamacpp
+LLAMACPP_VERSION    := 0.3.36
+LLAMACPP_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF
+LLAMACPP_PIP_CACHE  := .cache-llamacpp-portable
+
+$(LLAMACPP_VENV)/.installed:
+	$(PYTHON) -m venv $(LLAMACPP_VENV)
+	$(LLAMACPP_VENV)/bin/pip install --quiet --upgrade pip
+	CMAKE_ARGS='$(LLAMACPP_CMAKE_ARGS)' CMAKE_BUILD_PARALLEL_LEVEL=2 \
+		PIP_CACHE_DIR='$(CURDIR)/$(LLAMACPP_PIP_CACHE)' \
+		$(LLAMACPP_VENV)/bin/pip install --quiet 'llama-cpp-python[server]==$(LLAMACPP_VERSION)'
+	touch $@
+
+pytest: $(VENV)/.dev-installed $(LLAMACPP_VENV)/.installed
 	$(BIN)/pytest
 
 test: lint typecheck pytest

@@ -8,7 +8,8 @@ CPU burner process beside it, `bench.contention`):
 - ``xllamacpp``: the same library called directly in a process of its own
   (``Server(params).handle_chat_completions``), same model, 4 slots, same body;
 - ``llama_cpp_python``: llama-cpp-python called directly, from its own virtualenv
-  ``bench/.venv-llamacpp``, built portably (full runs only: the build takes minutes);
+  ``.venv-llamacpp`` (the Makefile's target, which ``make test`` builds too), built
+  portably (full runs only: the first build takes minutes);
 - ``llama_server``: llama.cpp's own server, when one is installed.
 
 Every contender gets the same model, the same messages and greedy decoding
@@ -49,9 +50,12 @@ XLLAMACPP_CTX, XLLAMACPP_PARALLEL = 8192, 4
 LLAMA_CPP_PYTHON_CTX = 2048
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
-LLAMA_CPP_PYTHON_VENV = ROOT / "bench" / ".venv-llamacpp"
-# A portable build: a fixed x86-64 baseline (AVX2, FMA, F16C), never -march=native,
-# which would tie the wheel (and pip's wheel cache) to the CPU it was built on.
+# One home for it: the Makefile's `.venv-llamacpp/.installed` target builds it (for
+# tests/real too) with exactly these settings; tests/real/test_build.py checks that
+# they agree. A portable build: a fixed x86-64 baseline (AVX2, FMA, F16C), never
+# -march=native, which would tie the wheel (and pip's wheel cache) to the CPU it was
+# built on.
+LLAMA_CPP_PYTHON_VENV = ROOT / ".venv-llamacpp"
 LLAMA_CPP_PYTHON_BUILD = {
     "CMAKE_ARGS": "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON "
     "-DGGML_F16C=ON -DLLAVA_BUILD=OFF",
@@ -59,7 +63,7 @@ LLAMA_CPP_PYTHON_BUILD = {
     # A wheel cache of its own: pip keys its cache by the source, not by CMAKE_ARGS, so
     # the shared cache may hold a -march=native build of the same version from
     # elsewhere, and would hand it over here.
-    "PIP_CACHE_DIR": str(ROOT / "bench" / ".cache-llamacpp-portable"),
+    "PIP_CACHE_DIR": str(ROOT / ".cache-llamacpp-portable"),
 }
 DIRECT_SCRIPT = ROOT / "bench" / "engine_direct.py"
 PHASE_TIMEOUT_S = 1200  # a direct peer that takes longer than this for one phase is killed
@@ -273,30 +277,19 @@ def xllamacpp_direct(max_tokens: int, rounds: int) -> Figures:
 
 
 def ensure_llama_cpp_python() -> tuple[Path, float]:
-    """llama-cpp-python in its own virtualenv under bench/, built portably.
+    """llama-cpp-python in its own virtualenv, ``.venv-llamacpp``, built portably by
+    the Makefile's target (the one place that builds it).
 
     Returns the virtualenv's Python and the seconds the install took (0 when it was
-    already there). pip's wheel cache keeps the built wheel, so a new virtualenv
+    already there). Its own pip cache keeps the built wheel, so a new virtualenv
     installs in seconds once one build has been made on this machine.
     """
     python = LLAMA_CPP_PYTHON_VENV / "bin" / "python"
-    marker = LLAMA_CPP_PYTHON_VENV / f".installed-{LLAMA_CPP_PYTHON_VERSION}-portable"
+    marker = LLAMA_CPP_PYTHON_VENV / ".installed"
     if marker.exists():
         return python, 0.0
     started = time.perf_counter()
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(LLAMA_CPP_PYTHON_VENV)], check=True)
-    subprocess.run(
-        [
-            str(LLAMA_CPP_PYTHON_VENV / "bin" / "pip"),
-            "install",
-            "--quiet",
-            f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}",
-        ],
-        check=True,
-        env={**os.environ, **LLAMA_CPP_PYTHON_BUILD},
-    )
-    marker.touch()
+    subprocess.run(["make", "-C", str(ROOT), ".venv-llamacpp/.installed"], check=True)
     return python, time.perf_counter() - started
 
 
@@ -305,7 +298,7 @@ def llama_cpp_python(max_tokens: int, rounds: int, *, quick: bool) -> Figures:
     if quick:
         return {
             "skipped": "quick run (llama-cpp-python is built from source into "
-            "bench/.venv-llamacpp, which takes minutes; full runs only)"
+            ".venv-llamacpp, which takes minutes; full runs only)"
         }
     print("bench: llama-cpp-python (its first build takes minutes)", flush=True)
     python, install_s = ensure_llama_cpp_python()
