@@ -105,3 +105,69 @@ def _without_fragments(text: str, secrets: list[str]) -> str:
         kept = end
     out.append(text[kept:])
     return "".join(out)
+
+
+# --- what a server says about itself --------------------------------------------------
+#
+# An upstream that fails inside its own code may answer with a Python traceback
+# (llama_cpp.server's 500s do) or name its files. Neither helps a client and both show
+# how the server is laid out, so an upstream's error text is passed through `scrubbed`
+# before it reaches a client or a log line.
+
+_TRACEBACK = "Traceback (most recent call last):"
+_FRAME = re.compile(r'^\s*File "[^"]*", line \d+')
+# The last line of a traceback: ``ValueError: ...`` or ``llama_cpp.foo.Error: ...``.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning)\b")
+# A file system path: absolute (POSIX or Windows) with at least two parts, that ends in
+# a file name with an extension or starts at a usual root. Not a URL's path (it follows
+# a host), nor an API path such as /v1/chat/completions (no extension, no root).
+_ROOTS = (
+    "home|root|usr|opt|var|tmp|srv|app|apps|Users|mnt|etc|lib|lib64|nix|private|"
+    "workspace|work|data|models|proc|run|snap|Library|System|Applications|venv|site-packages"
+)
+_POSIX_PATH = re.compile(
+    r"(?<![\w:/.~-])(?:"
+    rf"(?:/(?:{_ROOTS}))(?:/[^\s/\"'`<>:,;()\[\]]+)+"
+    r"|(?:/[^\s/\"'`<>:,;()\[\]]+)+/[^\s/\"'`<>:,;()\[\]]+\.[A-Za-z][\w]{0,7}"
+    r")/?"
+)
+_WINDOWS_PATH = re.compile(r"(?<![\w])[A-Za-z]:\\(?:[^\\\s\"'`<>:|?*]+\\)*[^\\\s\"'`<>:|?*]*")
+
+
+def scrubbed(text: str) -> str:
+    """*text* without a Python traceback (its last line, the exception, is kept) and
+    with every file system path cut to its last part (``<path>/llama.py``)."""
+    if _TRACEBACK in text or any(_FRAME.match(line) for line in text.splitlines()):
+        text = _without_traceback(text)
+    if "/" in text:
+        text = _POSIX_PATH.sub(_last_part, text)
+    if ":\\" in text:
+        text = _WINDOWS_PATH.sub(_last_part, text)
+    return text
+
+
+def _last_part(match: re.Match[str]) -> str:
+    name = re.split(r"[/\\]", match.group(0).rstrip("/\\"))[-1]
+    return f"<path>/{name}" if name else "<path>"
+
+
+def _without_traceback(text: str) -> str:
+    before, header, after = text.partition(_TRACEBACK)
+    if not header:  # frames without the header line: drop each frame and its source line
+        lines = text.splitlines()
+        kept = [
+            line
+            for at, line in enumerate(lines)
+            if not _FRAME.match(line)
+            and not (at > 0 and _FRAME.match(lines[at - 1]) and line.startswith("    "))
+        ]
+        return "\n".join(kept).strip() or "(a traceback, not shown)"
+    exception = next(
+        (
+            line.strip()
+            for line in reversed(after.splitlines())
+            if _EXCEPTION_LINE.match(line.strip())
+        ),
+        None,
+    )
+    return " ".join(p for p in (before.strip(), exception) if p) or "(a traceback, not shown)"

@@ -22,19 +22,26 @@ from chatgate.errors import (
     UpstreamError,
     redact,
 )
+from chatgate.redaction import scrubbed
 
 MAX_UPSTREAM_MESSAGE = 1000
 
 
+class UpstreamAnsweredError(UpstreamError):
+    """An upstream that answered 5xx: it was reached and refused (a 502 to our client,
+    like every upstream failure), as opposed to one that could not be reached."""
+
+
 def upstream_message(body: bytes) -> str:
-    """The human message inside an upstream error body, whatever its dialect."""
+    """The human message inside an upstream error body, whatever its dialect, without
+    a Python traceback or file paths (`chatgate.redaction.scrubbed`)."""
     text = body.decode("utf-8", errors="replace").strip()
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return text[:MAX_UPSTREAM_MESSAGE] or "(empty body)"
+        return scrubbed(text)[:MAX_UPSTREAM_MESSAGE] or "(empty body)"
     found = _find_message(data)
-    return (found or text)[:MAX_UPSTREAM_MESSAGE]
+    return scrubbed(found or text)[:MAX_UPSTREAM_MESSAGE]
 
 
 def _find_message(data: Any) -> str | None:
@@ -97,7 +104,7 @@ def classify_error(
         )
     if 400 <= status < 500:
         return InvalidRequestError(said, code=code)
-    return UpstreamError(said, code=code)
+    return UpstreamAnsweredError(said, code=code)
 
 
 def transport_failure(
