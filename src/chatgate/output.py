@@ -110,6 +110,9 @@ def contract_for(request: ChatRequest) -> OutputContract | None:
         return OutputContract("regex", "guided_regex", pattern=request.guided_regex)
     if request.guided_grammar is not None:
         return OutputContract("grammar", "guided_grammar", grammar=request.guided_grammar)
+    if isinstance(fmt, JSONObjectFormat) and fmt.schema_ is not None:  # llama.cpp's form
+        schema = valid_schema(fmt.schema_, "response_format.schema")
+        return OutputContract("schema", "response_format", schema=schema)
     if isinstance(fmt, JSONObjectFormat):
         return OutputContract("json", "response_format")
     if isinstance(fmt, JSONSchemaFormat):

@@ -22,6 +22,13 @@ EMBEDDED = "local"
 # Where a wire carries a message's speaker name: on every message, on user messages
 # only (xAI), or nowhere (the name then becomes a prefix, `chatgate.prompt.policy`).
 NameField = Literal["all", "user", "none"]
+# The name a client's ``max_completion_tokens`` is sent under. Servers older than that
+# name (llama.cpp's, llama-cpp-python's) ignore it and would run unbounded.
+MaxTokensName = Literal["max_completion_tokens", "max_tokens"]
+# The forms a JSON-schema constraint can take on the wire, tried in a row's order until
+# one is not refused: OpenAI's ``json_schema``, llama.cpp's ``json_object`` + ``schema``,
+# or none (sent unconstrained, and chatgate checks the output against the schema).
+SchemaForm = Literal["json_schema", "json_object", "none"]
 
 # Parameters of the OpenAI request that most OpenAI-compatible servers accept. Anything
 # else a client sends must be in a row's ``passthrough`` (or the source is ``custom``).
@@ -65,6 +72,8 @@ class Source:
     name_field: NameField = "all"
     user_field: bool = True
     quirks: frozenset[str] = frozenset()
+    max_tokens_name: MaxTokensName = "max_completion_tokens"
+    schema_forms: tuple[SchemaForm, ...] = ("json_schema",)
 
 
 REASONING = frozenset({"reasoning_effort"})
@@ -304,6 +313,8 @@ SOURCES: dict[str, Source] = {
             key_required=False,
             reverse_proxy=True,
             quirks=frozenset({"pass_all"}),
+            max_tokens_name="max_tokens",
+            schema_forms=("json_schema", "json_object", "none"),
         ),
     )
 }

@@ -186,9 +186,14 @@ class TextFormat(_Strict):
 
 
 class JSONObjectFormat(_Strict):
-    """``response_format: {"type": "json_object"}``."""
+    """``response_format: {"type": "json_object"}``, or llama.cpp's own form of a
+    schema, ``{"type": "json_object", "schema": {...}}`` (llama.cpp's server and
+    llama-cpp-python's); elsewhere that schema is sent as ``json_schema``."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True)
 
     type: Literal["json_object"]
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
 
 
 class JSONSchemaFormat(_Strict):

@@ -20,6 +20,7 @@ from chatgate.config import Connection
 from chatgate.errors import UpstreamError
 from chatgate.extensions import GATEWAY_FIELDS, UPSTREAM_FIELDS
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
+from chatgate.redaction import scrubbed
 from chatgate.sources import OPENAI_CORE, Source
 from chatgate.types import (
     AssistantMessage,
@@ -118,6 +119,11 @@ class OpenAIChatAdapter(PlainExchange):
             body["seed"] = random.randrange(2**31)
         if body.get("stop") in ([], ""):
             body.pop("stop")
+        if self.source.max_tokens_name == "max_tokens" and "max_completion_tokens" in body:
+            # An older server ignores the newer name and would run unbounded: the bound
+            # goes under the name it reads (the tighter one, if both were set).
+            newer = body.pop("max_completion_tokens")
+            body["max_tokens"] = min(newer, body.get("max_tokens") or newer)
         return UpstreamRequest(
             "POST",
             f"{self.base_url}/chat/completions",
@@ -219,7 +225,7 @@ class OpenAIChatAdapter(PlainExchange):
         if not isinstance(data, dict):
             raise self._lie("a stream event is not a JSON object")
         if data.get("error"):
-            raise stream_error(self.connection, data["error"])
+            raise stream_error(self.connection, _scrubbed_error(data["error"]))
         read = self.read
         choices: list[ChunkChoice] = []
         for position, raw in enumerate(read.items(data, "choices", dict)):
@@ -273,6 +279,13 @@ class OpenAIStreamReader:
         chunk = self.adapter.parse_chunk(data, self.model)
         self.finished = self.finished or any(c.finish_reason for c in chunk.choices)
         return [chunk]
+
+
+def _scrubbed_error(said: Any) -> Any:
+    """An in-stream error object without a traceback or file paths in its message."""
+    if isinstance(said, dict) and isinstance(said.get("message"), str):
+        return {**said, "message": scrubbed(said["message"])}
+    return scrubbed(said) if isinstance(said, str) else said
 
 
 def _dig(item: dict[str, Any], path: str) -> Any:

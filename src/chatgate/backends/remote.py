@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
 
 from chatgate.adapters import guided
 from chatgate.adapters.extras import add_request_extras
@@ -22,7 +24,8 @@ from chatgate.backends import fanout
 from chatgate.backends.base import refuse_or_drop, set_fields
 from chatgate.capabilities import Profile, profile_of
 from chatgate.config import Connection
-from chatgate.errors import ChatgateError, NotFoundError, UpstreamError
+from chatgate.errors import ChatgateError, InvalidRequestError, NotFoundError, UpstreamError
+from chatgate.exchange.errors import UpstreamAnsweredError
 from chatgate.exchange.timeouts import bounds
 from chatgate.exchange.transport import Transport
 from chatgate.output import contract_for
@@ -30,8 +33,8 @@ from chatgate.plan import FREE, ONE, Attempt, Fanout, OutputPlan
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.prompt.template_runner import default_runner
 from chatgate.secrets import LiveSecrets, SecretResolver
-from chatgate.sources import Source
-from chatgate.types import ChatChunk, ChatRequest, ChatResponse
+from chatgate.sources import SchemaForm, Source
+from chatgate.types import ChatChunk, ChatRequest, ChatResponse, Delta, Usage
 from chatgate.upstream import TemplateRender, UpstreamRequest
 from chatgate.urls import mask_userinfo, with_v1
 
@@ -228,24 +231,24 @@ class RemoteBackend:
                 self.adapter.learn(question, data, None)
 
     async def _send(self, request: ChatRequest, dropped: tuple[str, ...]) -> ChatResponse:
+        """One answer. A JSON schema the server refuses in one form is sent in the next
+        its source lists (`_schema_forms`), and the form that worked is remembered."""
         if self._authorizes:
             await self._authorize()
         if self._looks_up:
             await self._look_up(request)
-        name, limit = self.connection.name, self.connection.max_response_bytes
-        job = self.adapter.job(request, list(dropped)) if self._queues else None
-        if job is not None:
-            data = await self.transport.run_job(
-                job, name, self.answer_timeouts, self.secrets, max_response_bytes=limit
-            )
-        else:
-            data = await self.transport.send_json(
-                self._build(request, dropped),
-                name,
-                self.answer_timeouts,
-                self.secrets,
-                max_response_bytes=limit,
-            )
+        forms = self._schema_forms(request)
+        for position, form in forms:
+            sent = request if form is None else guided.in_form(request, form)
+            try:
+                data = await self._answer(sent, dropped)
+            except REFUSED as exc:
+                if form is None or position == forms[-1][0] or not _refuses_schema(exc):
+                    raise
+                self._refused(form, exc)
+                continue
+            self._worked(position, form, forms)
+            break
         try:
             return self.adapter.parse_response(data, request.model)
         except MISSHAPEN as exc:
@@ -287,23 +290,27 @@ class RemoteBackend:
             await self._authorize()
         if self._looks_up:
             await self._look_up(request)
-        upstream = self._build(request, dropped)
-        wants_usage = bool(request.stream_options and request.stream_options.include_usage)
-        reader = self.adapter.reader(request)
-        opened = (
-            self.transport.stream_sse if upstream.framing == "sse" else self.transport.stream_ndjson
-        )
-        events = opened(
-            upstream,
-            self.connection.name,
-            self.stream_timeouts,
-            self.secrets,
-            stream_deadline=self.connection.stream_deadline,
-            max_event_bytes=self.connection.max_event_bytes,
-            on_cancel=self.adapter.cancel_request(request),
-        )
+        forms = self._schema_forms(request)
+        for position, form in forms:
+            sent = request if form is None else guided.in_form(request, form)
+            if form == "none":
+                # Unconstrained: the answer is checked whole before any of it is sent.
+                async for chunk in self._checked_whole(request, sent, dropped):
+                    yield chunk
+                self._worked(position, form, forms)
+                return
+            try:
+                events, first = await self._opened(sent, dropped)
+            except REFUSED as exc:
+                if form is None or position == forms[-1][0] or not _refuses_schema(exc):
+                    raise
+                self._refused(form, exc)
+                continue
+            self._worked(position, form, forms)
+            break
+        reader = self.adapter.reader(sent)
         try:
-            async for chunk in self._chunks(events, reader, wants_usage):
+            async for chunk in self._chunks(_after(first, events), reader, sent):
                 yield chunk
         finally:
             await events.aclose()  # at once: a client that left stops the upstream now
@@ -315,21 +322,40 @@ class RemoteBackend:
             )
 
     async def _chunks(
-        self, events: AsyncIterator[Any], reader: StreamReader, wants_usage: bool
+        self, events: AsyncIterator[Any], reader: StreamReader, request: ChatRequest
     ) -> AsyncIterator[ChatChunk]:
+        """The chunks of a stream. A client that asked for usage gets a usage chunk
+        even from an upstream that sends none (llama_cpp.server ignores
+        ``stream_options``): then counted by chatgate (`_counted_usage`)."""
+        wants_usage = bool(request.stream_options and request.stream_options.include_usage)
+        reported = False
+        last: ChatChunk | None = None
+        pieces = 0  # chunks that carried output: one token each on llama.cpp's servers
         async for event in events:
             for chunk in self._read(reader, event):
                 usage = chunk.usage
                 if usage is not None and chunk.choices:
                     chunk.usage = None  # OpenAI sends usage in a chunk of its own
                 if chunk.choices:
+                    pieces += sum(1 for choice in chunk.choices if _carries_output(choice.delta))
+                    last = chunk
                     yield chunk
-                if usage is not None and wants_usage:
-                    yield ChatChunk(
-                        chunk.id, chunk.created, chunk.model, [], usage, chunk.system_fingerprint
-                    )
+                if usage is not None:
+                    reported = True
+                    if wants_usage:
+                        yield ChatChunk(
+                            chunk.id,
+                            chunk.created,
+                            chunk.model,
+                            [],
+                            usage,
+                            chunk.system_fingerprint,
+                        )
             if reader.done:
                 break
+        if wants_usage and not reported and last is not None and reader.finished:
+            usage = self._counted_usage(request, pieces)
+            yield ChatChunk(last.id, last.created, last.model, [], usage, last.system_fingerprint)
 
     def _read(self, reader: StreamReader, event: Any) -> list[ChatChunk]:
         try:
@@ -372,16 +398,7 @@ class RemoteBackend:
             data = await self.transport.send_json(
                 self.adapter.models_request(retry), name, STATUS_TIMEOUT, secrets
             )
-            note = (
-                f"connection '{name}': {self.adapter.base_url}/models answered 404 but "
-                f'{retry}/models works; using base_url = "{retry}" (put it in the config)'
-            )
-            log.warning("%s", mask_userinfo(note))
-            # The whole adapter is rebuilt for the URL that works, not patched in place.
-            moved = self.connection.model_copy(update={"base_url": retry})
-            self.adapter = make_adapter(
-                moved, self.source, self.resolver.credentials(moved), self.placeholder
-            )
+            note = self._moved_to(self._adapter_at(retry), "/models")
             return self.adapter.parse_models(data), note
 
     async def check_status(self) -> dict[str, Any]:
@@ -423,6 +440,185 @@ class RemoteBackend:
             **({"sent_times": sent} if sent > 1 else {}),
         }
 
+    # --- what a custom server takes (its path, its form of a schema) ---------------
+
+    def _schema_forms(self, request: ChatRequest) -> list[tuple[int, SchemaForm | None]]:
+        """The forms to send *request*'s JSON schema in, in order, with their places in
+        the source's list: from the one this connection learned works (or the
+        client's own, when later) to the last. One entry, None, for a request without
+        a schema or a source with one form."""
+        forms = self.source.schema_forms
+        asked = guided.form_of(request)
+        if asked is None or len(forms) < 2:
+            return [(0, None)]
+        learned: int = getattr(self, "_schema_form", 0)
+        start = max(learned, forms.index(asked) if asked in forms else 0)
+        return [(at, forms[at]) for at in range(start, len(forms))]
+
+    def _refused(self, form: SchemaForm, exc: ChatgateError) -> None:
+        log.warning(
+            "connection '%s': the upstream refused a JSON schema as %s (%s); trying the next form",
+            self.connection.name,
+            FORM_NAMES[form],
+            mask_userinfo(exc.message[:300]),
+        )
+
+    def _worked(
+        self, position: int, form: SchemaForm | None, forms: list[tuple[int, SchemaForm | None]]
+    ) -> None:
+        """Remember *form* when it worked after another was refused."""
+        if form is None or position == forms[0][0]:
+            return
+        self._schema_form = position
+        log.warning(
+            "connection '%s': sending a JSON schema as %s from now on%s",
+            self.connection.name,
+            FORM_NAMES[form],
+            " (chatgate checks each answer against it)" if form == "none" else "",
+        )
+
+    async def _answer(self, request: ChatRequest, dropped: tuple[str, ...]) -> Any:
+        """The JSON answer to *request*; a 404 on a base URL without a version is asked
+        again once with ``/v1`` (`_at_v1`)."""
+        name, limit = self.connection.name, self.connection.max_response_bytes
+        job = self.adapter.job(request, list(dropped)) if self._queues else None
+        if job is not None:
+            return await self.transport.run_job(
+                job, name, self.answer_timeouts, self.secrets, max_response_bytes=limit
+            )
+
+        async def post(adapter: WireAdapter) -> Any:
+            return await self.transport.send_json(
+                self._built(adapter, request, dropped),
+                name,
+                self.answer_timeouts,
+                self.secrets,
+                max_response_bytes=limit,
+            )
+
+        try:
+            return await post(self.adapter)
+        except NotFoundError as exc:
+            return await self._at_v1(exc, post)
+
+    async def _opened(
+        self, request: ChatRequest, dropped: tuple[str, ...]
+    ) -> tuple[AsyncGenerator[Any, None], Any]:
+        """The stream of *request*, open, and its first event (None for an empty one):
+        an error answer is raised here, before anything is yielded, so it can be asked
+        again (at ``/v1``, or with the schema in another form)."""
+
+        async def first(adapter: WireAdapter) -> tuple[AsyncGenerator[Any, None], Any]:
+            upstream = self._built(adapter, request, dropped)
+            opened = (
+                self.transport.stream_sse
+                if upstream.framing == "sse"
+                else self.transport.stream_ndjson
+            )
+            events = opened(
+                upstream,
+                self.connection.name,
+                self.stream_timeouts,
+                self.secrets,
+                stream_deadline=self.connection.stream_deadline,
+                max_event_bytes=self.connection.max_event_bytes,
+                on_cancel=adapter.cancel_request(request),
+            )
+            try:
+                return events, await anext(events)
+            except StopAsyncIteration:
+                return events, None
+            except BaseException:
+                await events.aclose()
+                raise
+
+        try:
+            return await first(self.adapter)
+        except NotFoundError as exc:
+            return await self._at_v1(exc, first)
+
+    async def _at_v1(self, exc: NotFoundError, send: Callable[[WireAdapter], Awaitable[T]]) -> T:
+        """*send* again at ``base_url + /v1`` after a 404 at a configured base URL without
+        a version, as the models probe does: if the server answers there, the adapter is
+        rebuilt for that URL and a warning names the fix; a second 404 says so."""
+        retry = with_v1(self.adapter.base_url) if self.connection.base_url else None
+        if retry is None:
+            raise exc
+        moved = self._adapter_at(retry)
+        try:
+            answer = await send(moved)
+        except NotFoundError:
+            raise type(exc)(
+                f"{exc.message} (base_url {mask_userinfo(self.adapter.base_url)!r} has no "
+                f"version path and {mask_userinfo(retry)!r} answered 404 too: check "
+                "base_url; OpenAI-compatible servers usually serve under /v1, so try "
+                "adding /v1 or the server's own API path)",
+                param=exc.param,
+                code=exc.code,
+            ) from None
+        except ChatgateError:
+            self._moved_to(moved, "/chat/completions")  # it is there: this is another error
+            raise
+        self._moved_to(moved, "/chat/completions")
+        return answer
+
+    def _adapter_at(self, base_url: str) -> WireAdapter:
+        """A new adapter for this connection at *base_url*."""
+        moved = self.connection.model_copy(update={"base_url": base_url})
+        return make_adapter(moved, self.source, self.resolver.credentials(moved), self.placeholder)
+
+    def _moved_to(self, adapter: WireAdapter, endpoint: str) -> str:
+        """Use *adapter* from now on (rebuilt whole, not patched); the warning."""
+        note = (
+            f"connection '{self.connection.name}': {self.adapter.base_url}{endpoint} answered "
+            f"404 but {adapter.base_url}{endpoint} works; using base_url = "
+            f'"{adapter.base_url}" (put it in the config)'
+        )
+        if adapter.base_url != self.adapter.base_url:
+            log.warning("%s", mask_userinfo(note))
+            self.adapter = adapter
+        return note
+
+    def _built(
+        self, adapter: WireAdapter, request: ChatRequest, dropped: tuple[str, ...]
+    ) -> UpstreamRequest:
+        """`_build`, by *adapter* (this connection's, or one at another base URL)."""
+        if adapter is self.adapter:
+            return self._build(request, dropped)
+        upstream = adapter.build(request, list(dropped))
+        add_request_extras(
+            upstream,
+            request.inference_extra_params,
+            request.inference_extra_headers,
+            protected=self.connection.extra_body,
+            excluded=self.connection.exclude_params,
+            allow_auth_override=self.connection.allow_auth_override,
+        )
+        return upstream
+
+    async def _checked_whole(
+        self, request: ChatRequest, sent: ChatRequest, dropped: tuple[str, ...]
+    ) -> AsyncIterator[ChatChunk]:
+        """A stream of *sent* (unconstrained) made of one whole answer, checked against
+        *request*'s contract first and asked for again up to ``guided_retries``."""
+        output = OutputPlan(contract_for(request), True, True, self.connection.guided_retries)
+        whole = Attempt(self.connection.name, self, sent, dropped, output)
+        opts = request.stream_options
+        answer = await self.chat(whole)
+        for chunk in as_chunks(answer, with_usage=bool(opts and opts.include_usage)):
+            yield chunk
+
+    def _counted_usage(self, request: ChatRequest, pieces: int) -> Usage:
+        """Usage an upstream did not report: completion tokens are the chunks that
+        carried output (llama.cpp's servers send one token per chunk; a server that
+        sends several makes this a lower bound); prompt tokens an estimate, a token per
+        four characters of the messages and tools sent, plus 3 a message and 3 for the
+        reply's start (OpenAI's rule of thumb). docs/providers.md says so."""
+        chars = sum(len(message.text()) for message in request.messages)
+        if request.tools:
+            chars += len(orjson.dumps([tool.model_dump(mode="json") for tool in request.tools]))
+        return Usage(-(-chars // 4) + 3 * len(request.messages) + 3, pieces)
+
 
 def _merge(*lists: Any) -> list[str]:
     seen: dict[str, None] = {}
@@ -430,3 +626,31 @@ def _merge(*lists: Any) -> list[str]:
         for item in items:
             seen.setdefault(item, None)
     return list(seen)
+
+
+# What a server answers when it refuses a JSON schema in the form it was sent: a 400 or
+# 422, or a 500 (llama_cpp.server's, with a traceback chatgate does not relay).
+REFUSED = (InvalidRequestError, UpstreamAnsweredError)
+FORM_NAMES: dict[SchemaForm, str] = {
+    "json_schema": "response_format json_schema",
+    "json_object": "response_format json_object + schema (llama.cpp's form)",
+    "none": "no response_format",
+}
+T = TypeVar("T")
+
+
+def _refuses_schema(exc: ChatgateError) -> bool:
+    """Whether *exc* may be a refusal of the schema's form: not a prompt too long."""
+    return exc.code != "context_length_exceeded"
+
+
+async def _after(first: Any, events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """*first* (unless None), then the rest of *events*."""
+    if first is not None:
+        yield first
+    async for event in events:
+        yield event
+
+
+def _carries_output(delta: Delta) -> bool:
+    return bool(delta.content or delta.reasoning_content or delta.tool_calls)
