@@ -16,6 +16,7 @@ from chatgate.config import Settings, load_settings
 from chatgate.gateway import Gateway
 from chatgate.server.app import create_app
 from tests.fakes.openai_server import FakeOpenAI, build_app, serve
+from tests.fakes.text_conftest import *  # noqa: F403 - the text backends' fakes
 
 GATEWAY_KEY = "sk-test-gateway-key-0123456789abcd"
 MODEL = "local/smollm2-135m-instruct"

@@ -23,6 +23,7 @@ class Profile:
     n: bool  # several choices in one request
     best_of: bool  # ranks best_of candidates itself (vLLM)
     logprobs: bool  # token log-probabilities, which emulating best_of needs
+    streams: bool = True  # streams an answer (a stream to one that cannot is sent whole)
 
     def emulates_best_of(self, request: ChatRequest) -> bool:
         """Whether *request*'s ``best_of`` is met by ranking candidates here."""
@@ -49,5 +50,8 @@ def profile_of(adapter: WireAdapter) -> Profile:
     """The abilities *adapter*'s parameter table declares."""
     refused = set(adapter.unsupported(_PROBE, ["n", "best_of", "logprobs"]))
     return Profile(
-        n="n" not in refused, best_of="best_of" not in refused, logprobs="logprobs" not in refused
+        n="n" not in refused,
+        best_of="best_of" not in refused,
+        logprobs="logprobs" not in refused,
+        streams=bool(getattr(adapter, "streams", True)),
     )

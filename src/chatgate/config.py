@@ -8,6 +8,7 @@ override single values (``CHATGATE_HOST``, ``CHATGATE_PORT``, ``CHATGATE_API_KEY
 from __future__ import annotations
 
 import base64
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -32,7 +33,7 @@ from chatgate.exchange.streams import (
     DEFAULT_STREAM_DEADLINE,
 )
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
-from chatgate.sources import EMBEDDED, SOURCES
+from chatgate.sources import EMBEDDED, SOURCES, TEXT_ADAPTERS
 from chatgate.types import NamesPolicy, PostProcessing
 from chatgate.upstream import AUTH_HEADERS
 
@@ -103,9 +104,45 @@ class EngineOptions(_Section):
 
 
 # Which options table belongs to which adapter (a catalogue row's ``adapter``).
-OPTION_TABLES: dict[str, tuple[str, type[_Section]]] = {
-    "google": ("gemini", GoogleOptions),
-    "engine": (EMBEDDED, EngineOptions),
+class TextOptions(_Section):
+    """How a text-completion source turns a chat into one prompt (docs/instruct.md)."""
+
+    # A preset id (`chatgate.prompt.instruct.PRESET_NAMES`); unset, the preset is chosen
+    # from the model's own chat template where the server tells it, else ChatML.
+    instruct_template: str | None = None
+    # A SillyTavern instruct preset (its JSON fields), inline or read from a file at load.
+    instruct_preset: dict[str, Any] | None = None
+    instruct_template_file: str | None = None
+    # A Jinja chat template that renders the prompt instead of a preset, or "backend":
+    # the model's own template, as the server reports it.
+    chat_template: str | None = None
+    # Tokens the model reads and writes; unset, the server's figure, else 4096.
+    context_size: int | None = Field(default=None, ge=128, le=10_000_000)
+    # Ollama: how long the model stays loaded after a request ("5m", "-1", 0).
+    keep_alive: str | int | None = None
+    # Ollama: /api/generate with the prompt chatgate renders, or /api/chat.
+    ollama_api: Literal["generate", "chat"] = "generate"
+    # Queued sources (AI Horde): seconds between two polls of a job.
+    poll_interval: float = Field(default=4.0, ge=0.05, le=60)
+
+    @model_validator(mode="after")
+    def _read_preset_file(self) -> TextOptions:
+        if self.instruct_template_file and self.instruct_preset is None:
+            path = Path(self.instruct_template_file).expanduser()
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"instruct_template_file {path}: {exc}") from None
+            if not isinstance(data, dict):
+                raise ValueError(f"instruct_template_file {path}: not a JSON object")
+            self.instruct_preset = data
+        return self
+
+
+OPTION_TABLES: dict[str, tuple[frozenset[str], type[_Section]]] = {
+    "google": (frozenset({"gemini"}), GoogleOptions),
+    "engine": (frozenset({EMBEDDED}), EngineOptions),
+    "text": (TEXT_ADAPTERS, TextOptions),
 }
 
 
@@ -143,6 +180,7 @@ class Connection(_Section):
     # [connections.google] / [connections.engine] table.
     google: GoogleOptions = Field(default_factory=lambda: GoogleOptions())
     engine: EngineOptions = Field(default_factory=lambda: EngineOptions())
+    text: TextOptions = Field(default_factory=lambda: TextOptions())
     # Also spelled drop_unsupported_params, the SGP name.
     drop_params: bool = Field(
         default=False, validation_alias=AliasChoices("drop_params", "drop_unsupported_params")
@@ -163,7 +201,13 @@ class Connection(_Section):
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        for table, (_, model) in OPTION_TABLES.items():
+        source = SOURCES.get(data.get("source")) if isinstance(data.get("source"), str) else None
+        # A name two tables share (context_size) goes to this source's table; what is
+        # left goes to another's, to be refused there by name.
+        tables = sorted(
+            OPTION_TABLES.items(), key=lambda t: source is None or source.adapter not in t[1][0]
+        )
+        for table, (_, model) in tables:
             flat = {k: data.pop(k) for k in list(data) if k in model.model_fields}
             if flat:
                 given = data.get(table)
@@ -176,9 +220,9 @@ class Connection(_Section):
         source = SOURCES.get(self.source)
         if source is None:
             return self  # an unknown source is refused with the known ones listed
-        for table, (adapter, _) in OPTION_TABLES.items():
+        for table, (adapters, _) in OPTION_TABLES.items():
             options = getattr(self, table)
-            if options.model_fields_set and source.adapter != adapter:
+            if options.model_fields_set and source.adapter not in adapters:
                 names = ", ".join(sorted(options.model_fields_set))
                 raise ValueError(
                     f"{names}: option of the {table} sources only, and this connection's "

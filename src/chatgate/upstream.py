@@ -16,7 +16,9 @@ from chatgate.redaction import mask_secret, redact
 
 # Headers that carry a credential: masked in every preview, guarded against overrides,
 # and collected as secrets from a connection's own headers.
-AUTH_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key"})
+AUTH_HEADERS = frozenset(
+    {"authorization", "x-api-key", "api-key", "x-goog-api-key", "apikey"}  # apikey: AI Horde
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,7 +115,7 @@ def test_generate_gets_the_raw_prompt_and_options(sdk: openai.OpenAI, setup: Set
     assert options["top_p"] == 0.9 and options["top_k"] == 30 and options["min_p"] == 0.1
     assert options["repeat_penalty"] == 1.1 and options["seed"] == 7
     assert options["stop"][0] == "<|im_end|>" and "END" in options["stop"]
-    assert options["num_ctx"] == 32768 and options["num_keep"] == 5  # model_info's context
+    assert options["num_ctx"] == 4096 and options["num_keep"] == 5  # capped at Ollama's own
     assert set(body) <= {"model", "prompt", "raw", "stream", "keep_alive", "options"}
     assert not setup.ollama.ignored_options
     # The fake echoes the prompt's last line: the reply opener.
@@ -128,7 +128,7 @@ def test_a_llama3_template_picks_the_llama3_preset(sdk: openai.OpenAI, setup: Se
     sdk.chat.completions.create(model="ol/llama3.2", messages=CHAT, max_tokens=4)
     body = generated(setup)
     assert body["prompt"].startswith("<|start_header_id|>system<|end_header_id|>\n\nBe brief.")
-    assert body["options"]["num_ctx"] == 131072 and "<|eot_id|>" in body["options"]["stop"]
+    assert body["options"]["num_ctx"] == 4096 and "<|eot_id|>" in body["options"]["stop"]
     assert [s.path for s in setup.ollama.seen].count("/api/show") == 1
 
 

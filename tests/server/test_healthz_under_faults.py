@@ -90,9 +90,11 @@ class Poller:
     def _read(self) -> None:
         assert self._child is not None and self._child.stdout is not None
         for line in self._child.stdout:
-            status, took = line.split()
-            self.statuses.append(int(status))
-            self.times.append(float(took))
+            parts = line.split()
+            if len(parts) != 2:
+                continue  # the last line, cut short when the poller is killed
+            self.statuses.append(int(parts[0]))
+            self.times.append(float(parts[1]))
 
 
 @pytest.fixture(scope="module")

@@ -180,11 +180,7 @@ class HordeAdapter(TextAdapter):
         self._workers_due: set[str] = set()
 
     def _headers(self) -> dict[str, str]:
-        return {
-            "Content-Type": "application/json",
-            "apikey": self.key or ANONYMOUS_KEY,
-            "Client-Agent": CLIENT_AGENT,
-        }
+        return self.headers({"apikey": self.key or ANONYMOUS_KEY, "Client-Agent": CLIENT_AGENT})
 
     def secrets(self) -> list[str | None]:
         """The key, unless it is the public anonymous one (masking ten zeros everywhere

@@ -117,7 +117,7 @@ class NovelAIAdapter(TextAdapter):
         self._by_model: dict[str, Cut] = {}
 
     def _headers(self) -> dict[str, str]:
-        return {"Content-Type": "application/json", "Authorization": f"Bearer {self.key}"}
+        return self.headers({"Authorization": f"Bearer {self.key}"})
 
     def _host(self, model: str) -> str:
         if self.connection.base_url:

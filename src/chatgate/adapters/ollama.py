@@ -63,6 +63,8 @@ OPTION_NATIVES = frozenset(
 TOP_NATIVES = frozenset({"keep_alive", "think"})
 CHAT_MODE_WHY = 'Ollama\'s own template renders the prompt (ollama_api = "chat")'
 
+OLLAMA_CONTEXT = 4096  # Ollama's own num_ctx when a Modelfile sets none
+
 
 class OllamaAdapter(TextAdapter):
     """Ollama's ``/api/generate`` (raw prompt) or ``/api/chat``."""
@@ -85,11 +87,7 @@ class OllamaAdapter(TextAdapter):
         return self.connection.text.ollama_api == "chat"
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if self.key:  # ollama.com's cloud; a local Ollama needs none
-            headers["Authorization"] = f"Bearer {self.key}"
-        headers.update(self.connection.headers)
-        return headers
+        return self.headers()  # a key only for ollama.com's cloud; a local Ollama needs none
 
     # --- requests ------------------------------------------------------------------
 
@@ -248,8 +246,9 @@ class OllamaAdapter(TextAdapter):
     def read_facts(self, data: Any) -> ModelFacts:
         """The Go ``template`` (its telltale sequences are a Jinja template's too, so
         the preset guesser reads it) and the context: the Modelfile's ``num_ctx``, else
-        ``model_info["<arch>.context_length"]``. A Go template cannot be rendered as
-        Jinja, so with ``chat_template = "backend"`` it is not offered as one."""
+        ``model_info["<arch>.context_length"]`` up to `OLLAMA_CONTEXT`. A Go template
+        cannot be rendered as Jinja, so with ``chat_template = "backend"`` it is not
+        offered as one."""
         read = self.read
         answer = read.of(data, dict, "/api/show")
         template = read.field(answer, "template", str)
@@ -265,7 +264,11 @@ class OllamaAdapter(TextAdapter):
             info = read.field(answer, "model_info", dict) or {}
             arch = read.field(info, "general.architecture", str)
             if arch:
-                context = read.count(info, f"{arch}.context_length") or None
+                trained = read.count(info, f"{arch}.context_length") or None
+                # The model's whole trained context (128K for Llama 3.2) would make
+                # Ollama allocate that much KV cache on every load: only up to what
+                # Ollama itself would use, unless the connection sets context_size.
+                context = min(trained, OLLAMA_CONTEXT) if trained else None
         return ModelFacts(chat_template=template, context_size=context, note=note)
 
     def models_request(self, base_url: str | None = None) -> UpstreamRequest:

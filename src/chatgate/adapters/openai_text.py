@@ -208,14 +208,13 @@ class OpenAITextAdapter(TextAdapter):
         self.api = self.root + prefix
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
+        auth: dict[str, str] = {}
         if self.key:
             if self.flavour.auth in ("x-api-key", "both"):
-                headers["X-API-KEY"] = self.key
+                auth["X-API-KEY"] = self.key
             if self.flavour.auth in ("bearer", "both"):
-                headers["Authorization"] = f"Bearer {self.key}"
-        headers.update(self.connection.headers)
-        return headers
+                auth["Authorization"] = f"Bearer {self.key}"
+        return self.headers(auth)
 
     def _post(self, url: str, body: dict[str, Any], stream: bool = False) -> UpstreamRequest:
         return UpstreamRequest("POST", url, self._headers(), body, stream=stream)

@@ -23,6 +23,12 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "anthropic": ("chatgate.adapters.anthropic", "AnthropicAdapter"),
     "gemini": ("chatgate.adapters.gemini", "GeminiAdapter"),
     "cohere": ("chatgate.adapters.cohere", "CohereAdapter"),
+    "kobold": ("chatgate.adapters.kobold", "KoboldAdapter"),
+    "llamacpp": ("chatgate.adapters.llamacpp", "LlamaCppAdapter"),
+    "ollama": ("chatgate.adapters.ollama", "OllamaAdapter"),
+    "openai_text": ("chatgate.adapters.openai_text", "OpenAITextAdapter"),
+    "horde": ("chatgate.adapters.horde", "HordeAdapter"),
+    "novelai": ("chatgate.adapters.novelai", "NovelAIAdapter"),
 }
 
 

@@ -115,6 +115,9 @@ class RemoteBackend:
         output = FREE
         if shaped.contract is not None:
             output = OutputPlan(shaped.contract, True, shaped.buffered, connection.guided_retries)
+        if sent.stream and not self.profile.streams:
+            # A protocol without streams answers whole; the stream is made of that answer.
+            output = OutputPlan(output.contract, output.checked, True, output.retries)
         return Attempt(route, self, sent, tuple(dropped), output, fan)
 
     async def start(self, progress: Callable[[str], None] | None = None) -> None:
