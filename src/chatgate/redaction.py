@@ -36,13 +36,14 @@ def mask_secret(secret: str) -> str:
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """*text* without any secret, fragment of one, or half-masked echo of one."""
-    known = sorted({s for s in secrets if s}, key=len, reverse=True)
-    if not known or not text:
+    if not text:
+        return text
+    known, long_enough = _ordered(secrets if isinstance(secrets, tuple) else tuple(secrets))
+    if not known:
         return text
     for secret in known:
         if secret in text:
             text = text.replace(secret, mask_secret(secret))
-    long_enough = [s for s in known if len(s) >= FRAGMENT]
     if not long_enough:
         return text
     if "***" in text or "..." in text or "…" in text:  # the regex costs 10x the scan
@@ -50,7 +51,15 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return _without_fragments(text, long_enough)
 
 
-def _unmasked(match: re.Match[str], secrets: list[str]) -> str:
+@lru_cache(maxsize=64)
+def _ordered(secrets: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    # Cached: every answer and frame is redacted against the same few sets. Longest
+    # first, so a secret that contains another is masked whole.
+    known = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+    return known, tuple(s for s in known if len(s) >= FRAGMENT)
+
+
+def _unmasked(match: re.Match[str], secrets: tuple[str, ...]) -> str:
     head, tail = match.group(1), match.group(2)
     for secret in secrets:
         # The echo's start must be a piece of the secret's start, its end of its end;
@@ -85,8 +94,8 @@ def _starts(text: str, grams: dict[str, str], quarters: frozenset[str]) -> Itera
                     yield i
 
 
-def _without_fragments(text: str, secrets: list[str]) -> str:
-    grams, quarters = _grams(tuple(secrets))
+def _without_fragments(text: str, secrets: tuple[str, ...]) -> str:
+    grams, quarters = _grams(secrets)
     out: list[str] = []
     kept = done = 0  # text[kept:done] is clean and not yet copied
     for i in _starts(text, grams, quarters):

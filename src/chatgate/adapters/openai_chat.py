@@ -194,6 +194,9 @@ class OpenAIChatAdapter(PlainExchange):
         """A non-stream answer; anything that is not a chat completion is a 502."""
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise self._lie("the answer is not a chat completion")
+        plain = _plain_answer(data, model)
+        if plain is not None:
+            return plain
         read = self.read
         choices: list[Choice] = []
         for position, raw in enumerate(read.items(data, "choices", dict)):
@@ -309,6 +312,74 @@ def _mistral_ids(message: dict[str, Any]) -> None:
         call["id"] = fix(call["id"])
     if message.get("tool_call_id"):
         message["tool_call_id"] = fix(message["tool_call_id"])
+
+
+# The fields of the usual answer: one text choice, counted usage. `_plain_answer` reads
+# exactly these; an answer with any other (tool calls, parts, reasoning, log-probabilities)
+# is read field by field through `Fields`, which names what is wrong.
+_PLAIN_ANSWER = frozenset(
+    {"id", "object", "created", "model", "choices", "usage", "system_fingerprint"}
+)
+_PLAIN_CHOICE = frozenset({"index", "message", "finish_reason", "logprobs"})
+_PLAIN_MESSAGE = frozenset({"role", "content", "refusal", "annotations"})
+_PLAIN_USAGE = frozenset(
+    {"prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details",
+     "completion_tokens_details"}
+)  # fmt: skip
+
+
+def _plain_answer(data: dict[str, Any], model: str) -> ChatResponse | None:
+    """The usual answer, read in one pass of exact type checks (the hot path of every
+    proxied request); None for anything else, which the careful reader then reads."""
+    choices = data["choices"]
+    usage = data.get("usage")
+    answer_id, created, fingerprint = (
+        data.get("id"),
+        data.get("created"),
+        data.get("system_fingerprint"),
+    )
+    if (
+        len(choices) != 1
+        or not _PLAIN_ANSWER.issuperset(data)
+        or type(usage) is not dict
+        or not _PLAIN_USAGE.issuperset(usage)
+        or type(usage.get("prompt_tokens")) is not int
+        or type(usage.get("completion_tokens")) is not int
+        or type(answer_id) is not str
+        or type(created) is not int
+        or (fingerprint is not None and type(fingerprint) is not str)
+    ):
+        return None
+    choice = choices[0]
+    if type(choice) is not dict or not _PLAIN_CHOICE.issuperset(choice):
+        return None
+    message, finish = choice.get("message"), choice.get("finish_reason")
+    index, logprobs = choice.get("index", 0), choice.get("logprobs")
+    if (
+        type(message) is not dict
+        or not _PLAIN_MESSAGE.issuperset(message)
+        or type(index) is not int
+        or logprobs is not None
+        or (finish is not None and type(finish) is not str)
+    ):
+        return None
+    content = message.get("content")
+    if content is not None and type(content) is not str:
+        return None
+    return ChatResponse(
+        id=answer_id,
+        created=created,
+        model=model,
+        choices=[
+            Choice(
+                index=index,
+                message=AssistantMessage(content=content),
+                finish_reason=None if finish is None else FINISH_REASONS.get(finish, "stop"),
+            )
+        ],
+        usage=Usage(usage["prompt_tokens"], usage["completion_tokens"]),
+        system_fingerprint=fingerprint,
+    )
 
 
 def _content(read: Fields, message: dict[str, Any]) -> tuple[str | None, str | None]:

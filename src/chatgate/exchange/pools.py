@@ -38,24 +38,34 @@ class Pools:
 
     def __init__(self) -> None:
         self._clients: dict[tuple[float, float | None], Client] = {}
-        self._chosen: dict[Timeouts, Pool] = {}  # `get`'s answers: it runs per request
+        # `get`'s answers, by bounds and total: it runs per request.
+        self._chosen: dict[tuple[Timeouts, float | None], Pool] = {}
 
-    def get(self, timeouts: Timeouts) -> Pool:
-        """The client for *timeouts*. Past `MAX_POOLS` pairs, a spare one with the
-        default connect timeout and no read timeout: our bounds still hold, but a wait
-        for a head that they stop then keeps its connection until the total, if any."""
-        chosen = self._chosen.get(timeouts)
+    def get(self, timeouts: Timeouts, total: float | None = None) -> Pool:
+        """The client for *timeouts* in an exchange whose whole is bounded by *total*.
+        A total no longer than either wait (a bare ``timeout``, the default) ends before
+        either could, and the request carries it itself: the client then needs no read
+        timeout of its own, which would only arm a timer on every read. Past
+        `MAX_POOLS` pairs, a spare one with the default connect timeout and no read
+        timeout: our bounds still hold, but a wait for a head that they stop then keeps
+        its connection until the total, if any."""
+        chosen = self._chosen.get((timeouts, total))
         if chosen is not None:
             return chosen
-        key: tuple[float, float | None] = (timeouts.connect, max(timeouts.head, timeouts.read))
+        if total is not None and total <= min(timeouts.head, timeouts.read):
+            key: tuple[float, float | None] = (timeouts.connect, None)
+            held = (True, True)
+        else:
+            key = (timeouts.connect, max(timeouts.head, timeouts.read))
+            held = (key[1] == timeouts.head, key[1] == timeouts.read)
         if key not in self._clients and len(self._clients) >= MAX_POOLS:
-            key = (CONNECT_TIMEOUT, None)
+            key, held = (CONNECT_TIMEOUT, None), held if key[1] is None else (False, False)
         client = self._clients.get(key)
         if client is None:
             client = self._clients[key] = _build_client(*key)
-        chosen = Pool(client, key[0], key[1] == timeouts.head, key[1] == timeouts.read)
+        chosen = Pool(client, key[0], *held)
         if len(self._chosen) < 4 * MAX_POOLS:
-            self._chosen[timeouts] = chosen
+            self._chosen[(timeouts, total)] = chosen
         return chosen
 
     async def aclose(self) -> None:

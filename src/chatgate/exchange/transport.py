@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from datetime import timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -55,6 +56,15 @@ YIELD_BYTES = 64 * 1024
 ERROR_BODY_BYTES = 64 * 1024
 
 
+@cache
+def _failed() -> Any:
+    """pyreqwest's exceptions, imported when an exchange first fails: an except clause
+    is evaluated only then, so the happy path pays for no import statement."""
+    from pyreqwest import exceptions
+
+    return exceptions
+
+
 class Transport:
     """Pooled pyreqwest clients, created on first use; one transport serves every
     connection."""
@@ -68,9 +78,10 @@ class Transport:
         """The pool of the default `Timeouts`."""
         return self.pool(Timeouts()).client
 
-    def pool(self, timeouts: Timeouts) -> Pool:
-        """The client for *timeouts*, and which of them it holds itself (`Pools.get`)."""
-        return self._pools.get(timeouts)
+    def pool(self, timeouts: Timeouts, total: float | None = None) -> Pool:
+        """The client for *timeouts* (and a *total*), and which bounds it holds itself
+        (`Pools.get`)."""
+        return self._pools.get(timeouts, total)
 
     async def aclose(self) -> None:
         """Let the cancel requests under way finish, then close every pooled connection."""
@@ -165,17 +176,19 @@ class Transport:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> tuple[int, Mapping[str, str], bytes]:
         """`send` on a clock of the caller's."""
-        from pyreqwest import exceptions as failed
-
         if clock.remaining() == 0.0:
             raise clock.past_end(connection)
-        pool = self.pool(clock.timeouts)
+        pool = self.pool(clock.timeouts, clock.total)
         opened = False
         try:
             read_ahead = pool.holds_head and pool.holds_read
             streamed = self._builder(pool.client, request, clock, read_ahead).build_streamed()
-            async with clock.wait("first_byte", held=pool.holds_head):
+            if pool.holds_head:  # the usual case: the client holds the bound itself
+                clock.phase = "first_byte"
                 response = await streamed.__aenter__()
+            else:
+                async with clock.wait("first_byte"):
+                    response = await streamed.__aenter__()
             opened = True
             try:
                 ok = 200 <= response.status < 300
@@ -186,12 +199,13 @@ class Transport:
                 return response.status, response.headers, body
             finally:
                 await streamed.__aexit__(None, None, None)
-        except (TimeoutError, failed.RequestTimeoutError) as exc:
-            if not opened and isinstance(exc, failed.ReadTimeoutError):
+        except (TimeoutError, _failed().RequestTimeoutError) as exc:
+            if not opened and isinstance(exc, _failed().ReadTimeoutError):
                 clock.phase = "read"  # the head came; the body read ahead with it stalled
             raise _expired(exc, clock, pool, connection, request.url, list(secrets)) from None
-        except failed.PyreqwestError as exc:
+        except _failed().PyreqwestError as exc:
             # A body error here means the head came and the body broke off.
+            failed = _failed()
             opened = opened or isinstance(exc, failed.ReadError | failed.DecodeError)
             raise transport_failure(connection, request.url, exc, secrets, opened) from None
 
@@ -243,9 +257,7 @@ class Transport:
         parser: SSEParser | NDJSONParser,
         on_cancel: UpstreamRequest | None,
     ) -> AsyncGenerator[Any, None]:
-        from pyreqwest import exceptions as failed
-
-        pool = self.pool(clock.timeouts)
+        pool = self.pool(clock.timeouts, clock.total)
         opened = False
         ended = False  # the upstream ended the stream: the body's end, or an error answer
         abandoned = False  # we stopped first: the consumer left, or a bound of ours passed
@@ -292,10 +304,11 @@ class Transport:
         except asyncio.CancelledError:
             abandoned = not ended
             raise
-        except (TimeoutError, failed.RequestTimeoutError) as exc:
+        except (TimeoutError, _failed().RequestTimeoutError) as exc:
             abandoned = not ended
             raise _expired(exc, clock, pool, connection, request.url, secrets) from None
-        except failed.PyreqwestError as exc:
+        except _failed().PyreqwestError as exc:
+            failed = _failed()
             opened = opened or isinstance(exc, failed.ReadError | failed.DecodeError)
             raise transport_failure(connection, request.url, exc, secrets, opened) from None
         finally:
@@ -340,8 +353,8 @@ async def _read_body(
         if int(declared) <= limit and held:
             # One call reads the declared length: the client holds each of its reads to
             # `read`, and the whole to the total.
-            async with clock.wait("read", held=True):
-                return bytes(await response.bytes())
+            clock.phase = "read"
+            return bytes(await response.bytes())
         if int(declared) > limit and not cut:
             return None
     body = bytearray()
