@@ -96,7 +96,9 @@ class ChunkChoice:
 class ChatChunk:
     """One event of a streamed chat completion.
 
-    A chunk with no choices and a ``usage`` is the final usage chunk.
+    A chunk with no choices and a ``usage`` is the final usage chunk; one with a
+    ``comment`` instead says how a queued request stands (AI Horde's queue position),
+    which an SSE door sends as a comment line and other doors leave out.
     """
 
     id: str
@@ -105,6 +107,7 @@ class ChatChunk:
     choices: list[ChunkChoice] = field(default_factory=list)
     usage: Usage | None = None
     system_fingerprint: str | None = None
+    comment: str | None = None
 
 
 def as_chunks(answer: ChatResponse, *, with_usage: bool) -> list[ChatChunk]:

@@ -122,6 +122,9 @@ class TextOptions(_Section):
     keep_alive: str | int | None = None
     # Ollama: /api/generate with the prompt chatgate renders, or /api/chat.
     ollama_api: Literal["generate", "chat"] = "generate"
+    # An OpenAI-style text server's request field for a GBNF grammar (llama-cpp-python:
+    # "grammar"): a JSON response_format is sent there as a grammar (`generic`).
+    grammar_field: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     # Queued sources (AI Horde): seconds between two polls of a job.
     poll_interval: float = Field(default=4.0, ge=0.05, le=60)
 

@@ -198,8 +198,16 @@ class Gateway:
             request = request if request.stream else request.model_copy(update={"stream": True})
         else:
             fields["stream"] = True
-        async for chunk in self.run_stream(self.prepare(request, **fields)):
-            yield chunk
+        chunks = self.run_stream(self.prepare(request, **fields))
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            # A caller that stops reading stops the upstream now, not at garbage
+            # collection: the chunks are closed with this stream.
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     def models(self) -> list[ModelInfo]:
         """Every model id the configured connections serve."""

@@ -138,3 +138,8 @@ class Job(Protocol):
     def cancel(self, submitted: Any) -> UpstreamRequest | None:
         """The request that withdraws the task, if the API has one."""
         ...
+
+    def progress(self, polled: Any) -> str | None:
+        """How an unfinished task stands, in words (its queue position and wait), for a
+        client waiting on a stream; None when the poll says nothing of it."""
+        ...

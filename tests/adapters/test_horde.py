@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Generator, Iterator
+from collections.abc import AsyncGenerator, Generator, Iterator
 from typing import Any, cast
 
 import pytest
@@ -184,12 +184,31 @@ async def test_a_stream_is_answered_whole_as_chunks(horde: HordeState) -> None:
                 stream_options={"include_usage": True},
             )
         ]
+    # While the job waits, each unfinished poll is a comment chunk: where it stands.
+    waiting = [c.comment for c in chunks if c.comment is not None]
+    assert waiting == [
+        "AI Horde: queue position 1, about 4 s",
+        "AI Horde: queue position 0, about 2 s",
+    ]
+    chunks = [c for c in chunks if c.comment is None]
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "Say one two three"
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert len(polls(horde)) == 3  # one job, polled to its end
+
+
+async def test_a_stream_left_while_queued_withdraws_the_job(horde: HordeState) -> None:
+    horde.polls_to_finish = 10_000
+    async with gateway(horde) as gw:
+        chunks = gw.stream(model=f"horde/{MODEL}", messages=said("Hi"))
+        assert isinstance(chunks, AsyncGenerator)
+        first = await anext(chunks)
+        assert first.comment is not None and first.comment.startswith("AI Horde: queue")
+        await chunks.aclose()  # the client left
+    submitted = [s for s in horde.seen if s.method == "DELETE"]
+    assert len(submitted) == 1 and horde.cancelled == [submitted[0].path.rsplit("/", 1)[1]]
 
 
 async def test_the_anonymous_key_is_sent_without_one(horde: HordeState) -> None:

@@ -20,6 +20,7 @@ import orjson
 import pytest
 
 from chatgate.config import Connection, Settings, TextOptions
+from chatgate.gbnf.schema import json_gbnf
 from tests.adapters import text_common
 from tests.adapters.text_common import CHAT, CHATML_PROMPT, SCHEMA
 from tests.conftest import LiveServer, start_server
@@ -48,7 +49,12 @@ class Row:
 
 
 ROWS = [
-    Row("textgen", native={"typical_p": 0.9}, tokenizer="/v1/internal/encode"),
+    Row(
+        "textgen",
+        native={"typical_p": 0.9},
+        schema_field="grammar_string",
+        tokenizer="/v1/internal/encode",
+    ),
     Row(
         "tabby",
         native={"typical": 0.9},
@@ -213,8 +219,13 @@ def test_a_json_schema_in_each_servers_form(
     else:
         text = cast(Any, made).choices[0].message.content
     sent = completed(state, row)[row.schema_field]
-    assert sent == ({"json": SCHEMA} if row.schema_field == "structured_outputs" else SCHEMA)
     assert "response_format" not in completed(state, row)
+    if row.schema_field == "grammar_string":
+        # A GBNF grammar made from the schema (chatgate.gbnf), which the fake does not run.
+        assert sent == json_gbnf(SCHEMA, param="response_format.json_schema.schema")
+        assert "root ::=" in sent
+        return
+    assert sent == ({"json": SCHEMA} if row.schema_field == "structured_outputs" else SCHEMA)
     jsonschema.validate(json.loads(text), SCHEMA)
 
 

@@ -51,6 +51,10 @@ class QueueJob:
         url = self.cancel_url or f"{self.base}/jobs/{submitted['id']}"
         return UpstreamRequest("DELETE", url, {"apikey": SECRET})
 
+    def progress(self, polled: Any) -> str | None:
+        """How many polls it has had."""
+        return f"polled {polled['polls']} times"
+
 
 def test_the_description_is_a_job() -> None:
     job: Job = QueueJob("http://q", {})  # mypy checks the protocol here

@@ -33,6 +33,13 @@ LLAMA_CPP_PYTHON = ROOT / ".venv-llamacpp" / "bin" / "python"
 LLAMA_CPP_INSTALLED = ROOT / ".venv-llamacpp" / ".installed"
 STARTUP_S = 120.0  # loading a 135M model takes a few seconds; a loaded machine more
 N_CTX = 2048
+MODEL = "real/smollm2"  # the model id through the gateway: connection "real"
+SCHEMA = {
+    "type": "object",
+    "properties": {"a": {"type": "integer"}},
+    "required": ["a"],
+    "additionalProperties": False,
+}
 
 
 @dataclass(frozen=True, slots=True)

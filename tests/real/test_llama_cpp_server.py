@@ -12,17 +12,9 @@ import orjson
 import pytest
 
 from tests.conftest import LiveServer
-from tests.real.conftest import RealServer, gateway_for
+from tests.real.conftest import MODEL, SCHEMA, RealServer, gateway_for
 
 pytestmark = pytest.mark.model
-
-MODEL = "real/smollm2"
-SCHEMA = {
-    "type": "object",
-    "properties": {"a": {"type": "integer"}},
-    "required": ["a"],
-    "additionalProperties": False,
-}
 
 
 @pytest.fixture(scope="module")

@@ -112,6 +112,20 @@ class HordeJob:
         """``DELETE /generate/text/status/{id}``."""
         return UpstreamRequest("DELETE", self._url(submitted), dict(self.headers))
 
+    def progress(self, polled: Any) -> str | None:
+        """``AI Horde: queue position 3, about 40 s``, from an unfinished poll."""
+        if not isinstance(polled, dict):
+            return None
+        read = Fields(self.connection)
+        position = read.count(polled, "queue_position", -1)
+        wait = read.number(polled, "wait_time")
+        if position < 0 and wait is None:
+            return None
+        parts = [f"queue position {position}"] if position >= 0 else []
+        if wait is not None:
+            parts.append(f"about {wait:g} s")
+        return "AI Horde: " + ", ".join(parts)
+
     def finished(self, polled: Any) -> bool:
         """Whether the job is done; a faulted or impossible one raises. A done job's text
         is cut at its first stop string and left in *polled* for `read_answer`."""

@@ -8,7 +8,8 @@ does not stop KoboldCpp, so a client that leaves makes chatgate call
 model's chat template and context; ``/api/extra/tokencount`` counts tokens. KoboldAI
 Classic has none of the ``/api/extra`` routes: it does not stream (a stream request is
 answered whole, as chunks), and its context is read from
-``/api/v1/config/max_context_length``.
+``/api/v1/config/max_context_length``. A JSON ``response_format`` becomes a GBNF
+``grammar`` (`chatgate.gbnf`), which both take.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
-from chatgate.adapters.text_base import Samplers, TextAdapter, TextAnswer, finish_of
+from chatgate.adapters.text_base import Samplers, TextAdapter, TextAnswer, finish_of, json_grammar
 from chatgate.adapters.text_prompt import ModelFacts, TextPrompt, max_new_tokens
 from chatgate.adapters.wire import lie
 from chatgate.config import Connection
@@ -49,6 +50,8 @@ class KoboldAdapter(TextAdapter):
             "grammar", "grammar_retain_state", "memory", "trim_stop",
         }
     )  # fmt: skip
+    # A JSON response_format is sent as a grammar (GBNF), which the generate API takes.
+    json_output: ClassVar[bool] = True
     id_prefix = "kobold-"
 
     def __init__(
@@ -78,6 +81,9 @@ class KoboldAdapter(TextAdapter):
             **fields,
         }
         payload.setdefault("max_length", max_new_tokens(request))
+        grammar = json_grammar(request)
+        if grammar is not None:
+            payload["grammar"] = grammar
         streamed = request.stream and not self.classic
         if not self.classic:
             payload["genkey"] = self.genkey(request)

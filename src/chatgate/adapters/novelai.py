@@ -14,9 +14,8 @@ tokenizer (NerdStash for Clio and Kayra, Llama 3's for Erato), which chatgate do
 have, so strings are never sent. The template's stop strings and the client's ``stop``
 are applied by chatgate instead: the answer is cut at the first of them, and a stream
 ends there (its upstream connection closed) without showing the stop. A client that
-knows the token ids may send ``stop_sequences`` itself, as a NovelAI field. A whole
-answer learns its stop strings from the last request built for its model (see
-`NovelAIAdapter.parse_response`).
+knows the token ids may send ``stop_sequences`` itself, as a NovelAI field. The cut is
+made with the stop strings of the answer's own request (`NovelAIAdapter.settle`).
 
 ``max_length`` is at most 150 tokens, 250 on the top tier (Opus, tier 3) once the
 subscription said so; more is asked for as that limit, and the explain says so. Erato's
@@ -46,7 +45,7 @@ MAX_LENGTH, MAX_LENGTH_TOP = 150, 250  # tokens an answer may take; the top tier
 TOP_TIER = 3
 # What Erato's prompts start with: its start token and the marker of a story's start.
 ERATO_PREFIX = "<|startoftext|><|reserved_special_token81|>"
-KEPT = 256  # requests whose stop strings are kept until their stream is opened
+KEPT = 256  # requests whose stop strings are kept until their answer is read
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +112,8 @@ class NovelAIAdapter(TextAdapter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.tier: int | None = None  # the subscription's, once it was asked
+        # What `build` worked out for a request, until its answer or stream is read.
         self._by_request: OrderedDict[int, Cut] = OrderedDict()
-        self._by_model: dict[str, Cut] = {}
 
     def _headers(self) -> dict[str, str]:
         return self.headers({"Authorization": f"Bearer {self.key}"})
@@ -162,7 +161,6 @@ class NovelAIAdapter(TextAdapter):
         self._by_request[id(request)] = cut
         while len(self._by_request) > KEPT:
             self._by_request.popitem(last=False)
-        self._by_model[request.model] = cut
         return upstream
 
     def body(
@@ -186,18 +184,23 @@ class NovelAIAdapter(TextAdapter):
         text = read.need(read.of(data, dict, "the answer"), "output", str)
         return TextAnswer(text, "stop")
 
-    def parse_response(self, data: Any, model: str) -> ChatResponse:
-        """The answer cut at the stop strings of the last request built for *model*: the
-        runner gives a whole answer only its model, not its request. Two whole answers
-        of one model under way at once, with different stop strings, may be cut at each
-        other's (a connection is one person's account; docs/providers.md says so)."""
-        response = super().parse_response(data, model)
-        cut = self._by_model.get(model, Cut((), 0, 0))
-        message = response.choices[0].message
+    def settle(self, answer: ChatResponse, request: ChatRequest) -> ChatResponse:
+        """The answer cut at *request*'s stop strings, and its usage estimated."""
+        cut = self._cut_for(request)
+        message = answer.choices[0].message
         text, _ = cut_at_stop(message.content or "", cut.stops)
         message.content = text
-        response.usage = Usage(cut.prompt_tokens, estimate_tokens(text) if text else 0)
-        return response
+        answer.usage = Usage(cut.prompt_tokens, estimate_tokens(text) if text else 0)
+        return answer
+
+    def _cut_for(self, request: ChatRequest) -> Cut:
+        """What `build` kept for *request* (its stop strings, its prompt's size)."""
+        cut = self._by_request.pop(id(request), None)
+        if cut is None:
+            prompt = self.prompter.prompt(request)
+            length = min(max_new_tokens(request), self._limit())
+            cut = Cut(tuple(prompt.stop), int(prompt.explain["estimated_tokens"]), length)
+        return cut
 
     def read_piece(self, data: Any) -> TextAnswer | None:
         """``{"token", "final"}``: one token; the finish on the last."""
@@ -210,11 +213,7 @@ class NovelAIAdapter(TextAdapter):
 
     def reader(self, request: ChatRequest) -> TextReader:
         """A reader that cuts the stream at *request*'s stop strings."""
-        cut = self._by_request.pop(id(request), None)
-        if cut is None:
-            prompt = self.prompter.prompt(request)
-            cut = Cut(tuple(prompt.stop), 0, min(max_new_tokens(request), self._limit()))
-        return NovelAIReader(self, request.model, cut)
+        return NovelAIReader(self, request.model, self._cut_for(request))
 
     # --- what is asked before a request ----------------------------------------------
 

@@ -9,7 +9,8 @@ constrained-decoding fields a client may send, ``response_format``'s native form
 tokenizer endpoint, the abort endpoint, and whether the server refuses fields it does
 not know.
 
-- ``textgen`` (text-generation-webui): its samplers, ``grammar_string``;
+- ``textgen`` (text-generation-webui): its samplers, ``grammar_string`` (a JSON
+  ``response_format`` is sent there as a GBNF grammar);
   ``/v1/internal/encode`` counts tokens; a client that leaves makes chatgate call
   ``/v1/internal/stop-generation`` (closing the stream does not stop it; the call
   stops whatever that server is generating).
@@ -25,7 +26,9 @@ not know.
 - ``mancer`` (``X-API-KEY``) and ``dreamgen`` (Bearer): hosted; Mancer takes
   text-generation-webui's samplers, DreamGen ``min_p``, ``top_k`` and
   ``repetition_penalty``.
-- ``generic``: any ``/v1/completions``; OpenAI's completion fields only, and at most 4
+- ``generic``: any ``/v1/completions``; OpenAI's completion fields only (with the
+  connection's ``grammar_field``, a JSON ``response_format`` goes there as a GBNF
+  grammar: ``grammar`` for llama-cpp-python's server), and at most 4
   stop strings: the template's end of turn, then the client's, then the template's
   others (the preview says which were left out).
 
@@ -37,10 +40,17 @@ starts with one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 
-from chatgate.adapters.text_base import Samplers, TextAdapter, TextAnswer, TextReader, finish_of
+from chatgate.adapters.text_base import (
+    Samplers,
+    TextAdapter,
+    TextAnswer,
+    TextReader,
+    finish_of,
+    json_grammar,
+)
 from chatgate.adapters.text_prompt import ModelFacts, TextPrompt
 from chatgate.adapters.wire import decode, lie, stream_error
 from chatgate.config import Connection
@@ -59,7 +69,8 @@ from chatgate.upstream import Credentials, SSEEvent, UpstreamRequest
 Auth = Literal["bearer", "x-api-key", "both"]
 # response_format's native form: Tabby's json_schema, vLLM's structured_outputs or the
 # legacy guided_json (as the connection's vllm_guided says), Aphrodite's guided_json.
-JSONForm = Literal["json_schema", "vllm", "guided_json"]
+# "grammar": a GBNF grammar (`chatgate.gbnf`) in the flavour's `grammar_field`.
+JSONForm = Literal["json_schema", "vllm", "guided_json", "grammar"]
 # Where the model's context is told: an entry of the models list (max_model_len), or
 # TabbyAPI's /v1/model (parameters.max_seq_len).
 ContextFrom = Literal["models", "tabby"]
@@ -120,6 +131,7 @@ class Flavour:
     natives: frozenset[str] = frozenset()  # the server's own sampler fields
     constraints: frozenset[str] = frozenset()  # its constrained-decoding fields
     json_form: JSONForm | None = None  # response_format's native form; None: refused
+    grammar_field: str | None = None  # where a grammar goes (json_form "grammar")
     guided: bool = False  # takes vLLM's guided_* / structured_outputs forms
     tokenizer: str | None = None  # root-relative path of the token count endpoint
     tokenize_key: Literal["text", "prompt"] = "text"  # the field the text goes in
@@ -135,6 +147,8 @@ FLAVOURS: dict[str, Flavour] = {
         "/v1",
         natives=OOBA,
         constraints=frozenset({"grammar_string"}),
+        json_form="grammar",
+        grammar_field="grammar_string",
         tokenizer="/v1/internal/encode",
         abort="/v1/internal/stop-generation",
     ),
@@ -189,6 +203,10 @@ class OpenAITextAdapter(TextAdapter):
         placeholder: str = DEFAULT_PLACEHOLDER,
     ) -> None:
         flavour = FLAVOURS.get(source.id, FLAVOURS["generic"])
+        if connection.text.grammar_field and flavour.json_form is None:
+            # The connection knows where its server takes a grammar (llama-cpp-python).
+            field = connection.text.grammar_field
+            flavour = replace(flavour, json_form="grammar", grammar_field=field)
         self.flavour = flavour
         # TextAdapter reads its tables from the class; this one class serves every
         # flavour, so each instance holds its flavour's (before the prompter is made).
@@ -268,6 +286,8 @@ class OpenAITextAdapter(TextAdapter):
         else:
             return {}
         form = self.flavour.json_form
+        if form == "grammar" and self.flavour.grammar_field:
+            return {self.flavour.grammar_field: json_grammar(request)}
         if form == "json_schema":
             return {"json_schema": schema or {"type": "object"}}
         if form == "guided_json" or (form == "vllm" and self.legacy):

@@ -35,6 +35,7 @@ from chatgate.adapters.wire import NativeAdapter, ReaderBase, decode, role_chunk
 from chatgate.config import Connection
 from chatgate.errors import InvalidRequestError
 from chatgate.extensions import UPSTREAM_FIELDS
+from chatgate.gbnf.schema import json_gbnf
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.sources import Source
 from chatgate.types import (
@@ -45,6 +46,8 @@ from chatgate.types import (
     Choice,
     Delta,
     FinishReason,
+    JSONObjectFormat,
+    JSONSchemaFormat,
     Usage,
 )
 from chatgate.upstream import Credentials, Question, SSEEvent, UpstreamRequest
@@ -328,6 +331,18 @@ class TextReader(ReaderBase):
             out.append(self.chunk(Delta(), piece.finish, usage))
             self.finished = self.done = True
         return out
+
+
+def json_grammar(request: ChatRequest) -> str | None:
+    """``response_format`` (a JSON schema, or any JSON object) as a GBNF grammar, for
+    servers that constrain output with one; None without a JSON format."""
+    fmt = request.response_format
+    if isinstance(fmt, JSONSchemaFormat):
+        schema = fmt.json_schema.schema_ or {"type": "object"}
+        return json_gbnf(schema, param="response_format.json_schema.schema")
+    if isinstance(fmt, JSONObjectFormat):
+        return json_gbnf(fmt.schema_, param="response_format.schema")
+    return None
 
 
 def finish_of(value: Any, default: FinishReason | None = "stop") -> FinishReason | None:

@@ -112,6 +112,11 @@ class WireAdapter(Protocol):
         """A whole answer."""
         ...
 
+    def settle(self, answer: ChatResponse, request: ChatRequest) -> ChatResponse:
+        """*answer* to *request* finished the way the protocol leaves to chatgate (stop
+        strings a server cannot apply, cut here)."""
+        ...
+
     def reader(self, request: ChatRequest) -> StreamReader:
         """A reader for the stream *request* opens."""
         ...
@@ -192,6 +197,10 @@ class PlainExchange:
     def lookup(self, request: ChatRequest) -> Question | None:
         """Nothing to ask before building."""
         return None
+
+    def settle(self, answer: ChatResponse, request: ChatRequest) -> ChatResponse:
+        """The server finished the answer itself."""
+        return answer
 
     def learn(self, question: Question, answer: Any, error: str | None) -> None:
         """Never called: there is no `lookup`."""

@@ -79,16 +79,16 @@ def set_fields(request: ChatRequest) -> list[str]:
     """The names of the request fields the client set, extras included."""
     # The set names, in declaration order (refusals name the first), without walking
     # every declared field: a request sets a handful of the fifty.
-    order = _field_order(type(request))
-    names = sorted(
-        (
-            name
-            for name in request.model_fields_set - GATEWAY_FIELDS
-            if name in order and getattr(request, name) is not None  # extras come below
-        ),
-        key=order.__getitem__,
-    )
+    candidates = _ordered(type(request), frozenset(request.model_fields_set))
+    names = [name for name in candidates if getattr(request, name) is not None]
     return names + list(request.model_extra or {})
+
+
+@lru_cache(maxsize=256)
+def _ordered(model: type[ChatRequest], given: frozenset[str]) -> tuple[str, ...]:
+    # Clients send the same few sets of fields: each set is put in order once.
+    order = _field_order(model)
+    return tuple(sorted((n for n in given - GATEWAY_FIELDS if n in order), key=order.__getitem__))
 
 
 @lru_cache(maxsize=4)

@@ -8,10 +8,11 @@ models, check status (free), and preview the exact upstream request without send
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any
 
 import orjson
 
@@ -22,10 +23,11 @@ from chatgate.adapters.wire import PlainExchange, StreamReader, WireAdapter, lie
 from chatgate.answers import as_chunks
 from chatgate.backends import fanout
 from chatgate.backends.base import refuse_or_drop, set_fields
+from chatgate.backends.remote_ops import STATUS_TIMEOUT, ConnectionOperations, merge
+from chatgate.backends.schema_forms import REFUSED, SchemaForms, refuses_schema
 from chatgate.capabilities import Profile, profile_of
 from chatgate.config import Connection
-from chatgate.errors import ChatgateError, InvalidRequestError, NotFoundError, UpstreamError
-from chatgate.exchange.errors import UpstreamAnsweredError
+from chatgate.errors import ChatgateError, NotFoundError, UpstreamError
 from chatgate.exchange.timeouts import bounds
 from chatgate.exchange.transport import Transport
 from chatgate.output import contract_for
@@ -33,22 +35,20 @@ from chatgate.plan import FREE, ONE, Attempt, Fanout, OutputPlan
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.prompt.template_runner import default_runner
 from chatgate.secrets import LiveSecrets, SecretResolver
-from chatgate.sources import SchemaForm, Source
+from chatgate.sources import Source
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse, Delta, Usage
 from chatgate.upstream import TemplateRender, UpstreamRequest
-from chatgate.urls import mask_userinfo, with_v1
+from chatgate.urls import mask_userinfo
 
 log = logging.getLogger("chatgate.connections")
 
-MODELS_TTL = 60.0  # seconds an upstream model list is trusted
-STATUS_TIMEOUT = 15.0
 LOOKUPS = 3  # questions an adapter may ask before one request (template, token counts)
 # What a parser raises when an upstream's answer has the wrong shape somewhere the
 # parser did not look first: the answer is a lie, never a crash of the gateway.
 MISSHAPEN = (TypeError, KeyError, AttributeError, IndexError, ValueError)
 
 
-class RemoteBackend:
+class RemoteBackend(ConnectionOperations):
     """One configured provider connection."""
 
     billed = True
@@ -85,6 +85,7 @@ class RemoteBackend:
         self._authorizes = getattr(kind, "auth_request", None) is not PlainExchange.auth_request
         self._queues = getattr(kind, "job", None) is not PlainExchange.job
         self._looks_up = getattr(kind, "lookup", None) is not PlainExchange.lookup
+        self.forms = SchemaForms(connection.name, source)
         for note in self.adapter.notes:
             log.warning("%s", mask_userinfo(note))
 
@@ -92,7 +93,7 @@ class RemoteBackend:
 
     def models(self) -> list[str]:
         """Known model names without I/O: manual ids, the fixed list, the cached list."""
-        return _merge(self.connection.models, self.source.fixed_models, self._models)
+        return merge(self.connection.models, self.source.fixed_models, self._models)
 
     def plan(self, request: ChatRequest, route: str) -> Attempt:
         """The constraint in this source's form, the parameters it refuses (a 400, or
@@ -156,16 +157,19 @@ class RemoteBackend:
         )
         return upstream
 
-    async def chat(self, attempt: Attempt) -> ChatResponse:
+    async def chat(
+        self, attempt: Attempt, progress: Callable[[str], None] | None = None
+    ) -> ChatResponse:
         """Send and translate one non-stream answer; a checked one that fails its
-        contract is asked for again (``guided_retries``), then it is a 502."""
+        contract is asked for again (``guided_retries``), then it is a 502. A queued
+        job tells *progress* how it stands while it waits."""
         request = attempt.request
         if request.stream:
             request = request.without("stream", "stream_options")
         output, fan = attempt.output, attempt.fanout
 
         def send(single: ChatRequest) -> Any:
-            return self._send(single, attempt.dropped)
+            return self._send(single, attempt.dropped, progress)
 
         for tried in range(output.retries + 1):
             if fan.candidates:
@@ -233,27 +237,32 @@ class RemoteBackend:
             else:
                 self.adapter.learn(question, data, None)
 
-    async def _send(self, request: ChatRequest, dropped: tuple[str, ...]) -> ChatResponse:
+    async def _send(
+        self,
+        request: ChatRequest,
+        dropped: tuple[str, ...],
+        progress: Callable[[str], None] | None = None,
+    ) -> ChatResponse:
         """One answer. A JSON schema the server refuses in one form is sent in the next
-        its source lists (`_schema_forms`), and the form that worked is remembered."""
+        its source lists (`SchemaForms`), and the form that worked is remembered."""
         if self._authorizes:
             await self._authorize()
         if self._looks_up:
             await self._look_up(request)
-        forms = self._schema_forms(request)
+        forms = self.forms.forms(request)
         for position, form in forms:
             sent = request if form is None else guided.in_form(request, form)
             try:
-                data = await self._answer(sent, dropped)
+                data = await self._answer(sent, dropped, progress)
             except REFUSED as exc:
-                if form is None or position == forms[-1][0] or not _refuses_schema(exc):
+                if form is None or position == forms[-1][0] or not refuses_schema(exc):
                     raise
-                self._refused(form, exc)
+                self.forms.refused(form, exc)
                 continue
-            self._worked(position, form, forms)
+            self.forms.worked(position, form, forms)
             break
         try:
-            return self.adapter.parse_response(data, request.model)
+            return self.adapter.settle(self.adapter.parse_response(data, request.model), request)
         except MISSHAPEN as exc:
             raise self._misshapen(exc) from None
 
@@ -271,7 +280,18 @@ class RemoteBackend:
         whole, as one chunk per choice."""
         if attempt.output.buffered:
             opts = attempt.request.stream_options
-            answer = await self.chat(attempt)
+            if self._queues:
+                answer = None
+                # Closed with this stream: a client that leaves withdraws the job.
+                async with contextlib.aclosing(self._waiting(attempt)) as waiting:
+                    async for item in waiting:
+                        if isinstance(item, ChatChunk):
+                            yield item
+                        else:
+                            answer = item
+                assert answer is not None
+            else:
+                answer = await self.chat(attempt)
             for chunk in as_chunks(answer, with_usage=bool(opts and opts.include_usage)):
                 yield chunk
             return
@@ -286,6 +306,27 @@ class RemoteBackend:
         async for chunk in self._stream_one(attempt.request, attempt.dropped):
             yield chunk
 
+    async def _waiting(self, attempt: Attempt) -> AsyncGenerator[ChatChunk | ChatResponse, None]:
+        """A queued job's progress as comment chunks while it waits, then its answer. A
+        client that leaves closes this: the job is cancelled (and withdrawn upstream)."""
+        said: asyncio.Queue[str] = asyncio.Queue()
+        answer = asyncio.ensure_future(self.chat(attempt, said.put_nowait))
+        model = attempt.request.model
+        try:
+            while not answer.done():
+                heard = asyncio.ensure_future(said.get())
+                await asyncio.wait({answer, heard}, return_when=asyncio.FIRST_COMPLETED)
+                if heard.done():
+                    yield ChatChunk("queued", int(time.time()), model, comment=heard.result())
+                else:
+                    heard.cancel()
+            yield answer.result()
+        finally:
+            if not answer.done():
+                answer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await answer
+
     async def _stream_one(
         self, request: ChatRequest, dropped: tuple[str, ...]
     ) -> AsyncIterator[ChatChunk]:
@@ -293,23 +334,23 @@ class RemoteBackend:
             await self._authorize()
         if self._looks_up:
             await self._look_up(request)
-        forms = self._schema_forms(request)
+        forms = self.forms.forms(request)
         for position, form in forms:
             sent = request if form is None else guided.in_form(request, form)
             if form == "none":
                 # Unconstrained: the answer is checked whole before any of it is sent.
                 async for chunk in self._checked_whole(request, sent, dropped):
                     yield chunk
-                self._worked(position, form, forms)
+                self.forms.worked(position, form, forms)
                 return
             try:
                 events, first = await self._opened(sent, dropped)
             except REFUSED as exc:
-                if form is None or position == forms[-1][0] or not _refuses_schema(exc):
+                if form is None or position == forms[-1][0] or not refuses_schema(exc):
                     raise
-                self._refused(form, exc)
+                self.forms.refused(form, exc)
                 continue
-            self._worked(position, form, forms)
+            self.forms.worked(position, form, forms)
             break
         reader = self.adapter.reader(sent)
         try:
@@ -366,69 +407,7 @@ class RemoteBackend:
         except MISSHAPEN as exc:
             raise self._misshapen(exc) from None
 
-    # --- connection operations -----------------------------------------------------
-
-    async def list_models(self, *, refresh: bool = False) -> dict[str, Any]:
-        """The upstream list (cached for a minute) merged with the manual ids."""
-        note = None
-        fetched: list[str] = []
-        if self.source.models == "list":
-            if refresh or time.monotonic() - self._models_at > MODELS_TTL:
-                # A failure is remembered for the TTL too, so a dead upstream does not
-                # stall every /v1/models call with a fresh probe.
-                self._models_at = time.monotonic()
-                self._models, note = await self._fetch_models()
-            fetched = self._models
-        return {
-            "connection": self.connection.name,
-            "models": _merge(self.connection.models, self.source.fixed_models, fetched),
-            "upstream": fetched,
-            "manual": list(self.connection.models),
-            "note": note,
-        }
-
-    async def _fetch_models(self) -> tuple[list[str], str | None]:
-        name, secrets = self.connection.name, self.secrets
-        try:
-            data = await self.transport.send_json(
-                self.adapter.models_request(), name, STATUS_TIMEOUT, secrets
-            )
-            return self.adapter.parse_models(data), None
-        except NotFoundError:
-            retry = with_v1(self.adapter.base_url) if self.connection.base_url else None
-            if retry is None:
-                raise
-            data = await self.transport.send_json(
-                self.adapter.models_request(retry), name, STATUS_TIMEOUT, secrets
-            )
-            note = self._moved_to(self._adapter_at(retry), "/models")
-            return self.adapter.parse_models(data), note
-
-    async def check_status(self) -> dict[str, Any]:
-        """A free probe (the models call); with ``bypass_status_check`` a failure warns."""
-        out: dict[str, Any] = {"connection": self.connection.name, "source": self.source.id}
-        if self.source.status == "none":
-            return {
-                **out,
-                "status": "unchecked",
-                "message": f"{self.source.display_name} has no free status call; "
-                "send a test message to check the key (it is billed)",
-            }
-        started = time.perf_counter()
-        try:
-            report = await self.list_models(refresh=True)
-        except ChatgateError as exc:
-            failed = {"error": exc.message, "http_status": exc.status}
-            if self.connection.bypass_status_check:
-                return {**out, "status": "bypassed", "warning": exc.message, **failed}
-            return {**out, "status": "error", **failed}
-        return {
-            **out,
-            "status": "ok",
-            "models": len(report["upstream"]),
-            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
-            "note": report["note"],
-        }
+    # --- connection operations (the rest are `ConnectionOperations`') -------------
 
     async def preview(self, attempt: Attempt) -> dict[str, Any]:
         """The exact upstream request, secrets masked. Nothing is sent."""
@@ -443,51 +422,24 @@ class RemoteBackend:
             **({"sent_times": sent} if sent > 1 else {}),
         }
 
-    # --- what a custom server takes (its path, its form of a schema) ---------------
-
-    def _schema_forms(self, request: ChatRequest) -> list[tuple[int, SchemaForm | None]]:
-        """The forms to send *request*'s JSON schema in, in order, with their places in
-        the source's list: from the one this connection learned works (or the
-        client's own, when later) to the last. One entry, None, for a request without
-        a schema or a source with one form."""
-        forms = self.source.schema_forms
-        asked = guided.form_of(request)
-        if asked is None or len(forms) < 2:
-            return [(0, None)]
-        learned: int = getattr(self, "_schema_form", 0)
-        start = max(learned, forms.index(asked) if asked in forms else 0)
-        return [(at, forms[at]) for at in range(start, len(forms))]
-
-    def _refused(self, form: SchemaForm, exc: ChatgateError) -> None:
-        log.warning(
-            "connection '%s': the upstream refused a JSON schema as %s (%s); trying the next form",
-            self.connection.name,
-            FORM_NAMES[form],
-            mask_userinfo(exc.message[:300]),
-        )
-
-    def _worked(
-        self, position: int, form: SchemaForm | None, forms: list[tuple[int, SchemaForm | None]]
-    ) -> None:
-        """Remember *form* when it worked after another was refused."""
-        if form is None or position == forms[0][0]:
-            return
-        self._schema_form = position
-        log.warning(
-            "connection '%s': sending a JSON schema as %s from now on%s",
-            self.connection.name,
-            FORM_NAMES[form],
-            " (chatgate checks each answer against it)" if form == "none" else "",
-        )
-
-    async def _answer(self, request: ChatRequest, dropped: tuple[str, ...]) -> Any:
+    async def _answer(
+        self,
+        request: ChatRequest,
+        dropped: tuple[str, ...],
+        progress: Callable[[str], None] | None = None,
+    ) -> Any:
         """The JSON answer to *request*; a 404 on a base URL without a version is asked
         again once with ``/v1`` (`_at_v1`)."""
         name, limit = self.connection.name, self.connection.max_response_bytes
         job = self.adapter.job(request, list(dropped)) if self._queues else None
         if job is not None:
             return await self.transport.run_job(
-                job, name, self.answer_timeouts, self.secrets, max_response_bytes=limit
+                job,
+                name,
+                self.answer_timeouts,
+                self.secrets,
+                max_response_bytes=limit,
+                on_progress=progress,
             )
 
         async def post(adapter: WireAdapter) -> Any:
@@ -540,48 +492,6 @@ class RemoteBackend:
         except NotFoundError as exc:
             return await self._at_v1(exc, first)
 
-    async def _at_v1(self, exc: NotFoundError, send: Callable[[WireAdapter], Awaitable[T]]) -> T:
-        """*send* again at ``base_url + /v1`` after a 404 at a configured base URL without
-        a version, as the models probe does: if the server answers there, the adapter is
-        rebuilt for that URL and a warning names the fix; a second 404 says so."""
-        retry = with_v1(self.adapter.base_url) if self.connection.base_url else None
-        if retry is None:
-            raise exc
-        moved = self._adapter_at(retry)
-        try:
-            answer = await send(moved)
-        except NotFoundError:
-            raise type(exc)(
-                f"{exc.message} (base_url {mask_userinfo(self.adapter.base_url)!r} has no "
-                f"version path and {mask_userinfo(retry)!r} answered 404 too: check "
-                "base_url; OpenAI-compatible servers usually serve under /v1, so try "
-                "adding /v1 or the server's own API path)",
-                param=exc.param,
-                code=exc.code,
-            ) from None
-        except ChatgateError:
-            self._moved_to(moved, "/chat/completions")  # it is there: this is another error
-            raise
-        self._moved_to(moved, "/chat/completions")
-        return answer
-
-    def _adapter_at(self, base_url: str) -> WireAdapter:
-        """A new adapter for this connection at *base_url*."""
-        moved = self.connection.model_copy(update={"base_url": base_url})
-        return make_adapter(moved, self.source, self.resolver.credentials(moved), self.placeholder)
-
-    def _moved_to(self, adapter: WireAdapter, endpoint: str) -> str:
-        """Use *adapter* from now on (rebuilt whole, not patched); the warning."""
-        note = (
-            f"connection '{self.connection.name}': {self.adapter.base_url}{endpoint} answered "
-            f"404 but {adapter.base_url}{endpoint} works; using base_url = "
-            f'"{adapter.base_url}" (put it in the config)'
-        )
-        if adapter.base_url != self.adapter.base_url:
-            log.warning("%s", mask_userinfo(note))
-            self.adapter = adapter
-        return note
-
     def _built(
         self, adapter: WireAdapter, request: ChatRequest, dropped: tuple[str, ...]
     ) -> UpstreamRequest:
@@ -621,30 +531,6 @@ class RemoteBackend:
         if request.tools:
             chars += len(orjson.dumps([tool.model_dump(mode="json") for tool in request.tools]))
         return Usage(-(-chars // 4) + 3 * len(request.messages) + 3, pieces)
-
-
-def _merge(*lists: Any) -> list[str]:
-    seen: dict[str, None] = {}
-    for items in lists:
-        for item in items:
-            seen.setdefault(item, None)
-    return list(seen)
-
-
-# What a server answers when it refuses a JSON schema in the form it was sent: a 400 or
-# 422, or a 500 (llama_cpp.server's, with a traceback chatgate does not relay).
-REFUSED = (InvalidRequestError, UpstreamAnsweredError)
-FORM_NAMES: dict[SchemaForm, str] = {
-    "json_schema": "response_format json_schema",
-    "json_object": "response_format json_object + schema (llama.cpp's form)",
-    "none": "no response_format",
-}
-T = TypeVar("T")
-
-
-def _refuses_schema(exc: ChatgateError) -> bool:
-    """Whether *exc* may be a refusal of the schema's form: not a prompt too long."""
-    return exc.code != "context_length_exceeded"
 
 
 async def _after(first: Any, events: AsyncIterator[Any]) -> AsyncIterator[Any]:

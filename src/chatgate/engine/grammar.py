@@ -13,13 +13,9 @@ one, are not enforced), so every finished output is also checked with
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-import orjson
-
-from chatgate.engine.regex_grammar import gbnf_string, regex_to_gbnf
-from chatgate.engine.schema_grammar import JSON_OBJECT_GBNF, schema_to_gbnf
-from chatgate.output import OutputContract, schema_key
+from chatgate.gbnf.regex import gbnf_string, regex_to_gbnf
+from chatgate.gbnf.schema import JSON_OBJECT_GBNF, json_gbnf
+from chatgate.output import OutputContract
 
 
 def enforced(contract: OutputContract) -> OutputContract:
@@ -39,10 +35,5 @@ def enforced(contract: OutputContract) -> OutputContract:
             if contract.param == "response_format"
             else contract.param
         )
-        grammar = _schema_grammar(schema_key(contract.schema), param)
+        grammar = json_gbnf(contract.schema, param=param)
     return contract.with_grammar(grammar)
-
-
-@lru_cache(maxsize=128)
-def _schema_grammar(schema_json: str, param: str) -> str:
-    return schema_to_gbnf(orjson.loads(schema_json), param=param)

@@ -16,6 +16,7 @@ raised. Then the original outcome goes on: the cancellation, the 504, the error.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from chatgate.exchange.timeouts import JOB_DEADLINE, Clock, Timeouts
@@ -34,9 +35,11 @@ async def run_job(
     timeouts: float | Timeouts,
     secrets: list[str],
     max_response_bytes: int,
+    on_progress: Callable[[str], None] | None = None,
 ) -> Any:
     """Submit *job*, poll it every ``job.interval`` seconds until ``job.finished``, and
-    return that poll's JSON answer; a non-2xx answer raises as `classify_error` says."""
+    return that poll's JSON answer; a non-2xx answer raises as `classify_error` says.
+    After each unfinished poll, *on_progress* hears ``job.progress``."""
     clock = Clock.of(timeouts, "job")
     submitted = await transport.exchange_json(
         job.submit, connection, clock, secrets, max_response_bytes
@@ -48,6 +51,10 @@ async def run_job(
             )
             if job.finished(polled):
                 return polled
+            if on_progress is not None:
+                said = job.progress(polled)
+                if said:
+                    on_progress(said)
             try:
                 # Only the total bounds a pause: its own length is the job's choice.
                 async with clock.wait("read", bounded=False):

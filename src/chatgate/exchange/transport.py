@@ -323,12 +323,16 @@ class Transport:
         secrets: Iterable[str],
         *,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        on_progress: Callable[[str], None] | None = None,
     ) -> Any:
         """Submit *job*, poll it until it is finished, and return the last poll's JSON
-        answer; see `chatgate.exchange.jobs.run_job`."""
+        answer, telling *on_progress* how it stands meanwhile; see
+        `chatgate.exchange.jobs.run_job`."""
         from chatgate.exchange.jobs import run_job
 
-        return await run_job(self, job, connection, timeouts, list(secrets), max_response_bytes)
+        return await run_job(
+            self, job, connection, timeouts, list(secrets), max_response_bytes, on_progress
+        )
 
     async def fire(
         self, make: Callable[[], UpstreamRequest | None], connection: str, secrets: list[str]

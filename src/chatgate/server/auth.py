@@ -29,6 +29,7 @@ from chatgate.plan import ANONYMOUS, Caller
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
 # Every POST route takes JSON; /api/ is matched as a prefix so new admin routes are too.
+HOSTS_KEPT = 256  # Host values whose verdict is kept (a client sends one; an attacker many)
 JSON_PATHS = frozenset({"/v1/chat/completions", "/v4/beta/chat/completions"})
 CORS_METHODS = b"GET, POST, OPTIONS"
 CORS_HEADERS = b"authorization, content-type, x-api-key"
@@ -117,6 +118,7 @@ class EdgeGuard:
         # With keys, a rebound page still cannot authenticate: any Host will do.
         self.check_hosts = not keyed
         self.hosts = frozenset(_allowed_host(h) for h in allowed_hosts)
+        self._hosts_seen: dict[bytes, bool] = {}
         self.origins = frozenset(_allowed_origin(o) for o in cors_origins)
 
     def admit(self, scope: Scope) -> Admission:
@@ -182,7 +184,16 @@ class EdgeGuard:
     def _host_allowed(self, hosts: list[bytes]) -> bool:
         if len(hosts) != 1:
             return False
-        parsed = split_host(hosts[0].decode("latin-1"))
+        # Clients send the same Host on every request: each value is judged once.
+        known = self._hosts_seen.get(hosts[0])
+        if known is None:
+            known = self._judge_host(hosts[0])
+            if len(self._hosts_seen) < HOSTS_KEPT:
+                self._hosts_seen[hosts[0]] = known
+        return known
+
+    def _judge_host(self, host: bytes) -> bool:
+        parsed = split_host(host.decode("latin-1"))
         if parsed is None:
             return False
         name = parsed[0]
@@ -195,7 +206,11 @@ def _json_route(path: str) -> bool:
 
 def _one_json_type(types: list[bytes]) -> bool:
     # Two Content-Type headers are ambiguous: each reader might believe a different one.
-    return len(types) == 1 and is_json_media_type(types[0].decode("latin-1"))
+    if len(types) != 1:
+        return False
+    if types[0] == b"application/json":  # what nearly every client sends
+        return True
+    return is_json_media_type(types[0].decode("latin-1"))
 
 
 def is_json_media_type(value: str) -> bool:

@@ -25,6 +25,10 @@ async def sse_chunks(chunks: AsyncIterator[ChatChunk], plan: Plan) -> AsyncItera
     opts = plan.request.stream_options
     with_usage = bool(opts and opts.include_usage)
     async for chunk in chunks:
+        if chunk.comment is not None:
+            # An SSE comment: clients skip it, and it keeps proxies from timing out.
+            yield b": " + chunk.comment.replace("\n", " ").encode() + b"\n\n"
+            continue
         yield b"data: " + dumps(render_chunk(chunk, with_usage_field=with_usage)) + b"\n\n"
 
 

@@ -1,4 +1,4 @@
-"""JSON Schema as a llama.cpp grammar (GBNF), so the embedded engine can only write that shape.
+"""JSON Schema as a llama.cpp grammar (GBNF), so a model can only write that shape.
 
 The engine's own ``json_schema`` conversion can freeze its main loop on some schemas, so
 every JSON constraint goes to it as a plain ``grammar`` built here. The grammar enforces
@@ -15,11 +15,14 @@ as are schemas whose grammar would be too big for the engine.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
-from chatgate.engine.regex_grammar import regex_to_gbnf
-from chatgate.engine.schema_gbnf import (
+import orjson
+
+from chatgate.errors import InvalidRequestError
+from chatgate.gbnf.pieces import (
     RuleSet,
     alt,
     assemble,
@@ -29,7 +32,7 @@ from chatgate.engine.schema_gbnf import (
     other_key,
     seq,
 )
-from chatgate.errors import InvalidRequestError
+from chatgate.gbnf.regex import regex_to_gbnf
 
 # Bounds above this are only checked afterwards: llama.cpp expands x{m,n} into ~n rules.
 MAX_REPEAT = 256
@@ -64,6 +67,19 @@ def schema_to_gbnf(schema: dict[str, Any], *, param: str | None = None) -> str:
 
 
 JSON_OBJECT_GBNF: str = assemble({"root": "object"})
+
+
+def json_gbnf(schema: dict[str, Any] | None, *, param: str | None = None) -> str:
+    """The grammar of JSON text of *schema* (None: any JSON object), made once per
+    schema: the same few schemas come back on request after request."""
+    if schema is None:
+        return JSON_OBJECT_GBNF
+    return _cached(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS).decode(), param)
+
+
+@lru_cache(maxsize=128)
+def _cached(schema_json: str, param: str | None) -> str:
+    return schema_to_gbnf(orjson.loads(schema_json), param=param)
 
 
 class _Converter(RuleSet):

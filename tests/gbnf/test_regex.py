@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chatgate.engine.regex_grammar import gbnf_string, regex_to_gbnf
 from chatgate.errors import InvalidRequestError
+from chatgate.gbnf.regex import gbnf_string, regex_to_gbnf
 
 
 @pytest.mark.parametrize(

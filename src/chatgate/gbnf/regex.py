@@ -46,7 +46,7 @@ def regex_to_gbnf(pattern: str) -> str:
 
 def _refuse(what: str) -> InvalidRequestError:
     return InvalidRequestError(
-        f"guided_regex uses {what}, which the embedded engine cannot enforce", param=PARAM
+        f"guided_regex uses {what}, which a grammar (GBNF) cannot enforce", param=PARAM
     )
 
 

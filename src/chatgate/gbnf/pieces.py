@@ -1,5 +1,5 @@
 """GBNF text for JSON: the base rules every schema grammar shares, literals, character
-classes, and JSON string contents that spell a given text (`schema_grammar` walks the
+classes, and JSON string contents that spell a given text (`chatgate.gbnf.schema` walks the
 schema and builds its rules from these pieces).
 
 llama.cpp's grammar parser knows few escapes, so anything unusual in a literal or a class
@@ -21,7 +21,7 @@ _NAME = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|([a-zA-Z][a-zA-Z0-9-
 _TOKEN = re.compile(r'("(?:\\.|[^"\\])*")|(\[(?:\\.|[^\]\\])*\])|([^"\[]+)', re.DOTALL)
 _UNIT = re.compile(r"\\(?:x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)|.", re.DOTALL)
 _JSON_SPECIAL = [*range(0x20), 0x22, 0x5C]
-TOO_BIG = "the schema is too large for the embedded engine's grammar"
+TOO_BIG = "the schema is too large for a grammar (GBNF)"
 
 
 # One slot of whitespace between tokens, bounded so the model cannot loop on it.
@@ -70,7 +70,7 @@ class RuleSet:
 
     def refuse(self, what: str) -> InvalidRequestError:
         """A 400 for a part of the schema the grammar cannot enforce."""
-        return self.error(f"{what} cannot be enforced by the embedded engine")
+        return self.error(f"{what} cannot be enforced by a grammar (GBNF)")
 
     def spend(self, work: int, repeats: int) -> None:
         """Count text made and repetitions asked for; a 400 once either is too much."""
@@ -197,7 +197,7 @@ def _json_class(body: str) -> str:
     negate = body.startswith("^")
     units = _UNIT.findall(body[1:] if negate else body)
     ranges, i = [], 0
-    while i < len(units):  # a bare "-" between two units is a range; regex_grammar escapes others
+    while i < len(units):  # a bare "-" between units is a range; gbnf.regex escapes others
         low = high = _unit(units[i])
         if i + 2 < len(units) and units[i + 1] == "-":
             high, i = _unit(units[i + 2]), i + 3

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatgate.engine.schema_grammar import JSON_OBJECT_GBNF, schema_to_gbnf
 from chatgate.errors import InvalidRequestError
+from chatgate.gbnf.schema import JSON_OBJECT_GBNF, schema_to_gbnf
 
 Node = tuple[Any, ...]
 
@@ -37,7 +37,7 @@ def unescape(unit: str) -> str:
 
 
 class Grammar:
-    """A GBNF grammar (the subset schema_grammar emits) that can tell whether it matches."""
+    """A GBNF grammar (the subset chatgate.gbnf.schema emits) that can tell whether it matches."""
 
     def __init__(self, text: str) -> None:
         self.rules: dict[str, Node] = {}
