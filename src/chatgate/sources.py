@@ -11,72 +11,15 @@ providers' public API documentation. See ``docs/connections.md`` for the user's 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
-from chatgate.types import PostProcessingMode
-
-Auth = Literal["bearer", "x-api-key", "x-goog-api-key"]
-# The adapter name of the embedded engine, which is a backend of its own, not a protocol.
-EMBEDDED = "local"
-# The adapters of the text-completion sources: a chat becomes one prompt string.
-TEXT_ADAPTERS = frozenset({"kobold", "llamacpp", "ollama", "openai_text", "horde", "novelai"})
-# Where a wire carries a message's speaker name: on every message, on user messages
-# only (xAI), or nowhere (the name then becomes a prefix, `chatgate.prompt.policy`).
-NameField = Literal["all", "user", "none"]
-# The name a client's ``max_completion_tokens`` is sent under. Servers older than that
-# name (llama.cpp's, llama-cpp-python's) ignore it and would run unbounded.
-MaxTokensName = Literal["max_completion_tokens", "max_tokens"]
-# The forms a JSON-schema constraint can take on the wire, tried in a row's order until
-# one is not refused: OpenAI's ``json_schema``, llama.cpp's ``json_object`` + ``schema``,
-# or none (sent unconstrained, and chatgate checks the output against the schema).
-SchemaForm = Literal["json_schema", "json_object", "none"]
-
-# Parameters of the OpenAI request that most OpenAI-compatible servers accept. Anything
-# else a client sends must be in a row's ``passthrough`` (or the source is ``custom``).
-OPENAI_CORE = frozenset(
-    {
-        "model", "messages", "stream", "stream_options", "max_tokens",
-        "max_completion_tokens", "temperature", "top_p", "stop", "seed", "n",
-        "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs",
-        "response_format", "user", "tools", "tool_choice", "parallel_tool_calls",
-    }
-)  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """What chatgate knows about one kind of backend."""
-
-    id: str
-    display_name: str
-    adapter: str = "openai_chat"
-    default_base_url: str | None = None
-    auth: Auth = "bearer"
-    key_required: bool = True
-    # Key sent when none is configured (Pollinations' anonymous tier).
-    anonymous_key: str | None = None
-    anonymous_base_url: str | None = None
-    reverse_proxy: bool = False
-    # How models are listed: the upstream list (GET models_url or {base}/models), a
-    # fixed list, or only the connection's manual ``models``.
-    models: Literal["list", "fixed", "manual"] = "list"
-    models_url: str | None = None
-    fixed_models: tuple[str, ...] = ()
-    # Keep only list entries whose field (dotted path) has this value.
-    models_filter: tuple[str, object] | None = None
-    status: Literal["models", "none"] = "models"
-    post_processing: PostProcessingMode = "none"
-    post_processing_forced: bool = False
-    rejects: frozenset[str] = frozenset()
-    passthrough: frozenset[str] = frozenset()
-    headers: tuple[tuple[str, str], ...] = ()
-    name_field: NameField = "all"
-    user_field: bool = True
-    quirks: frozenset[str] = frozenset()
-    max_tokens_name: MaxTokensName = "max_completion_tokens"
-    schema_forms: tuple[SchemaForm, ...] = ("json_schema",)
-
+from chatgate.source_row import EMBEDDED as EMBEDDED
+from chatgate.source_row import OPENAI_CORE as OPENAI_CORE
+from chatgate.source_row import TEXT_ADAPTERS as TEXT_ADAPTERS
+from chatgate.source_row import Auth as Auth
+from chatgate.source_row import MaxTokensName as MaxTokensName
+from chatgate.source_row import NameField as NameField
+from chatgate.source_row import SchemaForm as SchemaForm
+from chatgate.source_row import Source as Source
+from chatgate.sources_text import TEXT_SOURCES
 
 REASONING = frozenset({"reasoning_effort"})
 NO_SAMPLING_EXTRAS = frozenset({"logit_bias", "logprobs", "top_logprobs", "top_k"})
@@ -318,102 +261,7 @@ SOURCES: dict[str, Source] = {
             max_tokens_name="max_tokens",
             schema_forms=("json_schema", "json_object", "none"),
         ),
-        # --- text completion: a chat becomes one prompt (chatgate.adapters.text_base)
-        Source(
-            id="kobold",
-            display_name="KoboldCpp",
-            adapter="kobold",
-            default_base_url="http://127.0.0.1:5001",
-            key_required=False,
-        ),
-        Source(
-            id="koboldai",
-            display_name="KoboldAI Classic",
-            adapter="kobold",
-            default_base_url="http://127.0.0.1:5000",
-            key_required=False,
-            quirks=frozenset({"classic"}),
-        ),
-        Source(
-            id="llamacpp",
-            display_name="llama.cpp (llama-server)",
-            adapter="llamacpp",
-            default_base_url="http://127.0.0.1:8080",
-            key_required=False,
-        ),
-        Source(
-            id="ollama",
-            display_name="Ollama",
-            adapter="ollama",
-            default_base_url="http://127.0.0.1:11434",
-            key_required=False,
-        ),
-        Source(
-            id="textgen",
-            display_name="text-generation-webui",
-            adapter="openai_text",
-            default_base_url="http://127.0.0.1:5000",
-            key_required=False,
-        ),
-        Source(
-            id="tabby",
-            display_name="TabbyAPI",
-            adapter="openai_text",
-            default_base_url="http://127.0.0.1:5000",
-            key_required=False,
-        ),
-        Source(
-            id="vllm",
-            display_name="vLLM (text completion)",
-            adapter="openai_text",
-            default_base_url="http://127.0.0.1:8000",
-            key_required=False,
-        ),
-        Source(
-            id="aphrodite",
-            display_name="Aphrodite Engine",
-            adapter="openai_text",
-            default_base_url="http://127.0.0.1:2242",
-            key_required=False,
-        ),
-        Source(
-            id="mancer",
-            display_name="Mancer",
-            adapter="openai_text",
-            default_base_url="https://neuro.mancer.tech/oai/v1",
-            auth="x-api-key",
-        ),
-        Source(
-            id="dreamgen",
-            display_name="DreamGen",
-            adapter="openai_text",
-            default_base_url="https://dreamgen.com/api/openai/v1",
-        ),
-        Source(
-            id="generic",
-            display_name="Generic OpenAI-style text completion",
-            adapter="openai_text",
-            key_required=False,
-        ),
-        Source(
-            id="horde",
-            display_name="AI Horde",
-            adapter="horde",
-            default_base_url="https://aihorde.net/api/v2",
-            # The adapter sends the key as the Horde's ``apikey`` header (Auth has no such
-            # value); without one, the anonymous key.
-            key_required=False,
-            anonymous_key="0000000000",
-        ),
-        Source(
-            id="novelai",
-            display_name="NovelAI",
-            adapter="novelai",
-            default_base_url="https://text.novelai.net",
-            # Fixed ids; the "list" is GET /user/subscription, which proves the token.
-            models="list",
-            fixed_models=("clio-v1", "kayra-v1", "llama-3-erato-v1"),
-        ),
+        *TEXT_SOURCES,
     )
 }
 

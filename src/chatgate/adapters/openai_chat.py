@@ -13,8 +13,15 @@ import random
 import re
 from typing import Any
 
-import orjson
-
+from chatgate.adapters.openai_answers import (
+    content_of,
+    finish_of,
+    logprobs_of,
+    plain_answer,
+    tool_calls_of,
+    tool_deltas_of,
+    usage_of,
+)
 from chatgate.adapters.wire import Fields, PlainExchange, decode, endpoint, lie, stream_error
 from chatgate.config import Connection
 from chatgate.errors import UpstreamError
@@ -30,27 +37,10 @@ from chatgate.types import (
     Choice,
     ChunkChoice,
     Delta,
-    FinishReason,
-    FunctionCall,
-    ToolCall,
-    ToolCallDelta,
     Usage,
 )
 from chatgate.upstream import Credentials, SSEEvent, UpstreamRequest
 
-FINISH_REASONS: dict[str, FinishReason] = {
-    "stop": "stop",
-    "length": "length",
-    "tool_calls": "tool_calls",
-    "content_filter": "content_filter",
-    "function_call": "function_call",
-    "model_length": "length",
-    "eos": "stop",
-    "end_turn": "stop",
-    "max_tokens": "length",
-    "tool_call": "tool_calls",
-    "error": "stop",
-}
 MISTRAL_ID = re.compile(r"^[A-Za-z0-9]{9}$")
 
 
@@ -194,24 +184,24 @@ class OpenAIChatAdapter(PlainExchange):
         """A non-stream answer; anything that is not a chat completion is a 502."""
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise self._lie("the answer is not a chat completion")
-        plain = _plain_answer(data, model)
+        plain = plain_answer(data, model)
         if plain is not None:
             return plain
         read = self.read
         choices: list[Choice] = []
         for position, raw in enumerate(read.items(data, "choices", dict)):
             message = read.field(raw, "message", dict) or {}
-            content, reasoning = _content(read, message)
+            content, reasoning = content_of(read, message)
             choices.append(
                 Choice(
                     index=read.count(raw, "index", position),
                     message=AssistantMessage(
                         content=content,
-                        tool_calls=_tool_calls(read, message) or None,
+                        tool_calls=tool_calls_of(read, message) or None,
                         reasoning_content=reasoning,
                     ),
-                    finish_reason=_finish(read, raw),
-                    logprobs=_logprobs(read, raw),
+                    finish_reason=finish_of(read, raw),
+                    logprobs=logprobs_of(read, raw),
                 )
             )
         return ChatResponse(
@@ -219,7 +209,7 @@ class OpenAIChatAdapter(PlainExchange):
             created=int(read.number(data, "created") or 0),
             model=model,
             choices=choices,
-            usage=_usage(read, data) or Usage(0, 0),
+            usage=usage_of(read, data) or Usage(0, 0),
             system_fingerprint=read.field(data, "system_fingerprint", str),
         )
 
@@ -233,7 +223,7 @@ class OpenAIChatAdapter(PlainExchange):
         choices: list[ChunkChoice] = []
         for position, raw in enumerate(read.items(data, "choices", dict)):
             delta = read.field(raw, "delta", dict) or {}
-            content, reasoning = _content(read, delta)
+            content, reasoning = content_of(read, delta)
             choices.append(
                 ChunkChoice(
                     index=read.count(raw, "index", position),
@@ -241,10 +231,10 @@ class OpenAIChatAdapter(PlainExchange):
                         role="assistant" if delta.get("role") else None,
                         content=content,
                         reasoning_content=reasoning,
-                        tool_calls=_tool_deltas(read, delta) or None,
+                        tool_calls=tool_deltas_of(read, delta) or None,
                     ),
-                    finish_reason=_finish(read, raw),
-                    logprobs=_logprobs(read, raw),
+                    finish_reason=finish_of(read, raw),
+                    logprobs=logprobs_of(read, raw),
                 )
             )
         return ChatChunk(
@@ -252,7 +242,7 @@ class OpenAIChatAdapter(PlainExchange):
             created=int(read.number(data, "created") or 0),
             model=model,
             choices=choices,
-            usage=_usage(read, data),
+            usage=usage_of(read, data),
             system_fingerprint=read.field(data, "system_fingerprint", str),
         )
 
@@ -312,151 +302,3 @@ def _mistral_ids(message: dict[str, Any]) -> None:
         call["id"] = fix(call["id"])
     if message.get("tool_call_id"):
         message["tool_call_id"] = fix(message["tool_call_id"])
-
-
-# The fields of the usual answer: one text choice, counted usage. `_plain_answer` reads
-# exactly these; an answer with any other (tool calls, parts, reasoning, log-probabilities)
-# is read field by field through `Fields`, which names what is wrong.
-_PLAIN_ANSWER = frozenset(
-    {"id", "object", "created", "model", "choices", "usage", "system_fingerprint"}
-)
-_PLAIN_CHOICE = frozenset({"index", "message", "finish_reason", "logprobs"})
-_PLAIN_MESSAGE = frozenset({"role", "content", "refusal", "annotations"})
-_PLAIN_USAGE = frozenset(
-    {"prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details",
-     "completion_tokens_details"}
-)  # fmt: skip
-
-
-def _plain_answer(data: dict[str, Any], model: str) -> ChatResponse | None:
-    """The usual answer, read in one pass of exact type checks (the hot path of every
-    proxied request); None for anything else, which the careful reader then reads."""
-    choices = data["choices"]
-    usage = data.get("usage")
-    answer_id, created, fingerprint = (
-        data.get("id"),
-        data.get("created"),
-        data.get("system_fingerprint"),
-    )
-    if (
-        len(choices) != 1
-        or not _PLAIN_ANSWER.issuperset(data)
-        or type(usage) is not dict
-        or not _PLAIN_USAGE.issuperset(usage)
-        or type(usage.get("prompt_tokens")) is not int
-        or type(usage.get("completion_tokens")) is not int
-        or type(answer_id) is not str
-        or type(created) is not int
-        or (fingerprint is not None and type(fingerprint) is not str)
-    ):
-        return None
-    choice = choices[0]
-    if type(choice) is not dict or not _PLAIN_CHOICE.issuperset(choice):
-        return None
-    message, finish = choice.get("message"), choice.get("finish_reason")
-    index, logprobs = choice.get("index", 0), choice.get("logprobs")
-    if (
-        type(message) is not dict
-        or not _PLAIN_MESSAGE.issuperset(message)
-        or type(index) is not int
-        or logprobs is not None
-        or (finish is not None and type(finish) is not str)
-    ):
-        return None
-    content = message.get("content")
-    if content is not None and type(content) is not str:
-        return None
-    return ChatResponse(
-        id=answer_id,
-        created=created,
-        model=model,
-        choices=[
-            Choice(
-                index=index,
-                message=AssistantMessage(content=content),
-                finish_reason=None if finish is None else FINISH_REASONS.get(finish, "stop"),
-            )
-        ],
-        usage=Usage(usage["prompt_tokens"], usage["completion_tokens"]),
-        system_fingerprint=fingerprint,
-    )
-
-
-def _content(read: Fields, message: dict[str, Any]) -> tuple[str | None, str | None]:
-    """Text and reasoning, from a string or a list of typed parts (Mistral's thinking)."""
-    reasoning = read.field(message, "reasoning_content", str) or read.field(
-        message, "reasoning", str
-    )
-    if not isinstance(message.get("content"), list):
-        return read.field(message, "content", str), reasoning
-    texts: list[str] = []
-    thoughts: list[str] = []
-    for part in read.items(message, "content", dict):
-        kind = read.field(part, "type", str)
-        if kind == "text":
-            texts.append(read.field(part, "text", str) or "")
-        elif kind == "thinking" and isinstance(part.get("thinking"), list):
-            thoughts += [
-                read.field(t, "text", str) or "" for t in read.items(part, "thinking", dict)
-            ]
-        elif kind == "thinking":
-            thoughts.append(read.field(part, "thinking", str) or "")
-    return "".join(texts), reasoning or ("".join(thoughts) or None)
-
-
-def _arguments(read: Fields, function: dict[str, Any]) -> str | None:
-    arguments = function.get("arguments")
-    if isinstance(arguments, dict):  # some servers send the object itself
-        return orjson.dumps(arguments).decode()
-    return read.field(function, "arguments", str)
-
-
-def _tool_calls(read: Fields, message: dict[str, Any]) -> list[ToolCall]:
-    calls = []
-    for call in read.items(message, "tool_calls", dict):
-        function = read.field(call, "function", dict) or {}
-        name = read.field(function, "name", str) or ""
-        arguments = _arguments(read, function) or ""
-        calls.append(
-            ToolCall(
-                id=read.field(call, "id", str) or "",
-                function=FunctionCall(name=name, arguments=arguments),
-            )
-        )
-    return calls
-
-
-def _tool_deltas(read: Fields, delta: dict[str, Any]) -> list[ToolCallDelta]:
-    out = []
-    for position, call in enumerate(read.items(delta, "tool_calls", dict)):
-        function = read.field(call, "function", dict) or {}
-        out.append(
-            ToolCallDelta(
-                index=read.count(call, "index", position),
-                id=read.field(call, "id", str),
-                name=read.field(function, "name", str),
-                arguments=_arguments(read, function),
-            )
-        )
-    return out
-
-
-def _logprobs(read: Fields, choice: dict[str, Any]) -> dict[str, Any] | None:
-    """The choice's ``logprobs`` as sent; each token's ``logprob`` must be a number, as
-    emulating ``best_of`` ranks choices by them."""
-    logprobs = read.field(choice, "logprobs", dict)
-    for entry in read.items(logprobs or {}, "content", dict):
-        read.number(entry, "logprob")
-    return logprobs
-
-
-def _finish(read: Fields, choice: dict[str, Any]) -> FinishReason | None:
-    raw = read.field(choice, "finish_reason", str)
-    return None if raw is None else FINISH_REASONS.get(raw, "stop")
-
-
-def _usage(read: Fields, answer: dict[str, Any]) -> Usage | None:
-    raw = read.field(answer, "usage", dict)
-    if raw is None:
-        return None
-    return Usage(read.count(raw, "prompt_tokens"), read.count(raw, "completion_tokens"))
