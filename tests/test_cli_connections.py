@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from chatgate.cli import main
+from tests.fakes.kobold_server import KoboldState
 from tests.fakes.openai_server import FakeOpenAI
 
 KEY = "sk-test-cli-key-7777mnop"
@@ -142,3 +143,32 @@ def test_preview_shows_the_connection_mode_and_config_placeholder(
     shown = json.loads(capsys.readouterr().out)
     assert shown["body"]["messages"][1] == {"role": "user", "content": "[Begin]"}
     assert shown["post_processing"]["forced"] == "strict"
+
+
+def test_a_text_source_through_every_connection_command(
+    tmp_path: Path,
+    kobold_fake: KoboldState,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "text.toml"
+    path.write_text(
+        f'embedded = false\n[[connections]]\nname = "kcpp"\nsource = "kobold"\n'
+        f'base_url = "{kobold_fake.url}"\n[connections.text]\ninstruct_template = "alpaca"\n'
+    )
+    cfg = ["--config", str(path)]
+    assert main([*cfg, "connections", "status", "kcpp", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "ok"
+    assert main([*cfg, "connections", "models", "kcpp"]) == 0
+    assert capsys.readouterr().out.split() == [kobold_fake.model]
+    assert main([*cfg, "connections", "test", "kcpp", "-m", "any", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["reply"] and result["billed"] is True
+    assert kobold_fake.last("/api/v1/generate").body["prompt"].startswith("### Instruction:")
+    request = {"model": "kcpp/any", "messages": [{"role": "user", "content": "Hi"}]}
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(request)))
+    assert main([*cfg, "preview"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["url"] == f"{kobold_fake.url}/api/v1/generate"
+    assert shown["prompt"]["template"] == "alpaca"
+    assert shown["prompt"]["text"] == "### Instruction:\nHi\n\n### Response:\n"

@@ -37,6 +37,17 @@ OPENAI_CORE = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
+class ModelRule:
+    """What sets some of a source's models apart (OpenAI's reasoning models): the
+    request fields they refuse, and the name their token bound must go under."""
+
+    pattern: str  # a regular expression, matched at the start of the model id
+    refuses: frozenset[str] = frozenset()
+    max_tokens_name: MaxTokensName | None = None
+    why: str = ""  # said in a refusal: what these models are
+
+
+@dataclass(frozen=True, slots=True)
 class Source:
     """What chatgate knows about one kind of backend."""
 
@@ -68,3 +79,5 @@ class Source:
     quirks: frozenset[str] = frozenset()
     max_tokens_name: MaxTokensName = "max_completion_tokens"
     schema_forms: tuple[SchemaForm, ...] = ("json_schema",)
+    # Models that differ from the rest of the source (the first rule that matches).
+    model_rules: tuple[ModelRule, ...] = ()

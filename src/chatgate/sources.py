@@ -16,12 +16,25 @@ from chatgate.source_row import OPENAI_CORE as OPENAI_CORE
 from chatgate.source_row import TEXT_ADAPTERS as TEXT_ADAPTERS
 from chatgate.source_row import Auth as Auth
 from chatgate.source_row import MaxTokensName as MaxTokensName
+from chatgate.source_row import ModelRule as ModelRule
 from chatgate.source_row import NameField as NameField
 from chatgate.source_row import SchemaForm as SchemaForm
 from chatgate.source_row import Source as Source
 from chatgate.sources_text import TEXT_SOURCES
 
 REASONING = frozenset({"reasoning_effort"})
+# OpenAI's reasoning models (o1, o3, o4-mini, gpt-5) take no sampling controls and
+# bound their answer only by max_completion_tokens (the reference's §1, "o-series/gpt-5
+# rules"); the -chat variants of gpt-5 are chat models and take them.
+OPENAI_REASONING = ModelRule(
+    pattern=r"(o1|o3|o4)(-|$)|gpt-5(?!(\.\d+)?-chat)",
+    refuses=frozenset(
+        {"temperature", "top_p", "presence_penalty", "frequency_penalty"}
+        | {"logit_bias", "logprobs", "top_logprobs"}
+    ),
+    max_tokens_name="max_completion_tokens",
+    why="a reasoning model",
+)
 NO_SAMPLING_EXTRAS = frozenset({"logit_bias", "logprobs", "top_logprobs", "top_k"})
 
 SOURCES: dict[str, Source] = {
@@ -41,6 +54,7 @@ SOURCES: dict[str, Source] = {
             default_base_url="https://api.openai.com/v1",
             reverse_proxy=True,
             rejects=frozenset({"top_k"}),
+            model_rules=(OPENAI_REASONING,),
             passthrough=frozenset(
                 {
                     "reasoning_effort",

@@ -17,7 +17,12 @@ import jsonschema
 import openai
 import pytest
 
+from chatgate.adapters.kobold import KoboldAdapter
+from chatgate.adapters.registry import make_adapter
 from chatgate.config import Connection, Settings, TextOptions
+from chatgate.sources import SOURCES
+from chatgate.types import ChatRequest
+from chatgate.upstream import Credentials, UpstreamRequest
 from tests.adapters.text_common import CHAT, CHATML_PROMPT, SCHEMA
 from tests.conftest import LiveServer, start_server
 from tests.fakes import kobold_server, llamacpp_server
@@ -286,3 +291,36 @@ def test_the_v4_door_reaches_a_text_backend(fakes: Fakes) -> None:
     answer = httpx.post(f"{fakes.server.url}/v4/beta/chat/completions", json=body, timeout=10)
     assert answer.status_code == 200, answer.text
     assert fakes.llama.last("/completion").body["n_predict"] == 4
+
+
+def test_kobold_asks_its_true_context_when_props_tells_none() -> None:
+    connection = Connection(name="k", source="kobold", base_url="http://kobold.test")
+    adapter = make_adapter(connection, SOURCES["kobold"], Credentials())
+    assert isinstance(adapter, KoboldAdapter)
+    request = ChatRequest.model_validate({"model": "k/m", "messages": CHAT})
+    facts = adapter.lookup(request)
+    assert facts is not None and facts.topic == "template:m"
+    adapter.learn(facts, {"chat_template": "<|im_start|>"}, None)  # /props without n_ctx
+    asked = adapter.lookup(request)
+    assert asked is not None and isinstance(asked.ask, UpstreamRequest)
+    assert asked.ask.url == "http://kobold.test/api/extra/true_max_context_length"
+    adapter.learn(asked, {"value": 8192}, None)
+    assert adapter.lookup(request) is None  # asked once
+    built = adapter.build(request, []).body
+    assert built is not None and built["max_context_length"] == 8192
+
+
+def test_upstream_errors_keep_their_words_and_a_lie_is_a_502(
+    sdk: openai.OpenAI, fakes: Fakes
+) -> None:
+    fakes.kobold.password = "pw-Zr7Kq2Wm9Pv4"
+    try:
+        with pytest.raises(openai.AuthenticationError) as caught:
+            sdk.chat.completions.create(model="kcpp/any", messages=CHAT, max_tokens=4)
+        assert "401" in str(caught.value)
+    finally:
+        fakes.kobold.password = None
+    huge: list[Any] = [{"role": "user", "content": "word " * 5000}]
+    with pytest.raises(openai.BadRequestError) as too_long:
+        sdk.chat.completions.create(model="llama/m", messages=huge, max_tokens=4)
+    assert "context" in str(too_long.value)

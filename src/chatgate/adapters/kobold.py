@@ -5,11 +5,11 @@ KoboldCpp streams from ``POST /api/extra/generate/stream``: events named ``messa
 whose data is ``{"token", "finish_reason"}``, with no ``[DONE]``. Closing that stream
 does not stop KoboldCpp, so a client that leaves makes chatgate call
 ``/api/extra/abort`` with the request's ``genkey``. KoboldCpp's ``/props`` tells the
-model's chat template and context; ``/api/extra/tokencount`` counts tokens. KoboldAI
-Classic has none of the ``/api/extra`` routes: it does not stream (a stream request is
-answered whole, as chunks), and its context is read from
-``/api/v1/config/max_context_length``. A JSON ``response_format`` becomes a GBNF
-``grammar`` (`chatgate.gbnf`), which both take.
+model's chat template and context (else ``/api/extra/true_max_context_length`` does);
+``/api/extra/tokencount`` counts tokens. KoboldAI Classic has none of the
+``/api/extra`` routes: it does not stream (a stream request is answered whole, as
+chunks), and its context is read from ``/api/v1/config/max_context_length``. A JSON
+``response_format`` becomes a GBNF ``grammar`` (`chatgate.gbnf`), which both take.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from chatgate.config import Connection
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.sources import Source
 from chatgate.types import ChatRequest
-from chatgate.upstream import Credentials, UpstreamRequest
+from chatgate.upstream import Credentials, Question, UpstreamRequest
 
+CONTEXT_TOPIC = "context:"
 # Mixed into every genkey: two gateways in front of one KoboldCpp must not abort each
 # other's generations.
 _SALT = os.urandom(4).hex()
@@ -64,6 +65,7 @@ class KoboldAdapter(TextAdapter):
         super().__init__(connection, source, credentials, placeholder)
         self.classic = "classic" in source.quirks
         self.streams = not self.classic
+        self._context_asked: set[str] = set()
 
     def genkey(self, request: ChatRequest) -> str:
         """The key naming *request*'s generation, for an abort."""
@@ -136,6 +138,33 @@ class KoboldAdapter(TextAdapter):
             answer = self.read.of(data, dict, "the model's context")
             return ModelFacts(context_size=self.read.count(answer, "value") or None)
         return self.props_facts(data)
+
+    def lookup(self, request: ChatRequest) -> Question | None:
+        """The base's questions; then, where ``/props`` told no context, KoboldCpp's
+        ``/api/extra/true_max_context_length`` (the context it was started with)."""
+        question = super().lookup(request)
+        if question is not None or self.classic:
+            return question
+        model = request.model_name
+        facts = self.prompter.facts.get(model)
+        if facts is None or facts.context_size is not None or model in self._context_asked:
+            return None
+        self._context_asked.add(model)
+        ask = UpstreamRequest(
+            "GET", self.base_url + "/api/extra/true_max_context_length", self.headers()
+        )
+        return Question(CONTEXT_TOPIC + model, ask)
+
+    def learn(self, question: Question, answer: Any, error: str | None) -> None:
+        """The base's answers, and the context KoboldCpp told (``{"value": n}``)."""
+        if not question.topic.startswith(CONTEXT_TOPIC):
+            super().learn(question, answer, error)
+            return
+        facts = self.prompter.facts.get(question.topic.removeprefix(CONTEXT_TOPIC))
+        if facts is not None and error is None and isinstance(answer, dict):
+            value = answer.get("value")
+            if type(value) is int and value > 0:
+                facts.context_size = value
 
     def count_request(self, model: str, text: str) -> UpstreamRequest | None:
         """``/api/extra/tokencount`` (KoboldCpp only)."""

@@ -41,6 +41,7 @@ from chatgate.urls import mask_userinfo
 
 log = logging.getLogger("chatgate.connections")
 
+PROFILES_KEPT = 256  # model ids whose profile is kept
 LOOKUPS = 3  # questions an adapter may ask before one request (template, token counts)
 
 
@@ -82,10 +83,20 @@ class RemoteBackend(Streaming):
         self._queues = getattr(kind, "job", None) is not PlainExchange.job
         self._looks_up = getattr(kind, "lookup", None) is not PlainExchange.lookup
         self.forms = SchemaForms(connection.name, source)
+        self._profiles: dict[str, Profile] = {}
         for note in self.adapter.notes:
             log.warning("%s", mask_userinfo(note))
 
     # --- planning ------------------------------------------------------------------
+
+    def _profile_for(self, model: str) -> Profile:
+        """The connection's profile for *model* (worked out once per model id)."""
+        known = self._profiles.get(model)
+        if known is None:
+            known = self.profile.for_model(self.source.model_rules, model)
+            if len(self._profiles) < PROFILES_KEPT:
+                self._profiles[model] = known
+        return known
 
     def models(self) -> list[str]:
         """Known model names without I/O: manual ids, the fixed list, the cached list."""
@@ -98,11 +109,25 @@ class RemoteBackend(Streaming):
         contract = contract_for(request)
         shaped = guided.plan(request, connection, contract)
         sent = shaped.request
-        names = [n for n in self.adapter.unsupported(sent, set_fields(sent)) if n != "n"]
+        profile = self._profile_for(sent.model_name)
+        given = set_fields(sent)
+        refused = set(self.adapter.unsupported(sent, given)) | profile.refuses
+        names = [n for n in given if n in refused and n != "n"]
         ranked = self.profile.emulates_best_of(sent)
         if ranked and "best_of" in names:
             names.remove("best_of")
-        dropped = refuse_or_drop(names, connection, self.source.display_name)
+        what = self.source.display_name
+        if names and names[0] in profile.refuses:
+            what = f"{what} model '{sent.model_name}' ({profile.why})"
+        dropped = refuse_or_drop(names, connection, what)
+        if (
+            profile.max_tokens_name == "max_completion_tokens"
+            and sent.max_tokens is not None
+            and "max_tokens" not in dropped
+        ):
+            # These models take only the newer name; the tighter bound, if both came.
+            bound = min(sent.max_tokens, sent.max_completion_tokens or sent.max_tokens)
+            sent = sent.without("max_tokens", max_completion_tokens=bound)
         if ranked:
             fan = Fanout(candidates=sent.best_of or 1, candidates_in_one=self.profile.n)
         elif self.profile.fans_out(sent):
