@@ -52,12 +52,17 @@ def start(mock_url: str, rev: str) -> tuple[Process, Target]:
     return process, replace(chatgate_target(port), name=name)
 
 
+# Turns of each: the range of four shows this noisy machine's run-to-run spread, which
+# two did not (a c64 range of 2652–3106 beside 3261–3326 one run, overlapping the next).
+TURNS = 4
+
+
 def measure(
     direct: Target, now: Target, before: Target, rounds: int, seconds: float
 ) -> dict[str, Any]:
     """Added latency (p50, p99) and c64 throughput of *now* and *before*, in turns."""
     out: dict[str, Any] = {}
-    for _ in range(2):  # two turns each, so a drift in the machine hits both
+    for _ in range(TURNS):  # turns each, so a drift in the machine hits both
         for target in (now, before):
             pair = sequential([direct, target], rounds)
             row = out.setdefault(target.name, {"p50_ms": [], "p99_ms": [], "c64_rps": []})

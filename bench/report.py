@@ -185,7 +185,7 @@ def before_after_section(r: dict[str, Any]) -> list[str]:
         "## Before and after (same run)",
         "",
         f"This chatgate and `{pair['before']}` (`BENCH_BEFORE`), serving the same mock, "
-        "measured in two turns each, alternating; each cell is the range of the two turns.",
+        "measured in four turns each, alternating; each cell is the range of the four turns.",
         "",
         "| | " + " | ".join(names) + " |",
         "| --- |" + " ---: |" * len(names),
