@@ -40,6 +40,7 @@ from chatgate.exchange.streams import (
     too_large,
 )
 from chatgate.exchange.timeouts import Clock, Phase, Timeouts, connect_expired
+from chatgate.offload import off_loop
 from chatgate.upstream import Job, SSEEvent, UpstreamRequest
 
 if TYPE_CHECKING:
@@ -158,7 +159,7 @@ class Transport:
             if len(body) < DECODE_OFF_LOOP_BYTES:
                 return orjson.loads(body)
             # Megabytes of JSON take tens of milliseconds: not on the event loop.
-            return await asyncio.to_thread(orjson.loads, body)
+            return await off_loop(lambda: orjson.loads(body))
         except orjson.JSONDecodeError:
             snippet = redact(body[:200].decode("utf-8", errors="replace"), secrets)
             raise UpstreamError(

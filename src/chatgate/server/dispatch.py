@@ -15,7 +15,6 @@ that leaves here, error messages, whole answers and every stream frame, goes thr
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import weakref
@@ -28,6 +27,7 @@ from starlette.types import ASGIApp
 
 from chatgate.errors import ChatgateError, RequestTooLargeError, redact
 from chatgate.gateway import Gateway
+from chatgate.offload import off_loop
 from chatgate.plan import ANONYMOUS, Plan
 from chatgate.redaction import FRAGMENT
 from chatgate.server.doors.base import Door
@@ -130,7 +130,7 @@ async def handle(door: Door, request: Request) -> ASGIApp:
         def plan() -> Plan:
             return gateway.prepare(door.decode(body, gateway), caller=caller)
 
-        planned = plan() if len(body) < OFF_LOOP_BYTES else await asyncio.to_thread(plan)
+        planned = plan() if len(body) < OFF_LOOP_BYTES else await off_loop(plan)
     except ClientDisconnect:
         # The client left (or the server cut its slow body): no one to answer, nothing
         # to log as an error.
@@ -169,7 +169,7 @@ def respond(door: Door, gateway: Gateway, plan: Plan, where: str) -> ASGIApp:
         # its turn every few milliseconds instead of waiting for the whole answer.
         if size < OFF_LOOP_BYTES:
             return 200, encoded(), headers
-        return 200, await asyncio.to_thread(lambda: dumps(encoded())), headers
+        return 200, await off_loop(lambda: dumps(encoded())), headers
 
     return JSONBody(produce, render)
 
