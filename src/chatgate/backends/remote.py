@@ -111,8 +111,10 @@ class RemoteBackend(Streaming):
         sent = shaped.request
         profile = self._profile_for(sent.model_name)
         given = set_fields(sent)
-        refused = set(self.adapter.unsupported(sent, given)) | profile.refuses
-        names = [n for n in given if n in refused and n != "n"]
+        names = [n for n in self.adapter.unsupported(sent, given) if n != "n"]
+        if profile.refuses:  # this model refuses more than its source (in the client's order)
+            refused = set(names) | profile.refuses
+            names = [n for n in given if n in refused and n != "n"]
         ranked = self.profile.emulates_best_of(sent)
         if ranked and "best_of" in names:
             names.remove("best_of")
