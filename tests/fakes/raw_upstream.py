@@ -28,6 +28,7 @@ Modes (the same for a stream and a non-stream request unless said):
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
 import threading
@@ -287,12 +288,19 @@ async def _read_request(reader: asyncio.StreamReader) -> bool:
 
 
 @contextmanager
-def raw_upstream_thread(**knobs: Any) -> Iterator[RawUpstream]:
-    """A `RawUpstream` (with *knobs*) serving from its own thread and event loop."""
+def raw_upstream_thread(niceness: int | None = None, **knobs: Any) -> Iterator[RawUpstream]:
+    """A `RawUpstream` (with *knobs*) serving from its own thread and event loop, that
+    thread at *niceness* when given (it then yields the CPU to what a test measures)."""
     # For tests that time another client: the upstream's writes (10 MB events, drips)
     # then never wait behind the test's own loop, nor the test behind them.
     loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="raw-upstream", daemon=True)
+
+    def run() -> None:
+        if niceness is not None:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="raw-upstream", daemon=True)
     thread.start()
     raw = RawUpstream(**knobs)
     try:

@@ -15,12 +15,14 @@ otherwise hold the same interpreter lock as the server and the poller.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 import httpx
@@ -97,10 +99,28 @@ class Poller:
             self.times.append(float(parts[1]))
 
 
+LOAD_NICENESS = 10  # the load generator's threads yield the CPU to the server under test
+
+
+@contextmanager
+def yielding_cpu() -> Iterator[None]:
+    """This thread at `LOAD_NICENESS` meanwhile. The faulty clients and the upstream
+    stand for other machines; on two shared cores they would otherwise take the CPU
+    the server and the poller need, and the bound would measure the harness."""
+    tid = threading.get_native_id()
+    before = os.getpriority(os.PRIO_PROCESS, tid)
+    os.setpriority(os.PRIO_PROCESS, tid, max(before, LOAD_NICENESS))
+    try:
+        yield
+    finally:
+        with suppress(PermissionError):  # lowering it again takes privilege
+            os.setpriority(os.PRIO_PROCESS, tid, before)
+
+
 @pytest.fixture(scope="module")
 def raw() -> Iterator[RawUpstream]:
-    """The misbehaving upstream, with the matrix's knobs."""
-    with raw_upstream_thread(drip_interval=0.05, cut_after=2) as server:
+    """The misbehaving upstream, with the matrix's knobs; its thread yields the CPU."""
+    with raw_upstream_thread(LOAD_NICENESS, drip_interval=0.05, cut_after=2) as server:
         yield server
 
 
@@ -164,23 +184,14 @@ def check(case: Case, stream: bool, status: int, text: str) -> None:
         assert expected.code in text, text
 
 
-# The 10 MB whole answer (four at once) met the bound in a full `make test` and with a
-# CPU-bound process beside it (52-66 ms), but a clean clone's first full run measured
-# 179 ms, then 102 ms: on two cores the upstream writing and the clients reading 40 MB
-# in this process starve the server's. Not strict until that margin is settled.
-LOADED = pytest.mark.xfail(
-    strict=False, reason="10 MB whole answer: 102-179 ms once on a clean clone (issue 13)"
-)
 CASES = list(MATRIX)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 @pytest.mark.parametrize("case", CASES)
 async def test_healthz_answers_within_bound_during_fault(
-    raw: RawUpstream, server: str, case: Case, stream: bool, request: pytest.FixtureRequest
+    raw: RawUpstream, server: str, case: Case, stream: bool
 ) -> None:
-    if (case, stream) == ("big_event", False):
-        request.applymarker(LOADED)
     raw.mode = "ok" if case == "refused" else case
     first = slowest = await measure(server, case, stream)
     if first > HEALTHZ_BOUND:
@@ -197,7 +208,7 @@ async def measure(server: str, case: Case, stream: bool) -> float:
     """Batches of *case* for `MIN_BUSY` s while polling: the slowest /healthz, in s."""
     model = "down/m" if case == "refused" else "up/m"
     batches = 0
-    with Poller(server) as poller:
+    with Poller(server) as poller, yielding_cpu():
         poller.wait_for(3)
         first = len(poller.times)
         async with httpx.AsyncClient(base_url=server, timeout=BOUND * 2) as client:
