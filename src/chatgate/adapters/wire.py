@@ -22,6 +22,7 @@ from chatgate.adapters.fields import lie as lie
 from chatgate.config import Connection
 from chatgate.errors import ConfigError, InvalidRequestError, UpstreamError
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
+from chatgate.redaction import scrubbed
 from chatgate.sources import Source
 from chatgate.types import (
     ChatChunk,
@@ -302,11 +303,12 @@ def call_id() -> str:
 
 
 def stream_error(connection: Connection, said: Any) -> UpstreamError:
-    """An error the upstream sent inside a stream, in its own words."""
+    """An error the upstream sent inside a stream, in its own words (without a Python
+    traceback or the server's file paths, `chatgate.redaction.scrubbed`)."""
     message = said.get("message") if isinstance(said, dict) else None
+    words = message if isinstance(message, str) and message else str(said)[:300]
     return UpstreamError(
-        f"connection '{connection.name}': upstream error in the stream: "
-        f"{message or str(said)[:300]}"
+        f"connection '{connection.name}': upstream error in the stream: {scrubbed(words)}"
     )
 
 
