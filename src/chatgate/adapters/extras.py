@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatgate.errors import InvalidRequestError
 from chatgate.upstream import AUTH_HEADERS, UpstreamRequest
+
+if TYPE_CHECKING:  # annotations only: the request types import this module's checks
+    from chatgate.config import Connection
+    from chatgate.types import ChatRequest
 
 # Headers the HTTP client owns: they frame the body or manage the pooled connection, so
 # one set by hand desynchronises a kept-alive upstream connection (or re-routes it).
@@ -44,6 +48,22 @@ def check_headers(headers: Mapping[str, str]) -> str | None:
         if problem is not None:
             return problem
     return None
+
+
+def finish_request(
+    upstream: UpstreamRequest, request: ChatRequest, connection: Connection
+) -> UpstreamRequest:
+    """*upstream* with *request*'s extras added under *connection*'s rules
+    (`add_request_extras`)."""
+    add_request_extras(
+        upstream,
+        request.inference_extra_params,
+        request.inference_extra_headers,
+        protected=connection.extra_body,
+        excluded=connection.exclude_params,
+        allow_auth_override=connection.allow_auth_override,
+    )
+    return upstream
 
 
 def add_request_extras(

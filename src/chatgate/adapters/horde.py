@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import quote
 
 from chatgate import __version__
-from chatgate.adapters.extras import add_request_extras
+from chatgate.adapters.extras import finish_request
 from chatgate.adapters.text_base import Samplers, TextAdapter, TextAnswer
 from chatgate.adapters.text_prompt import TEMPLATE_TOPIC, ModelFacts, TextPrompt, max_new_tokens
 from chatgate.adapters.wire import Fields, lie
@@ -170,13 +170,13 @@ class HordeJob:
 class HordeAdapter(TextAdapter):
     """AI Horde's text generation, as jobs."""
 
-    samplers: ClassVar[Samplers] = Samplers(
+    samplers: Samplers = Samplers(
         max_tokens="max_length",
         repetition_penalty="rep_pen",
         stop="stop_sequence",
         seed=None,
     )
-    native: ClassVar[frozenset[str]] = frozenset(
+    native: frozenset[str] = frozenset(
         {
             "top_a", "typical", "tfs", "rep_pen_range", "rep_pen_slope", "sampler_order",
             "use_default_badwordsids", "smoothing_factor", "dynatemp_range",
@@ -242,17 +242,9 @@ class HordeAdapter(TextAdapter):
 
     def job(self, request: ChatRequest, dropped: list[str]) -> Job | None:
         """The request as a Horde job that knows its stop strings."""
-        submit = self.build(request, dropped)
-        # The runner adds these to the requests it builds itself (`RemoteBackend._build`),
-        # not to a job's: added here, the job sends what the preview shows.
-        add_request_extras(
-            submit,
-            request.inference_extra_params,
-            request.inference_extra_headers,
-            protected=self.connection.extra_body,
-            excluded=self.connection.exclude_params,
-            allow_auth_override=self.connection.allow_auth_override,
-        )
+        # The runner finishes the requests it builds itself (`RemoteBackend._build`), not
+        # a job's: finished here, the job sends what the preview shows.
+        submit = finish_request(self.build(request, dropped), request, self.connection)
         explain = submit.explain or {}
         params = (submit.body or {}).get("params")
         params = params if isinstance(params, dict) else {}

@@ -15,7 +15,7 @@ chunks), and its context is read from ``/api/v1/config/max_context_length``. A J
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+from typing import Any
 
 from chatgate.adapters.text_base import Samplers, TextAdapter, TextAnswer, finish_of, json_grammar
 from chatgate.adapters.text_prompt import ModelFacts, TextPrompt, max_new_tokens
@@ -35,13 +35,13 @@ _SALT = os.urandom(4).hex()
 class KoboldAdapter(TextAdapter):
     """KoboldCpp, or KoboldAI Classic (``classic`` quirk)."""
 
-    samplers: ClassVar[Samplers] = Samplers(
+    samplers: Samplers = Samplers(
         max_tokens="max_length",
         repetition_penalty="rep_pen",
         stop="stop_sequence",
         seed="sampler_seed",
     )
-    native: ClassVar[frozenset[str]] = frozenset(
+    native: frozenset[str] = frozenset(
         {
             "rep_pen_range", "rep_pen_slope", "typical", "tfs", "top_a", "sampler_order",
             "dynatemp_range", "dynatemp_exponent", "smoothing_factor", "mirostat",
@@ -52,7 +52,7 @@ class KoboldAdapter(TextAdapter):
         }
     )  # fmt: skip
     # A JSON response_format is sent as a grammar (GBNF), which the generate API takes.
-    json_output: ClassVar[bool] = True
+    json_output: bool = True
     id_prefix = "kobold-"
 
     def __init__(

@@ -10,7 +10,7 @@ model's chat template, BOS and EOS text and context, and ``/tokenize`` counts to
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from chatgate.adapters.text_base import Samplers, TextAdapter, TextAnswer, finish_of
 from chatgate.adapters.text_prompt import ModelFacts, TextPrompt
@@ -23,13 +23,13 @@ ANY_OBJECT: dict[str, Any] = {"type": "object"}
 class LlamaCppAdapter(TextAdapter):
     """llama-server's ``/completion``."""
 
-    samplers: ClassVar[Samplers] = Samplers(
+    samplers: Samplers = Samplers(
         max_tokens="n_predict",
         repetition_penalty="repeat_penalty",
         presence_penalty="presence_penalty",
         frequency_penalty="frequency_penalty",
     )
-    native: ClassVar[frozenset[str]] = frozenset(
+    native: frozenset[str] = frozenset(
         {
             "typical_p", "dynatemp_range", "dynatemp_exponent", "repeat_last_n",
             "dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
@@ -39,7 +39,7 @@ class LlamaCppAdapter(TextAdapter):
             "t_max_predict_ms", "top_n_sigma",
         }
     )  # fmt: skip
-    json_output: ClassVar[bool] = True
+    json_output: bool = True
     id_prefix = "llamacpp-"
 
     def body(

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from chatgate.adapters.horde import cut_at_stop
 from chatgate.adapters.text_base import Samplers, TextAdapter, TextAnswer, TextReader
@@ -94,8 +94,8 @@ class StopCutter:
 class NovelAIAdapter(TextAdapter):
     """NovelAI's ``/ai/generate`` and ``/ai/generate-stream``."""
 
-    samplers: ClassVar[Samplers] = Samplers(max_tokens="max_length", stop=None, seed=None)
-    native: ClassVar[frozenset[str]] = frozenset(
+    samplers: Samplers = Samplers(max_tokens="max_length", stop=None, seed=None)
+    native: frozenset[str] = frozenset(
         {
             "min_length", "tail_free_sampling", "typical_p", "top_a",
             "repetition_penalty_range", "repetition_penalty_slope",

@@ -19,7 +19,7 @@ connection stops the generation.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 
@@ -69,16 +69,16 @@ OLLAMA_CONTEXT = 4096  # Ollama's own num_ctx when a Modelfile sets none
 class OllamaAdapter(TextAdapter):
     """Ollama's ``/api/generate`` (raw prompt) or ``/api/chat``."""
 
-    samplers: ClassVar[Samplers] = Samplers(
+    samplers: Samplers = Samplers(
         max_tokens="num_predict",
         repetition_penalty="repeat_penalty",
         presence_penalty="presence_penalty",
         frequency_penalty="frequency_penalty",
     )
-    native: ClassVar[frozenset[str]] = OPTION_NATIVES | TOP_NATIVES
-    json_output: ClassVar[bool] = True
+    native: frozenset[str] = OPTION_NATIVES | TOP_NATIVES
+    json_output: bool = True
     # A raw prompt gets no BOS from a template; the model's tokenizer adds its own.
-    adds_bos: ClassVar[bool] = True
+    adds_bos: bool = True
     id_prefix = "ollama-"
 
     @property

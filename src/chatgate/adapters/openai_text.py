@@ -41,7 +41,7 @@ starts with one.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any
 
 from chatgate.adapters.openai_text_flavours import FLAVOURS, FULL
 from chatgate.adapters.text_base import (
@@ -71,7 +71,7 @@ from chatgate.upstream import Credentials, SSEEvent, UpstreamRequest
 class OpenAITextAdapter(TextAdapter):
     """``/v1/completions`` of one flavour (`FLAVOURS`, by the source's id)."""
 
-    samplers: ClassVar[Samplers] = FULL
+    samplers: Samplers = FULL
     id_prefix = "cmpl-"
 
     def __init__(
@@ -87,16 +87,16 @@ class OpenAITextAdapter(TextAdapter):
             field = connection.text.grammar_field
             flavour = replace(flavour, json_form="grammar", grammar_field=field)
         self.flavour = flavour
-        # TextAdapter reads its tables from the class; this one class serves every
-        # flavour, so each instance holds its flavour's (before the prompter is made).
-        self.samplers = flavour.samplers  # type: ignore[misc]
-        self.json_output = flavour.json_form is not None  # type: ignore[misc]
-        self.adds_bos = flavour.adds_bos  # type: ignore[misc]
+        # One class serves every flavour: each instance holds its flavour's tables
+        # (before the prompter is made).
+        self.samplers = flavour.samplers
+        self.json_output = flavour.json_form is not None
+        self.adds_bos = flavour.adds_bos
         natives = flavour.natives | flavour.constraints
         self.legacy = flavour.guided and connection.vllm_guided == "legacy"
         if self.legacy:
             natives = (natives - {"structured_outputs"}) | frozenset(GUIDED_FIELDS)
-        self.native = natives  # type: ignore[misc]
+        self.native = natives
         super().__init__(connection, source, credentials, placeholder)
         base = self.base_url
         prefix = flavour.prefix

@@ -109,13 +109,13 @@ class TextAnswer:
 class TextAdapter(NativeAdapter):
     """A text-completion protocol: subclasses say where and how, this class the rest."""
 
-    samplers: ClassVar[Samplers]
+    samplers: Samplers
     # The backend's own request fields that a client may send as they are.
-    native: ClassVar[frozenset[str]] = frozenset()
+    native: frozenset[str] = frozenset()
     # Whether ``response_format`` (a JSON schema, or JSON) has a native form here.
-    json_output: ClassVar[bool] = False
+    json_output: bool = False
     # Whether the server puts its own BOS before a prompt string (llama.cpp does).
-    adds_bos: ClassVar[bool] = True
+    adds_bos: bool = True
     id_prefix: ClassVar[str] = "cmpl-"
 
     def __init__(

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from chatgate.adapters import guided
-from chatgate.adapters.extras import add_request_extras
+from chatgate.adapters.extras import finish_request
 from chatgate.adapters.registry import make_adapter
 from chatgate.adapters.wire import PlainExchange, WireAdapter, lie
 from chatgate.answers import as_chunks
@@ -168,17 +168,13 @@ class RemoteBackend(Streaming):
             request = fanout.copies(request)[0]
         return self._build(request, attempt.dropped)
 
-    def _build(self, request: ChatRequest, dropped: tuple[str, ...]) -> UpstreamRequest:
-        upstream = self.adapter.build(request, list(dropped))
-        add_request_extras(
-            upstream,
-            request.inference_extra_params,
-            request.inference_extra_headers,
-            protected=self.connection.extra_body,
-            excluded=self.connection.exclude_params,
-            allow_auth_override=self.connection.allow_auth_override,
-        )
-        return upstream
+    def _build(
+        self, request: ChatRequest, dropped: tuple[str, ...], adapter: WireAdapter | None = None
+    ) -> UpstreamRequest:
+        """The upstream request by *adapter* (this connection's, or one at another base
+        URL), with the request's extras."""
+        built = (adapter or self.adapter).build(request, list(dropped))
+        return finish_request(built, request, self.connection)
 
     async def chat(
         self, attempt: Attempt, progress: Callable[[str], None] | None = None
@@ -366,7 +362,7 @@ class RemoteBackend(Streaming):
 
         async def post(adapter: WireAdapter) -> Any:
             return await self.transport.send_json(
-                self._built(adapter, request, dropped),
+                self._build(request, dropped, adapter),
                 name,
                 self.answer_timeouts,
                 self.secrets,
@@ -377,20 +373,3 @@ class RemoteBackend(Streaming):
             return await post(self.adapter)
         except NotFoundError as exc:
             return await self._at_v1(exc, post)
-
-    def _built(
-        self, adapter: WireAdapter, request: ChatRequest, dropped: tuple[str, ...]
-    ) -> UpstreamRequest:
-        """`_build`, by *adapter* (this connection's, or one at another base URL)."""
-        if adapter is self.adapter:
-            return self._build(request, dropped)
-        upstream = adapter.build(request, list(dropped))
-        add_request_extras(
-            upstream,
-            request.inference_extra_params,
-            request.inference_extra_headers,
-            protected=self.connection.extra_body,
-            excluded=self.connection.exclude_params,
-            allow_auth_override=self.connection.allow_auth_override,
-        )
-        return upstream

@@ -54,8 +54,8 @@ class Streaming(ConnectionOperations):
     async def _look_up(self, request: ChatRequest) -> None:
         raise NotImplementedError
 
-    def _built(
-        self, adapter: WireAdapter, request: ChatRequest, dropped: tuple[str, ...]
+    def _build(
+        self, request: ChatRequest, dropped: tuple[str, ...], adapter: WireAdapter | None = None
     ) -> UpstreamRequest:
         raise NotImplementedError
 
@@ -171,7 +171,7 @@ class Streaming(ConnectionOperations):
         again (at ``/v1``, or with the schema in another form)."""
 
         async def first(adapter: WireAdapter) -> tuple[AsyncGenerator[Any, None], Any]:
-            upstream = self._built(adapter, request, dropped)
+            upstream = self._build(request, dropped, adapter)
             opened = (
                 self.transport.stream_sse
                 if upstream.framing == "sse"
