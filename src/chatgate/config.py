@@ -284,6 +284,20 @@ class Connection(_Section):
         return found
 
 
+# The front doors a client may knock on (docs/doors.md); ``[doors.<name>]`` configures one.
+DOOR_NAMES = ("openai", "sgp", "anthropic", "completions", "ollama", "kobold", "llamacpp")
+
+
+class DoorOptions(_Section):
+    """``[doors.<name>]``: which connections one front door may reach, and the model it
+    uses when a request names none (KoboldCpp and llama.cpp requests never do) or, on
+    the Ollama door, names a bare model without a connection."""
+
+    connections: list[str] | None = None  # None: every connection
+    default_model: str | None = None
+    default_connection: str | None = None
+
+
 class Settings(_Section):
     """Everything chatgate is configured with."""
 
@@ -296,6 +310,19 @@ class Settings(_Section):
     max_messages: int = Field(default=5000, ge=1)
     server: ServerSettings = Field(default_factory=ServerSettings)
     connections: list[Connection] = Field(default_factory=list)
+    doors: dict[str, DoorOptions] = Field(default_factory=dict)
+
+    @field_validator("doors")
+    @classmethod
+    def _known_doors(cls, value: dict[str, DoorOptions]) -> dict[str, DoorOptions]:
+        for name in value:
+            if name not in DOOR_NAMES:
+                raise ValueError(f"unknown door {name!r} (the doors: {', '.join(DOOR_NAMES)})")
+        return value
+
+    def door(self, name: str) -> DoorOptions:
+        """The options of the door called *name* (the defaults when not configured)."""
+        return self.doors.get(name) or _NO_DOOR_OPTIONS
 
     @field_validator("connections")
     @classmethod
@@ -323,6 +350,22 @@ class Settings(_Section):
         return out
 
 
+_NO_DOOR_OPTIONS = DoorOptions()
+
+
+def _check_doors(settings: Settings) -> None:
+    """Every connection a door names exists."""
+    known = {c.name for c in settings.connections}
+    for door, options in settings.doors.items():
+        named = [*(options.connections or ()), *filter(None, [options.default_connection])]
+        for name in named:
+            if name not in known:
+                raise ConfigError(
+                    f"config: doors.{door}: no connection is named {name!r} "
+                    f"(the connections: {', '.join(sorted(known)) or 'none'})"
+                )
+
+
 def load_settings(
     path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
 ) -> Settings:
@@ -346,6 +389,7 @@ def load_settings(
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         raise ConfigError(f"config: {where}: {first['msg']}") from None
     _add_embedded(settings, env)
+    _check_doors(settings)
     return settings
 
 

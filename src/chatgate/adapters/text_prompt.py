@@ -106,7 +106,7 @@ class Prompter:
         """The prompt text whose token count would calibrate this model's estimate, when
         the prompt is long enough for the count to matter and none was made yet."""
         model = request.model_name
-        if model in self.chars_per_token:
+        if model in self.chars_per_token or request.raw_prompt is not None:
             return None
         choice = self._choose(request)
         if choice.preset is None:
@@ -128,6 +128,8 @@ class Prompter:
 
     def render_question(self, request: ChatRequest) -> Question | None:
         """The Jinja rendering *request* needs, when it is not made yet."""
+        if request.raw_prompt is not None:
+            return None
         choice = self._choose(request)
         if choice.jinja is None:
             return None
@@ -156,6 +158,8 @@ class Prompter:
 
     def prompt(self, request: ChatRequest) -> TextPrompt:
         """The prompt for *request*, fitted to the context, with its stop strings."""
+        if request.raw_prompt is not None:
+            return _raw(request, self._context(request))
         choice = self._choose(request)
         fitted = self._fit(request, choice)
         facts = self.facts.get(request.model_name) or ModelFacts()
@@ -251,6 +255,24 @@ class Prompter:
         digest.update(orjson.dumps([template_message(m) for m in messages]))
         digest.update(orjson.dumps(request.chat_template_kwargs or {}, option=orjson.OPT_SORT_KEYS))
         return digest.hexdigest()
+
+
+def _raw(request: ChatRequest, context: int) -> TextPrompt:
+    """The client's own prompt text: no template, no fitting (the text is the client's
+    to shape), only the client's stop strings."""
+    text = request.raw_prompt or ""
+    stop = _unique(_client_stops(request))
+    explain: dict[str, Any] = {
+        "text": text,
+        "template": "raw",
+        "why": "the client sent the prompt text itself, so no template applies",
+        "context_size": context,
+        "max_new_tokens": max_new_tokens(request),
+        "estimated_tokens": estimate_tokens(text),
+        "messages_cut": 0,
+        "stop": stop,
+    }
+    return TextPrompt(text, stop, explain)
 
 
 def _configured_preset(options: TextOptions) -> instruct.InstructTemplate | None:

@@ -225,7 +225,11 @@ class LocalBackend:
     # --- requests ----------------------------------------------------------------------
 
     def _uses_text_route(self, request: ChatRequest) -> bool:
-        return request.chat_template is not None or bool(request.include_stop_str_in_output)
+        return (
+            request.chat_template is not None
+            or request.raw_prompt is not None
+            or bool(request.include_stop_str_in_output)
+        )
 
     def _pick(self) -> int:
         """The least busy serving worker (the first on a tie, which keeps a quiet

@@ -139,7 +139,10 @@ class WorkerClient:
     # --- the prompt ------------------------------------------------------------------
 
     async def prompt(self, request: ChatRequest) -> str:
-        """The prompt text: the request's own template, else the model's (in the worker)."""
+        """The prompt text: the client's raw text, the request's own template, else the
+        model's (in the worker)."""
+        if request.raw_prompt is not None:
+            return request.raw_prompt
         messages = [template_message(m) for m in request.messages]
         if request.chat_template is None:
             body: dict[str, Any] = {"messages": messages}

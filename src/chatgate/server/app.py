@@ -10,6 +10,7 @@ error object everywhere else.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,24 +27,58 @@ from chatgate.gateway import Gateway
 from chatgate.server import admin, openapi
 from chatgate.server.auth import ADMITTED, Admission, Authenticator, EdgeGuard
 from chatgate.server.dispatch import as_error, error_response, handle
-from chatgate.server.doors import openai
-from chatgate.server.doors.base import Door
-from chatgate.server.doors.openai import OpenAIDoor
-from chatgate.server.doors.sgp import SGPDoor
+from chatgate.server.doors import anthropic, completions, kobold, llamacpp, ollama, openai, sgp
+from chatgate.server.doors.base import Door, DoorEntry
 from chatgate.server.responses import dumps
 
-OPENAI_DOOR = OpenAIDoor()
-SGP_DOOR = SGPDoor()
+ENTRIES: tuple[DoorEntry, ...] = tuple(
+    module.ENTRY for module in (openai, sgp, anthropic, completions, ollama, kobold, llamacpp)
+)
+OPENAI_DOOR = openai.DOOR
 # The chat route of each door: (method, path) → door.
 CHAT_ROUTES: dict[tuple[str, str], Door] = {
-    ("POST", "/v1/chat/completions"): OPENAI_DOOR,
-    ("POST", "/v4/beta/chat/completions"): SGP_DOOR,
+    route: door for entry in ENTRIES for route, door in entry.chat.items()
 }
+# Which door's error shape a path answers in: its exact path, else its longest prefix.
+_EXACT: dict[str, Door] = {p: e.errors for e in ENTRIES for p in e.paths if not p.endswith("/")}
+_EXACT.update({path: door for (_, path), door in CHAT_ROUTES.items()})
+_PREFIXES: tuple[tuple[str, Door], ...] = tuple(
+    sorted(
+        ((p, e.errors) for e in ENTRIES for p in e.paths if p.endswith("/")),
+        key=lambda item: -len(item[0]),
+    )
+)
+# Every POST route of a door takes JSON (the content-type check in `EdgeGuard`).
+JSON_POSTS = frozenset(
+    {path for method, path in CHAT_ROUTES if method == "POST"}
+    | {
+        route.path
+        for entry in ENTRIES
+        for route in entry.routes
+        if isinstance(route, Route) and "POST" in (route.methods or ())
+    }
+)
 
 
 def door_for(path: str) -> Door:
     """The door whose error shape *path* answers in."""
-    return SGP_DOOR if path == "/v4" or path.startswith("/v4/") else OPENAI_DOOR
+    door = _EXACT.get(path)
+    if door is not None:
+        return door
+    for prefix, door in _PREFIXES:
+        if path.startswith(prefix):
+            return door
+    return OPENAI_DOOR
+
+
+def _collapsed(scope: Scope) -> Scope:
+    """*scope* with repeated slashes in its path made one (``/v1//chat/completions``, as
+    a base URL typed with a trailing slash gives)."""
+    path = _SLASHES.sub("/", scope["path"])
+    return {**scope, "path": path, "raw_path": path.encode("latin-1", "replace")}
+
+
+_SLASHES = re.compile(r"//+")
 
 
 async def healthz(request: Request) -> Response:
@@ -66,6 +101,7 @@ def create_app(gateway: Gateway, *, progress: Callable[[str], None] | None = Non
         keyed=bool(keys),
         allowed_hosts=settings.server.allowed_hosts,
         cors_origins=settings.server.cors_origins,
+        json_posts=JSON_POSTS,
     )
     secrets = gateway.resolver.secrets
 
@@ -77,17 +113,17 @@ def create_app(gateway: Gateway, *, progress: Callable[[str], None] | None = Non
         assert isinstance(exc, HTTPException)
         path = request.url.path
         headers = dict(exc.headers or {})  # keeps a 405's Allow
-        if door_for(path) is SGP_DOOR:
+        door = door_for(path)
+        if door is sgp.DOOR:  # FastAPI's own words, which SGP clients see
             body = dumps({"detail": exc.detail})
             return Response(body, exc.status_code, headers, media_type="application/json")
         if exc.status_code == 404:
-            return error_response(
-                OPENAI_DOOR, NotFoundError(f"no such route: {request.method} {path}")
-            )
-        error = ChatgateError(str(exc.detail), headers=headers)
-        error.status = exc.status_code  # type: ignore[misc]
-        error.error_type = "invalid_request_error"  # type: ignore[misc]
-        return error_response(OPENAI_DOOR, error)
+            error: ChatgateError = NotFoundError(f"no such route: {request.method} {path}")
+        else:
+            error = ChatgateError(str(exc.detail), headers=headers)
+            error.status = exc.status_code  # type: ignore[misc]
+            error.error_type = "invalid_request_error"  # type: ignore[misc]
+        return error_response(door, error)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         path = request.url.path
@@ -108,8 +144,7 @@ def create_app(gateway: Gateway, *, progress: Callable[[str], None] | None = Non
     app = Starlette(
         routes=[
             *(Route(path, not_here, methods=[method]) for method, path in CHAT_ROUTES),
-            Route("/v1/models", openai.list_models, methods=["GET"]),
-            Route("/v1/models/{model_id:path}", openai.get_model, methods=["GET"]),
+            *(route for entry in ENTRIES for route in entry.routes),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/api/connections", admin.list_connections, methods=["GET"]),
             Route("/api/connections/{name}/models", admin.connection_models, methods=["GET"]),
@@ -162,6 +197,8 @@ class Edge:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if "//" in scope["path"]:
+            scope = _collapsed(scope)
         path = scope["path"]
         admission = self.guard.admit(scope)
         if admission is not ADMITTED:

@@ -28,9 +28,9 @@ from chatgate.errors import (
 from chatgate.plan import ANONYMOUS, Caller
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
-# Every POST route takes JSON; /api/ is matched as a prefix so new admin routes are too.
+# Every POST route takes JSON: the doors' routes are named to `EdgeGuard`, and /api/ is
+# matched as a prefix so new admin routes are too.
 HOSTS_KEPT = 256  # Host values whose verdict is kept (a client sends one; an attacker many)
-JSON_PATHS = frozenset({"/v1/chat/completions", "/v4/beta/chat/completions"})
 CORS_METHODS = b"GET, POST, OPTIONS"
 CORS_HEADERS = b"authorization, content-type, x-api-key"
 CORS_EXPOSED = b"x-chatgate-dropped-params, retry-after"
@@ -113,13 +113,19 @@ class EdgeGuard:
     """The Host, CORS and content-type checks, done on the raw ASGI scope."""
 
     def __init__(
-        self, *, keyed: bool, allowed_hosts: Iterable[str] = (), cors_origins: Iterable[str] = ()
+        self,
+        *,
+        keyed: bool,
+        allowed_hosts: Iterable[str] = (),
+        cors_origins: Iterable[str] = (),
+        json_posts: Iterable[str] = (),
     ) -> None:
         # With keys, a rebound page still cannot authenticate: any Host will do.
         self.check_hosts = not keyed
         self.hosts = frozenset(_allowed_host(h) for h in allowed_hosts)
         self._hosts_seen: dict[bytes, bool] = {}
         self.origins = frozenset(_allowed_origin(o) for o in cors_origins)
+        self.json_posts = frozenset(json_posts)
 
     def admit(self, scope: Scope) -> Admission:
         """What to do with the HTTP request *scope* before it reaches a route."""
@@ -172,7 +178,9 @@ class EdgeGuard:
                     (b"access-control-max-age", CORS_MAX_AGE),
                 ),
             )
-        if method == "POST" and _json_route(scope["path"]) and not _one_json_type(types):
+        path = scope["path"]
+        json_route = path in self.json_posts or path.startswith("/api/")
+        if method == "POST" and json_route and not _one_json_type(types):
             shown = types[0].decode("latin-1")[:100] if types else "none"
             error = UnsupportedMediaTypeError(
                 f"this route takes a JSON body: send 'Content-Type: application/json' "
@@ -198,10 +206,6 @@ class EdgeGuard:
             return False
         name = parsed[0]
         return name in LOOPBACK_HOSTS or (name, None) in self.hosts or parsed in self.hosts
-
-
-def _json_route(path: str) -> bool:
-    return path in JSON_PATHS or path.startswith("/api/")
 
 
 def _one_json_type(types: list[bytes]) -> bool:

@@ -31,6 +31,7 @@ from chatgate.offload import off_loop
 from chatgate.plan import ANONYMOUS, Plan
 from chatgate.redaction import FRAGMENT
 from chatgate.server.doors.base import Door
+from chatgate.server.doors.reach import check_reach
 from chatgate.server.responses import EventStream, JSONBody, dumps
 from chatgate.types import ChatChunk, ChatResponse
 from chatgate.urls import mask_userinfo
@@ -128,7 +129,9 @@ async def handle(door: Door, request: Request) -> ASGIApp:
         body = await read_body(request, state.max_body_bytes)
 
         def plan() -> Plan:
-            return gateway.prepare(door.decode(body, gateway), caller=caller)
+            planned = gateway.prepare(door.decode(body, gateway), caller=caller)
+            check_reach(gateway, door.name, planned)
+            return planned
 
         planned = plan() if len(body) < OFF_LOOP_BYTES else await off_loop(plan)
     except ClientDisconnect:

@@ -49,7 +49,8 @@ V4_CHAT = (400, *EDGE, 404, 413, 415, 422, 429, 502, 503, 504)
 UPSTREAM = (502, 503, 504)
 
 
-def _ref(name: str) -> dict[str, str]:
+def schema_ref(name: str) -> dict[str, str]:
+    """A reference to one of the document's component schemas."""
     return {"$ref": REF.format(model=name)}
 
 
@@ -57,7 +58,7 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
-def _object(properties: dict[str, Any], *optional: str) -> dict[str, Any]:
+def json_object(properties: dict[str, Any], *optional: str) -> dict[str, Any]:
     """An object whose fields are required but *optional*; it may grow fields, which
     clients must ignore (no ``additionalProperties: false``)."""
     required = [name for name in properties if name not in optional]
@@ -68,15 +69,17 @@ STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
 MAYBE_STRING = _nullable(STRING)
 MAYBE_OBJECT = _nullable({"type": "object"})
-USAGE = _object({"prompt_tokens": INTEGER, "completion_tokens": INTEGER, "total_tokens": INTEGER})
-TOOL_CALL = _object(
+USAGE = json_object(
+    {"prompt_tokens": INTEGER, "completion_tokens": INTEGER, "total_tokens": INTEGER}
+)
+TOOL_CALL = json_object(
     {
         "id": STRING,
         "type": {"const": "function"},
-        "function": _object({"name": STRING, "arguments": STRING}),
+        "function": json_object({"name": STRING, "arguments": STRING}),
     }
 )
-MESSAGE = _object(
+MESSAGE = json_object(
     {
         "role": {"const": "assistant"},
         "content": MAYBE_STRING,
@@ -86,21 +89,21 @@ MESSAGE = _object(
     },
     *("refusal", "tool_calls", "reasoning_content"),
 )
-CHOICE = _object(
+CHOICE = json_object(
     {"index": INTEGER, "message": MESSAGE, "logprobs": MAYBE_OBJECT, "finish_reason": MAYBE_STRING},
     "logprobs",
 )
 HEAD = {"id": STRING, "created": INTEGER, "model": STRING, "system_fingerprint": MAYBE_STRING}
-COMPLETION = _object(
+COMPLETION = json_object(
     {
         **HEAD,
         "object": {"const": "chat.completion"},
         "choices": {"type": "array", "items": CHOICE},
-        "usage": _ref("Usage"),
+        "usage": schema_ref("Usage"),
     },
     "system_fingerprint",
 )
-CHUNK_CHOICE = _object(
+CHUNK_CHOICE = json_object(
     {
         "index": INTEGER,
         "delta": {"type": "object"},
@@ -109,36 +112,40 @@ CHUNK_CHOICE = _object(
     },
     "logprobs",
 )
-CHUNK = _object(
+CHUNK = json_object(
     {
         **HEAD,
         "object": {"const": "chat.completion.chunk"},
         "choices": {"type": "array", "items": CHUNK_CHOICE},
-        "usage": _nullable(_ref("Usage")),
+        "usage": _nullable(schema_ref("Usage")),
     },
     *("system_fingerprint", "usage"),
 )
-OPENAI_ERROR = _object(
+OPENAI_ERROR = json_object(
     {
-        "error": _object(
+        "error": json_object(
             {"message": STRING, "type": STRING, "param": MAYBE_STRING, "code": MAYBE_STRING}
         )
     }
 )
 LOCATION = {"type": "array", "items": {"type": ["string", "integer"]}}
-DETAIL = _object({"loc": LOCATION, "msg": STRING, "type": STRING})
-V4_ERROR = _object({"detail": {"anyOf": [STRING, {"type": "array", "items": DETAIL}]}})
-MODEL = _object(
+DETAIL = json_object({"loc": LOCATION, "msg": STRING, "type": STRING})
+V4_ERROR = json_object({"detail": {"anyOf": [STRING, {"type": "array", "items": DETAIL}]}})
+MODEL = json_object(
     {"id": STRING, "object": {"const": "model"}, "created": INTEGER, "owned_by": STRING}
 )
 # The admin answers are plain JSON that grows with the sources; the keys named are stable.
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
-CONNECTIONS = _object({"connections": {"type": "array", "items": ANY_OBJECT}})
-CONNECTION_MODELS = _object({"connection": STRING, "models": {"type": "array", "items": STRING}})
-CONNECTION_STATUS = _object({"connection": STRING, "status": STRING})
-CONNECTION_TEST = _object({"connection": STRING, "model": STRING, "ok": {"type": "boolean"}})
-HEALTH = _object({"status": {"const": "ok"}, "connections": ANY_OBJECT}, "connections")
-MODELS = _object({"object": {"const": "list"}, "data": {"type": "array", "items": _ref("Model")}})
+CONNECTIONS = json_object({"connections": {"type": "array", "items": ANY_OBJECT}})
+CONNECTION_MODELS = json_object(
+    {"connection": STRING, "models": {"type": "array", "items": STRING}}
+)
+CONNECTION_STATUS = json_object({"connection": STRING, "status": STRING})
+CONNECTION_TEST = json_object({"connection": STRING, "model": STRING, "ok": {"type": "boolean"}})
+HEALTH = json_object({"status": {"const": "ok"}, "connections": ANY_OBJECT}, "connections")
+MODELS = json_object(
+    {"object": {"const": "list"}, "data": {"type": "array", "items": schema_ref("Model")}}
+)
 NOT_ASSISTANT = {"properties": {"role": {"enum": ["system", "developer", "user", "tool"]}}}
 TOOL = {"required": ["role"], "properties": {"role": {"const": "tool"}}}
 
@@ -182,7 +189,7 @@ def _sgp_schemas(schemas: dict[str, Any]) -> dict[str, Any]:
     }
     image_part = copy.deepcopy(schemas["ImagePart"])
     image_part["title"] = "SGPImagePart"
-    image_part["properties"]["image_url"] = _ref("SGPImageURL")
+    image_part["properties"]["image_url"] = schema_ref("SGPImageURL")
     message = copy.deepcopy(schemas["Message"])
     message["title"] = "SGPMessage"
     message["required"] = []
@@ -191,13 +198,15 @@ def _sgp_schemas(schemas: dict[str, Any]) -> dict[str, Any]:
     content = message["properties"]["content"]["anyOf"]
     parts = next(option for option in content if option.get("type") == "array")
     union = parts["items"]
-    union["oneOf"] = [_ref("SGPImagePart") if r == _ref("ImagePart") else r for r in union["oneOf"]]
+    union["oneOf"] = [
+        schema_ref("SGPImagePart") if r == schema_ref("ImagePart") else r for r in union["oneOf"]
+    ]
     union["discriminator"]["mapping"]["image_url"] = REF.format(model="SGPImagePart")
     content.insert(1, copy.deepcopy(union))  # one part object instead of a list
     request = copy.deepcopy(schemas["ChatRequest"])
     request["title"] = "SGPChatRequest"
     request["description"] = "SGP v4's chat request (docs/api-v4.md)."
-    request["properties"]["messages"]["items"] = _ref("SGPMessage")
+    request["properties"]["messages"]["items"] = schema_ref("SGPMessage")
     request["properties"]["model"]["description"] = (
         "`vendor/model_name` or `vendor/model_name/deployment`."
     )
@@ -209,16 +218,20 @@ def _sgp_schemas(schemas: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
+def json_content(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON body of *schema*, as an OpenAPI content map."""
     return {"application/json": {"schema": schema}}
 
 
-def _errors(statuses: tuple[int, ...], door: str = "openai") -> dict[str, Any]:
-    shape = _ref("V4Error" if door == "sgp" else "Error")
-    return {str(s): {"description": REASONS[s], "content": _json(shape)} for s in statuses}
+def error_responses(
+    statuses: tuple[int, ...], door: str = "openai", schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The error answers of *statuses*, each with its reason and the door's shape."""
+    shape = schema or schema_ref("V4Error" if door == "sgp" else "Error")
+    return {str(s): {"description": REASONS[s], "content": json_content(shape)} for s in statuses}
 
 
-def _operation(
+def operation(
     summary: str,
     answer: dict[str, Any],
     statuses: tuple[int, ...],
@@ -226,42 +239,47 @@ def _operation(
     body: dict[str, Any] | None = None,
     params: list[dict[str, Any]] | None = None,
     door: str = "openai",
+    error_schema: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    operation: dict[str, Any] = {
+    """One operation: its 200 *answer* (content by media type), and the error answers
+    of *statuses* in the door's shape (*error_schema*, else OpenAI's or SGP's)."""
+    errors = error_responses(statuses, door, error_schema)
+    result: dict[str, Any] = {
         "summary": summary,
-        "responses": {"200": {"description": "OK", "content": answer}, **_errors(statuses, door)},
+        "responses": {"200": {"description": "OK", "content": answer}, **errors},
     }
     if body is not None:
-        operation["requestBody"] = {"required": True, "content": _json(body)}
+        result["requestBody"] = {"required": True, "content": json_content(body)}
     if params:
-        operation["parameters"] = params
-    return operation
+        result["parameters"] = params
+    return result
 
 
-def _param(where: str, name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+def parameter(where: str, name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """A path or query parameter."""
     param = {"name": name, "in": where, "schema": schema, "description": description}
     return {**param, "required": where == "path"}
 
 
 def _chat(door: str, body: str, statuses: tuple[int, ...]) -> dict[str, Any]:
     answer = {
-        **_json(_ref("ChatCompletion")),
+        **json_content(schema_ref("ChatCompletion")),
         "text/event-stream": {"schema": {**STRING, "description": SSE_DESCRIPTION[door]}},
     }
     summary = "Chat completion (SGP v4)" if door == "sgp" else "Chat completion (OpenAI)"
-    operation = _operation(summary, answer, statuses, body=_ref(body), door=door)
-    operation["responses"]["200"]["headers"] = {
+    chat = operation(summary, answer, statuses, body=schema_ref(body), door=door)
+    chat["responses"]["200"]["headers"] = {
         "x-chatgate-dropped-params": {
             "description": "The parameters dropped under `drop_params`, comma-separated.",
             "schema": STRING,
         }
     }
-    return operation
+    return chat
 
 
 def build_document() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document, as a JSON value."""
-    name = _param("path", "name", STRING, "A connection's name.")
+    name = parameter("path", "name", STRING, "A connection's name.")
     schemas = {
         **request_schemas(),
         "ChatCompletion": COMPLETION,
@@ -273,74 +291,83 @@ def build_document() -> dict[str, Any]:
     }
     paths: dict[str, Any] = {
         "/v1/chat/completions": {"post": _chat("openai", "ChatRequest", CHAT)},
+        "/chat/completions": {"post": _chat("openai", "ChatRequest", CHAT)},
         "/v1/models": {
-            "get": _operation(
+            "get": operation(
                 "Every `connection/model` id",
-                _json(MODELS),
+                json_content(MODELS),
                 (*EDGE, *UPSTREAM),
             )
         },
         "/v1/models/{model_id}": {
-            "get": _operation(
+            "get": operation(
                 "One model",
-                _json(_ref("Model")),
+                json_content(schema_ref("Model")),
                 (*EDGE, 404, *UPSTREAM),
                 params=[
-                    _param("path", "model_id", STRING, "`connection/model`; it may hold slashes.")
+                    parameter(
+                        "path", "model_id", STRING, "`connection/model`; it may hold slashes."
+                    )
                 ],
             )
         },
         "/v4/beta/chat/completions": {"post": _chat("sgp", "SGPChatRequest", V4_CHAT)},
         "/healthz": {
             "get": {
-                **_operation("Up; with a key, each connection's state too", _json(HEALTH), (403,)),
+                **operation(
+                    "Up; with a key, each connection's state too", json_content(HEALTH), (403,)
+                ),
                 # Load balancers probe without a key: it is optional here.
                 "security": [{}, {"bearer": []}, {"apiKey": []}],
             }
         },
         "/api/connections": {
-            "get": _operation("Every connection, keys masked", _json(CONNECTIONS), EDGE)
+            "get": operation("Every connection, keys masked", json_content(CONNECTIONS), EDGE)
         },
         "/api/connections/{name}/models": {
-            "get": _operation(
+            "get": operation(
                 "A connection's models: the upstream list merged with manual ids",
-                _json(CONNECTION_MODELS),
+                json_content(CONNECTION_MODELS),
                 (*EDGE, 404, *UPSTREAM),
                 params=[
                     name,
-                    _param("query", "refresh", {"enum": ["1", "true"]}, "Skip the cache."),
+                    parameter("query", "refresh", {"enum": ["1", "true"]}, "Skip the cache."),
                 ],
             )
         },
         "/api/connections/{name}/status": {
-            "get": _operation(
+            "get": operation(
                 "A free status probe",
-                _json(CONNECTION_STATUS),
+                json_content(CONNECTION_STATUS),
                 (*EDGE, 404, *UPSTREAM),
                 params=[name],
             )
         },
         "/api/connections/{name}/test": {
-            "post": _operation(
+            "post": operation(
                 "A real minimal request (billed upstream)",
-                _json(CONNECTION_TEST),
+                json_content(CONNECTION_TEST),
                 CHAT,
-                body=_object({"model": STRING}, "model"),
-                params=[name, _param("query", "model", STRING, "The model to test.")],
+                body=json_object({"model": STRING}, "model"),
+                params=[name, parameter("query", "model", STRING, "The model to test.")],
             )
         },
         "/api/preview": {
-            "post": _operation(
+            "post": operation(
                 "The upstream request a chat request would produce; nothing is sent",
-                _json(ANY_OBJECT),
+                json_content(ANY_OBJECT),
                 (400, *EDGE, 404, 413, 415),
-                body=_ref("ChatRequest"),
+                body=schema_ref("ChatRequest"),
             )
         },
+        **_doors(),
         PATH: {
-            "get": _operation("This document", {"application/json": {"schema": ANY_OBJECT}}, EDGE)
+            "get": operation("This document", {"application/json": {"schema": ANY_OBJECT}}, EDGE)
         },
     }
+    # The OpenAI routes answer at the root too, for base URLs typed without /v1.
+    paths["/models"] = paths["/v1/models"]
+    paths["/models/{model_id}"] = paths["/v1/models/{model_id}"]
     return {
         "openapi": "3.1.0",
         "info": {
@@ -362,6 +389,13 @@ def build_document() -> dict[str, Any]:
         },
         "security": [{"bearer": []}, {"apiKey": []}],
     }
+
+
+def _doors() -> dict[str, Any]:
+    """The path items each door module describes itself (``DoorEntry.openapi``)."""
+    from chatgate.server.app import ENTRIES  # the app imports this module first
+
+    return {path: item for entry in ENTRIES for path, item in entry.openapi.items()}
 
 
 def route() -> Route:

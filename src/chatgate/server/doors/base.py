@@ -8,8 +8,11 @@ so adding a door is one codec module plus its routes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+
+from starlette.routing import BaseRoute
 
 from chatgate.errors import ChatgateError
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse
@@ -44,3 +47,22 @@ class Door(Protocol):
     def error_frame(self, exc: ChatgateError) -> bytes:
         """An error after the stream began, as one frame of this door's stream."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class DoorEntry:
+    """What one door module adds to the server.
+
+    ``chat`` maps (method, path) to the door codec whose chat route it is: those go
+    through `chatgate.server.dispatch`. ``routes`` are the door's other routes (model
+    lists, versions, token counts), plain Starlette routes. ``paths`` are the paths whose
+    errors (404s included) are answered in ``errors``' shape: exact paths, or prefixes
+    ending in ``/``. ``openapi`` holds the OpenAPI path items of every route the door
+    adds beyond the OpenAI and SGP routes (``chatgate.server.openapi`` merges them).
+    """
+
+    errors: Door
+    chat: Mapping[tuple[str, str], Door] = field(default_factory=dict)
+    routes: Sequence[BaseRoute] = ()
+    paths: tuple[str, ...] = ()
+    openapi: Mapping[str, Any] = field(default_factory=dict)

@@ -23,6 +23,7 @@ from chatgate.errors import ChatgateError, InvalidRequestError, ModelNotFoundErr
 from chatgate.gateway import Gateway
 from chatgate.plan import Plan
 from chatgate.routing import model_id
+from chatgate.server.doors.base import DoorEntry
 from chatgate.server.doors.chat_shapes import render_response, sse_chunks
 from chatgate.server.responses import dumps
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse
@@ -184,3 +185,9 @@ def resolve_v4_model(model: str, gateway: Gateway) -> str:
     if head and last in conn.deployments:
         return model_id(conn.name, head, last)
     return model_id(conn.name, rest)
+
+
+DOOR = SGPDoor()
+ENTRY = DoorEntry(
+    errors=DOOR, chat={("POST", "/v4/beta/chat/completions"): DOOR}, paths=("/v4", "/v4/")
+)
