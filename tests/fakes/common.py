@@ -75,10 +75,24 @@ def pieces(text: str, size: int = 4) -> list[str]:
 # text servers, AI Horde, NovelAI). -------------------------------------------------------
 
 
+# Every word the fakes' tokenizer has seen, by id, so that ids can be turned back.
+VOCABULARY: dict[int, str] = {}
+
+
 def token_ids(text: str) -> list[int]:
     """The fakes' tokenizer: one token per whitespace-separated word, its id
     ``crc32(word) % 32000 + 100`` (deterministic, never below 100)."""
-    return [zlib.crc32(word.encode()) % 32000 + 100 for word in text.split()]
+    ids = []
+    for word in text.split():
+        token = zlib.crc32(word.encode()) % 32000 + 100
+        VOCABULARY.setdefault(token, word)
+        ids.append(token)
+    return ids
+
+
+def token_text(ids: list[int]) -> str:
+    """The words of *ids*, space-separated (an id never seen is ``<unk>``)."""
+    return " ".join(VOCABULARY.get(i, "<unk>") for i in ids)
 
 
 def echo_pieces(prompt: str) -> list[str]:

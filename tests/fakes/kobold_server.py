@@ -17,6 +17,7 @@ Routes:
 - ``POST /api/extra/tokencount`` (alias ``/api/extra/tokenize``; ``{"prompt"}``) →
   ``{"value": n, "ids": [...]}`` by `common.token_ids`: one token per whitespace-separated
   word;
+- ``POST /api/extra/detokenize`` ``{"ids"}`` → ``{"result"}`` (`common.token_text`);
 - ``GET /api/v1/model`` → ``{"result": "koboldcpp/<model>"}`` (Classic: the bare name);
   ``GET /api/v1/info/version`` → ``{"result": "1.2.5"}``; ``GET /api/v1/config/max_length``
   and ``/max_context_length`` → ``{"value": n}``;
@@ -68,6 +69,7 @@ from tests.fakes.common import (
     pieces,
     sse,
     token_ids,
+    token_text,
     type_problems,
 )
 
@@ -242,6 +244,14 @@ def build_app(state: KoboldState) -> Starlette:
         ids = token_ids(str((body or {}).get("prompt") or ""))
         return json_response({"value": len(ids), "ids": ids})
 
+    async def detokenize(request: Request) -> Response:
+        body = await state.record(request)
+        refused = denied(request) or extra(request)
+        if refused:
+            return refused
+        ids = (body or {}).get("ids") or []
+        return json_response({"result": token_text([i for i in ids if type(i) is int])})
+
     async def info(request: Request) -> Response:
         await state.record(request)
         path = request.url.path
@@ -295,6 +305,7 @@ def build_app(state: KoboldState) -> Starlette:
             Route("/api/extra/abort", abort, methods=["POST"]),
             Route("/api/extra/tokencount", tokencount, methods=["POST"]),
             Route("/api/extra/tokenize", tokencount, methods=["POST"]),
+            Route("/api/extra/detokenize", detokenize, methods=["POST"]),
             *[Route(path, info, methods=["GET"]) for path in info_paths],
         ]
     )

@@ -18,6 +18,7 @@ Routes:
   "modalities", "build_info"}``.
 - ``POST /tokenize`` ``{"content", "with_pieces"}`` → ``{"tokens": [ids]}`` (pieces:
   ``[{"id", "piece"}]``), one token per whitespace-separated word (`common.token_ids`).
+- ``POST /detokenize`` ``{"tokens"}`` → ``{"content"}`` (`common.token_text`).
 - ``GET /v1/models`` (and ``/models``) → ``{"object": "list", "data": [{"id", ...,
   "meta": {"n_ctx_train"}}], "models": [{"name", "model", ...}]}``.
 
@@ -66,6 +67,7 @@ from tests.fakes.common import (
     sample,
     sse,
     token_ids,
+    token_text,
     type_problems,
 )
 
@@ -277,6 +279,14 @@ def build_app(state: LlamaCppState) -> Starlette:
             )
         return json_response({"tokens": ids})
 
+    async def detokenize(request: Request) -> Response:
+        body = await state.record(request)
+        denied = refused(request)
+        if denied:
+            return denied
+        ids = (body or {}).get("tokens") or []
+        return json_response({"content": token_text([i for i in ids if type(i) is int])})
+
     async def models(request: Request) -> Response:
         await state.record(request)
         denied = refused(request, public=True)
@@ -305,6 +315,7 @@ def build_app(state: LlamaCppState) -> Starlette:
             Route("/v1/health", health, methods=["GET"]),
             Route("/props", props, methods=["GET"]),
             Route("/tokenize", tokenize, methods=["POST"]),
+            Route("/detokenize", detokenize, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/models", models, methods=["GET"]),
         ]

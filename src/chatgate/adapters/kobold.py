@@ -179,6 +179,19 @@ class KoboldAdapter(TextAdapter):
         """``{"value": n}``."""
         return self.read.count(self.read.of(data, dict, "the token count"), "value")
 
+    def tokenize_request(self, model: str, text: str) -> UpstreamRequest | None:
+        """``/api/extra/tokencount``, whose answer also lists the ids (KoboldCpp only)."""
+        return self.count_request(model, text)
+
+    def detokenize_request(self, model: str, ids: list[int]) -> UpstreamRequest | None:
+        """``/api/extra/detokenize`` (KoboldCpp only)."""
+        if self.classic:
+            return None
+        body = {"ids": ids}
+        return UpstreamRequest(
+            "POST", self.base_url + "/api/extra/detokenize", self.headers(), body
+        )
+
     def models_request(self, base_url: str | None = None) -> UpstreamRequest:
         """``/api/v1/model``: the one model loaded."""
         return UpstreamRequest("GET", (base_url or self.base_url) + "/api/v1/model", self.headers())

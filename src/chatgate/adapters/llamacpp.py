@@ -100,6 +100,16 @@ class LlamaCppAdapter(TextAdapter):
         """``{"tokens": [...]}``."""
         return len(self.read.items(self.read.of(data, dict, "/tokenize"), "tokens", int))
 
+    def tokenize_request(self, model: str, text: str) -> UpstreamRequest | None:
+        """``/tokenize`` without the BOS: the ids of *text* itself."""
+        body = {"content": text, "add_special": False, "parse_special": True}
+        return UpstreamRequest("POST", self.base_url + "/tokenize", self.headers(), body)
+
+    def detokenize_request(self, model: str, ids: list[int]) -> UpstreamRequest | None:
+        """``/detokenize``."""
+        body = {"tokens": ids}
+        return UpstreamRequest("POST", self.base_url + "/detokenize", self.headers(), body)
+
     def models_request(self, base_url: str | None = None) -> UpstreamRequest:
         """``/v1/models``."""
         return UpstreamRequest("GET", (base_url or self.base_url) + "/v1/models", self.headers())

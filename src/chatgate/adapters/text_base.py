@@ -174,6 +174,16 @@ class TextAdapter(NativeAdapter):
         """The answer to `count_request`: a token count."""
         return 0
 
+    def tokenize_request(self, model: str, text: str) -> UpstreamRequest | None:
+        """The request that gives *text*'s token ids; None where the server gives
+        only a count, or nothing."""
+        return None
+
+    def detokenize_request(self, model: str, ids: list[int]) -> UpstreamRequest | None:
+        """The request that turns token ids back into text; None where the server
+        cannot."""
+        return None
+
     def body(
         self, request: ChatRequest, prompt: TextPrompt, fields: dict[str, Any]
     ) -> UpstreamRequest:

@@ -202,8 +202,7 @@ class LocalBackend:
     async def preview(self, attempt: Attempt) -> dict[str, Any]:
         """The worker request, and the prompt text the model would read."""
         request, contract = attempt.request, attempt.output.contract
-        worker = self.workers[self._pick()]
-        await worker.supervisor.ready()
+        worker = await self.ready_worker()
         prompt = await worker.prompt(request)
         if self._uses_text_route(request):
             upstream = worker.completion_request(request, prompt, contract)
@@ -230,6 +229,12 @@ class LocalBackend:
             or request.raw_prompt is not None
             or bool(request.include_stop_str_in_output)
         )
+
+    async def ready_worker(self) -> WorkerClient:
+        """The least busy worker, once it serves (for the tokenizer and previews)."""
+        worker = self.workers[self._pick()]
+        await worker.supervisor.ready()
+        return worker
 
     def _pick(self) -> int:
         """The least busy serving worker (the first on a tie, which keeps a quiet

@@ -185,6 +185,21 @@ class WorkerClient:
         tokens = data.get("tokens") if isinstance(data, dict) else None
         return len(tokens) if isinstance(tokens, list) else None
 
+    async def tokenize(self, text: str) -> list[int]:
+        """The model's token ids of *text* (no BOS added)."""
+        body = {"content": text, "add_special": False}
+        data = await self.call(UpstreamRequest("POST", self.url("/tokenize"), self.headers(), body))
+        tokens = data.get("tokens") if isinstance(data, dict) else None
+        return [t for t in tokens if type(t) is int] if isinstance(tokens, list) else []
+
+    async def detokenize(self, ids: list[int]) -> str:
+        """The text of the token *ids*."""
+        body = {"tokens": ids}
+        url = self.url("/detokenize")
+        data = await self.call(UpstreamRequest("POST", url, self.headers(), body))
+        content = data.get("content") if isinstance(data, dict) else None
+        return content if isinstance(content, str) else ""
+
     async def metrics(self) -> dict[str, float]:
         """The worker's own gauges (``llamacpp:requests_processing`` and the rest)."""
         probe = UpstreamRequest("GET", self.url("/metrics"), self.headers())
