@@ -81,15 +81,17 @@ class Authenticator:
 
 
 def presented_key(scope: Scope) -> str | None:
-    """The key a request carries (``x-api-key``, else a bearer token), if any."""
+    """The key a request carries (``x-api-key``, else a bearer token), if any. An
+    empty one is none: front ends send ``Authorization: Bearer `` when no key is set."""
     bearer: str | None = None
     name: bytes
     value: bytes
     for name, value in scope["headers"]:
         if name == b"x-api-key":
-            key: str = value.decode("latin-1")
-            return key
-        if name == b"authorization":
+            key: str = value.decode("latin-1").strip()
+            if key:
+                return key
+        elif name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
             if scheme.lower() == "bearer" and token.strip():
                 bearer = token.strip()
