@@ -179,3 +179,14 @@ def test_an_option_of_another_kind_of_backend_is_refused(
     with pytest.raises(ValidationError) as caught:
         Connection(name="c", **fields)  # type: ignore[arg-type]
     assert named in str(caught.value) and "option of the" in str(caught.value)
+
+
+def test_the_store_url_comes_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('store_url = "sqlite:///x.db"\n')
+    assert load_settings(path, env={}).store_url == "sqlite:///x.db"
+    env = {"CHATGATE_STORE_URL": "postgresql://gate:pa%24s@db/gate"}
+    settings = load_settings(path, env=env)
+    assert settings.store_url == env["CHATGATE_STORE_URL"]
+    # Its password is a secret: redaction knows it, quoted and plain.
+    assert {"pa%24s", "pa$s"} <= set(settings.secrets())

@@ -2,13 +2,13 @@
 
 The file is named by ``--config PATH`` or ``CHATGATE_CONFIG``. Environment variables
 override single values (``CHATGATE_HOST``, ``CHATGATE_PORT``, ``CHATGATE_API_KEYS``,
-``CHATGATE_MODEL_PATH``, ``CHATGATE_DEFAULT_MODEL``). See ``docs/configuration.md``.
+``CHATGATE_MODEL_PATH``, ``CHATGATE_DEFAULT_MODEL``, ``CHATGATE_STORE_URL``). See
+``docs/configuration.md``.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -18,14 +18,42 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     AliasChoices,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from chatgate.config_sections import (
+    DEFAULT_HOST as DEFAULT_HOST,
+)
+from chatgate.config_sections import (
+    DEFAULT_PORT as DEFAULT_PORT,
+)
+from chatgate.config_sections import (
+    DOOR_NAMES as DOOR_NAMES,
+)
+from chatgate.config_sections import (
+    LOCAL_MODEL_NAME as LOCAL_MODEL_NAME,
+)
+from chatgate.config_sections import (
+    DoorOptions as DoorOptions,
+)
+from chatgate.config_sections import (
+    EngineOptions as EngineOptions,
+)
+from chatgate.config_sections import (
+    GoogleOptions as GoogleOptions,
+)
+from chatgate.config_sections import (
+    Section as _Section,
+)
+from chatgate.config_sections import (
+    ServerSettings as ServerSettings,
+)
+from chatgate.config_sections import (
+    TextOptions as TextOptions,
+)
 from chatgate.errors import ConfigError
 from chatgate.exchange.streams import (
     DEFAULT_MAX_EVENT_BYTES,
@@ -36,111 +64,6 @@ from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
 from chatgate.sources import EMBEDDED, SOURCES, TEXT_ADAPTERS
 from chatgate.types import NamesPolicy, PostProcessing
 from chatgate.upstream import AUTH_HEADERS
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8787
-LOCAL_MODEL_NAME = "smollm2-135m-instruct"
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ServerSettings(_Section):
-    """The ``[server]`` table."""
-
-    host: str = DEFAULT_HOST
-    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
-    api_keys: list[str] = Field(default_factory=list)
-    api_keys_env: str | None = None
-    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
-    # Host headers accepted besides loopback while no gateway key is set ("name" or
-    # "name:port"): a DNS-rebinding page arrives with its own name and is refused.
-    allowed_hosts: list[str] = Field(default_factory=list)
-    # Web origins ("https://app.example") whose pages may call the gateway (CORS).
-    cors_origins: list[str] = Field(default_factory=list)
-    # Slow clients (docs/security.md): a request head must be in this many seconds after
-    # the connection opens (or the request starts), a body this many after its head.
-    header_timeout: float = Field(default=10.0, gt=0, le=3600)
-    body_timeout: float = Field(default=60.0, gt=0, le=86400)
-    # Connections served at once; requests on more are answered 503 and closed.
-    max_connections: int = Field(default=1024, ge=1, le=1_000_000)
-
-    def resolved_keys(self, env: Mapping[str, str]) -> list[str]:
-        """The gateway keys from the file plus the variable ``api_keys_env`` names."""
-        keys = list(self.api_keys)
-        if self.api_keys_env:
-            keys += [k.strip() for k in env.get(self.api_keys_env, "").split(",") if k.strip()]
-        return keys
-
-
-class GoogleOptions(_Section):
-    """Options of a Google connection (sources ``google`` and ``vertexai``)."""
-
-    safety_settings: list[dict[str, str]] | None = None
-    region: str = "global"
-    project: str | None = None
-    service_account_file: str | None = None
-    service_account_json_env: str | None = None
-
-
-class EngineOptions(_Section):
-    """Options of the embedded engine (source ``local``)."""
-
-    model_path: str | None = None
-    model_alias: str = LOCAL_MODEL_NAME
-    context_size: int = Field(default=2048, ge=128)
-    threads: int | None = Field(default=None, ge=1)
-    threads_batch: int | None = Field(default=None, ge=1)
-    # Engine worker processes, each with its share of `parallel` (default: one per core).
-    workers: int | None = Field(default=None, ge=1, le=64)
-    # OpenMP's wait policy for the engine's threads (only matters with two or more).
-    wait_policy: Literal["active", "passive"] | None = None
-    # Seconds the engine worker may leave its watchdog's probe unanswered before it is
-    # killed and restarted (a native hang); 0 turns the watchdog off.
-    engine_watchdog: float = Field(default=30.0, ge=0)
-    parallel: int = Field(default=4, ge=1, le=64)
-    max_queue: int = Field(default=64, ge=0)
-
-
-# Which options table belongs to which adapter (a catalogue row's ``adapter``).
-class TextOptions(_Section):
-    """How a text-completion source turns a chat into one prompt (docs/instruct.md)."""
-
-    # A preset id (`chatgate.prompt.instruct.PRESET_NAMES`); unset, the preset is chosen
-    # from the model's own chat template where the server tells it, else ChatML.
-    instruct_template: str | None = None
-    # A SillyTavern instruct preset (its JSON fields), inline or read from a file at load.
-    instruct_preset: dict[str, Any] | None = None
-    instruct_template_file: str | None = None
-    # A Jinja chat template that renders the prompt instead of a preset, or "backend":
-    # the model's own template, as the server reports it.
-    chat_template: str | None = None
-    # Tokens the model reads and writes; unset, the server's figure, else 4096.
-    context_size: int | None = Field(default=None, ge=128, le=10_000_000)
-    # Ollama: how long the model stays loaded after a request ("5m", "-1", 0).
-    keep_alive: str | int | None = None
-    # Ollama: /api/generate with the prompt chatgate renders, or /api/chat.
-    ollama_api: Literal["generate", "chat"] = "generate"
-    # An OpenAI-style text server's request field for a GBNF grammar (llama-cpp-python:
-    # "grammar"): a JSON response_format is sent there as a grammar (`generic`).
-    grammar_field: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    # Queued sources (AI Horde): seconds between two polls of a job.
-    poll_interval: float = Field(default=4.0, ge=0.05, le=60)
-
-    @model_validator(mode="after")
-    def _read_preset_file(self) -> TextOptions:
-        if self.instruct_template_file and self.instruct_preset is None:
-            path = Path(self.instruct_template_file).expanduser()
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"instruct_template_file {path}: {exc}") from None
-            if not isinstance(data, dict):
-                raise ValueError(f"instruct_template_file {path}: not a JSON object")
-            self.instruct_preset = data
-        return self
-
 
 OPTION_TABLES: dict[str, tuple[frozenset[str], type[_Section]]] = {
     "google": (frozenset({"gemini"}), GoogleOptions),
@@ -284,25 +207,14 @@ class Connection(_Section):
         return found
 
 
-# The front doors a client may knock on (docs/doors.md); ``[doors.<name>]`` configures one.
-DOOR_NAMES = ("openai", "sgp", "anthropic", "completions", "ollama", "kobold", "llamacpp")
-
-
-class DoorOptions(_Section):
-    """``[doors.<name>]``: which connections one front door may reach, and the model it
-    uses when a request names none (KoboldCpp and llama.cpp requests never do) or, on
-    the Ollama door, names a bare model without a connection."""
-
-    connections: list[str] | None = None  # None: every connection
-    default_model: str | None = None
-    default_connection: str | None = None
-
-
 class Settings(_Section):
     """Everything chatgate is configured with."""
 
     default_model: str | None = None
     embedded: bool = True
+    # The store of connections, keys and usage (docs/store.md): None is the SQLite file
+    # in the user's data directory; "postgresql://..." for many instances.
+    store_url: str | None = None
     # Prompt post-processing (docs/post-processing.md).
     prompt_placeholder: str = Field(default=DEFAULT_PLACEHOLDER, min_length=1)
     names: NamesPolicy = "prefix"
@@ -347,6 +259,9 @@ class Settings(_Section):
         out = self.server.resolved_keys(env)
         for conn in self.connections:
             out += conn.secrets(env)
+        password = urlsplit(self.store_url).password if self.store_url else None
+        if password:
+            out += {password, unquote(password)}
         return out
 
 
@@ -407,6 +322,8 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         server["api_keys"] = list(server.get("api_keys", [])) + keys
     if env.get("CHATGATE_DEFAULT_MODEL"):
         raw["default_model"] = env["CHATGATE_DEFAULT_MODEL"]
+    if env.get("CHATGATE_STORE_URL"):
+        raw["store_url"] = env["CHATGATE_STORE_URL"]
 
 
 def _add_embedded(settings: Settings, env: Mapping[str, str]) -> None:
