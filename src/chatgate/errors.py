@@ -111,6 +111,14 @@ class ModelNotFoundError(NotFoundError):
     default_code = "model_not_found"
 
 
+class ConflictError(ChatgateError):
+    """A change that collides with what exists (a name taken, a read-only object)."""
+
+    status = 409
+    error_type = "invalid_request_error"
+    default_code = "conflict"
+
+
 class RequestTooLargeError(ChatgateError):
     """A body over the configured size limit."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from os import PathLike
 from typing import Any, TypeVar
@@ -18,10 +18,12 @@ from chatgate.connections import describe_connection
 from chatgate.errors import (
     ChatgateError,
     ConfigError,
+    ConflictError,
     InvalidRequestError,
     NotFoundError,
 )
 from chatgate.exchange.transport import Transport
+from chatgate.gateway_sync import SyncAPI
 from chatgate.plan import ANONYMOUS, Attempt, Caller, Observer, Plan
 from chatgate.prompt.memory import apply_memory
 from chatgate.prompt.policy import choose, shape
@@ -30,7 +32,6 @@ from chatgate.routing import resolve
 from chatgate.running import Watch, observed, past_deadline, within
 from chatgate.secrets import EnvSecrets, SecretResolver
 from chatgate.sources import EMBEDDED, SOURCES, get_source
-from chatgate.sync_loop import LoopThread
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse
 from chatgate.validation import parse_chat_request
 
@@ -66,7 +67,7 @@ class ModelInfo:
     owned_by: str
 
 
-class Gateway:
+class Gateway(SyncAPI):
     """Routes chat requests to the configured connections.
 
     Async code awaits `chat` or iterates `stream`; sync code calls `chat_sync` or
@@ -84,26 +85,75 @@ class Gateway:
         self.resolver: SecretResolver = EnvSecrets(self.settings)
         self.transport = Transport()
         self.observers: list[Observer] = []
-        placeholder = self.settings.prompt_placeholder
-        self.backends: dict[str, Backend] = {
-            conn.name: build_backend(conn, self.transport, self.resolver, placeholder)
-            for conn in self.settings.connections
-        }
-        # Deployments are the same connection at another base URL, routed as
-        # "name@deployment/model"; '@' cannot occur in a connection name.
-        self.routes: dict[str, Backend] = dict(self.backends)
+        self.backends: dict[str, Backend] = {}
+        self.routes: dict[str, Backend] = {}
         for conn in self.settings.connections:
-            if conn.deployments and not self.backends[conn.name].open_models:
-                raise ConfigError(
-                    f"connection '{conn.name}': deployments are base URLs of a remote "
-                    "source; the embedded engine has none"
-                )
-            for deployment, url in conn.deployments.items():
-                moved = conn.model_copy(update={"base_url": url, "deployments": {}})
-                self.routes[f"{conn.name}@{deployment}"] = build_backend(
-                    moved, self.transport, self.resolver, placeholder
-                )
-        self._runner: LoopThread | None = None
+            routes = self._routes_of(conn)
+            self.backends[conn.name] = routes[conn.name]
+            self.routes.update(routes)
+        # The connections of the config file: read-only while running.
+        self.configured = frozenset(self.backends)
+        # Counts live changes to the connections, so that what is cached of them (the
+        # secrets redaction looks for) is read again.
+        self.generation = 0
+        self._runner = None
+
+    def _routes_of(self, conn: Connection) -> dict[str, Backend]:
+        """The backends of *conn*: its own, and one per deployment, routed as
+        ``name@deployment/model`` ('@' cannot occur in a connection name)."""
+        placeholder = self.settings.prompt_placeholder
+        backend = build_backend(conn, self.transport, self.resolver, placeholder)
+        if conn.deployments and not backend.open_models:
+            raise ConfigError(
+                f"connection '{conn.name}': deployments are base URLs of a remote "
+                "source; the embedded engine has none"
+            )
+        routes = {conn.name: backend}
+        for deployment, url in conn.deployments.items():
+            moved = conn.model_copy(update={"base_url": url, "deployments": {}})
+            routes[f"{conn.name}@{deployment}"] = build_backend(
+                moved, self.transport, self.resolver, placeholder
+            )
+        return routes
+
+    # --- live changes ----------------------------------------------------------------
+
+    def put_connection(self, conn: Connection) -> None:
+        """Serve *conn* from now on, added or in place of the one of its name. Each
+        table is swapped whole, between two awaits: a request routes on the old tables
+        or the new, and one already planned finishes on the backend it planned with."""
+        if conn.name in self.configured:
+            raise ConflictError(
+                f"connection '{conn.name}' is in the config file, which is read-only "
+                "while chatgate runs; edit the file and restart, or choose another name",
+                param="name",
+            )
+        if conn.source == EMBEDDED:
+            raise ConflictError(
+                "the embedded engine is configured in the config file only", param="source"
+            )
+        routes = self._routes_of(conn)
+        kept = {k: v for k, v in self.routes.items() if k.partition("@")[0] != conn.name}
+        others = [c for c in self.settings.connections if c.name != conn.name]
+        self.settings.connections = [*others, conn]
+        self.backends = {**self.backends, conn.name: routes[conn.name]}
+        self.routes = {**kept, **routes}
+        self.generation += 1
+
+    def drop_connection(self, name: str) -> None:
+        """Stop serving connection *name* (a 404 from now on); requests already planned
+        on it finish."""
+        if name in self.configured:
+            raise ConflictError(
+                f"connection '{name}' is in the config file, which is read-only while "
+                "chatgate runs",
+                param="name",
+            )
+        self.backend(name)  # a 404 when there is none
+        self.settings.connections = [c for c in self.settings.connections if c.name != name]
+        self.backends = {k: v for k, v in self.backends.items() if k != name}
+        self.routes = {k: v for k, v in self.routes.items() if k.partition("@")[0] != name}
+        self.generation += 1
 
     # --- async API ---------------------------------------------------------------
 
@@ -311,57 +361,6 @@ class Gateway:
             await backend.close()
         await self.transport.aclose()
 
-    # --- sync API ----------------------------------------------------------------
-
-    def start_sync(self, progress: Callable[[str], None] | None = None) -> None:
-        """`start` for code without an event loop."""
-        self._loop().call(self.start(progress))
-
-    def chat_sync(
-        self, request: ChatRequest | dict[str, Any] | None = None, /, **fields: Any
-    ) -> ChatResponse:
-        """`chat` for code without an event loop."""
-        return self._loop().call(self.chat(request, **fields))
-
-    def stream_sync(
-        self, request: ChatRequest | dict[str, Any] | None = None, /, **fields: Any
-    ) -> Iterator[ChatChunk]:
-        """`stream` for code without an event loop."""
-        agen = self.stream(request, **fields)
-        loop = self._loop()
-        try:
-            while True:
-                try:
-                    yield loop.call(_anext(agen))
-                except StopAsyncIteration:
-                    return
-        finally:
-            aclose = getattr(agen, "aclose", None)
-            if aclose is not None:
-                loop.call(aclose())
-
-    def close(self) -> None:
-        """Release everything (sync code)."""
-        if self._runner is not None:
-            self._runner.call(self.aclose())
-            self._runner.stop()
-            self._runner = None
-        else:
-            for backend in self.backends.values():
-                backend.terminate()
-
-    def __enter__(self) -> Gateway:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Gateway:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
     # --- helpers -----------------------------------------------------------------
 
     def _coerce(
@@ -376,11 +375,6 @@ class Gateway:
             body["model"] = self.settings.default_model
         return parse_chat_request(body)
 
-    def _loop(self) -> LoopThread:
-        if self._runner is None:
-            self._runner = LoopThread()
-        return self._runner
-
 
 def _check_best_of(request: ChatRequest) -> None:
     """What ``best_of`` means on every backend: at least ``n``, and never streamed."""
@@ -394,7 +388,3 @@ def _check_best_of(request: ChatRequest) -> None:
             "best_of cannot be streamed: the best answers are known only at the end",
             param="best_of",
         )
-
-
-async def _anext(agen: AsyncIterator[T]) -> T:
-    return await anext(agen)

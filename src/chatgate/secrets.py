@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import unquote, urlsplit
 
 import orjson
 
@@ -63,8 +64,12 @@ class EnvSecrets:
         return found
 
     def secrets(self) -> list[str]:
-        """Gateway keys plus every connection's secrets."""
+        """Gateway keys, the store URL's password and every connection's secrets."""
         out = self.settings.server.resolved_keys(self.env)
+        store = self.settings.store_url
+        password = urlsplit(store).password if store else None
+        if password:
+            out += {password, unquote(password)}
         for connection in self.settings.connections:
             out += self.secrets_of(connection)
         return out

@@ -48,17 +48,20 @@ Secrets = Callable[[], list[str]]
 # Reading the configured secrets (files, variables, URLs) costs more than answering a
 # request: a set read this recently stands; what the adapters hold is read every time.
 SECRETS_TTL = 1.0
-_LIVE: weakref.WeakKeyDictionary[Gateway, tuple[float, list[str]]] = weakref.WeakKeyDictionary()
+_LIVE: weakref.WeakKeyDictionary[Gateway, tuple[float, int, list[str]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def live_secrets(gateway: Gateway) -> list[str]:
-    """Every secret in use now: the resolver's (read at most once a second) and what
-    each backend's adapter holds now (a token fetched a moment ago)."""
+    """Every secret in use now: the resolver's (read at most once a second, and at once
+    after a connection changed) and what each backend's adapter holds now (a token
+    fetched a moment ago)."""
     now = time.monotonic()
     cached = _LIVE.get(gateway)
-    if cached is None or now - cached[0] >= SECRETS_TTL:
-        cached = _LIVE[gateway] = (now, _configured(gateway))
-    found = list(cached[1])
+    if cached is None or now - cached[0] >= SECRETS_TTL or cached[1] != gateway.generation:
+        cached = _LIVE[gateway] = (now, gateway.generation, _configured(gateway))
+    found = list(cached[2])
     # What the adapters hold now (a token fetched a moment ago), read every time.
     for backend in gateway.backends.values():
         adapter = getattr(backend, "adapter", None)
