@@ -320,6 +320,9 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
     if env.get("CHATGATE_API_KEYS"):
         keys = [k.strip() for k in env["CHATGATE_API_KEYS"].split(",") if k.strip()]
         server["api_keys"] = list(server.get("api_keys", [])) + keys
+    if env.get("CHATGATE_ADMIN_KEYS"):
+        keys = [k.strip() for k in env["CHATGATE_ADMIN_KEYS"].split(",") if k.strip()]
+        server["admin_keys"] = list(server.get("admin_keys", [])) + keys
     if env.get("CHATGATE_DEFAULT_MODEL"):
         raw["default_model"] = env["CHATGATE_DEFAULT_MODEL"]
     if env.get("CHATGATE_STORE_URL"):

@@ -29,6 +29,9 @@ class ServerSettings(Section):
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
     api_keys: list[str] = Field(default_factory=list)
     api_keys_env: str | None = None
+    # Keys that may also use the admin API (/api/connections, /api/usage, the web page's
+    # routes); with none, every gateway key may (docs/admin-api.md).
+    admin_keys: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     # Host headers accepted besides loopback while no gateway key is set ("name" or
     # "name:port"): a DNS-rebinding page arrives with its own name and is refused.
@@ -43,11 +46,12 @@ class ServerSettings(Section):
     max_connections: int = Field(default=1024, ge=1, le=1_000_000)
 
     def resolved_keys(self, env: Mapping[str, str]) -> list[str]:
-        """The gateway keys from the file plus the variable ``api_keys_env`` names."""
+        """Every key that authenticates: the gateway keys from the file, those of the
+        variable ``api_keys_env`` names, and the admin keys."""
         keys = list(self.api_keys)
         if self.api_keys_env:
             keys += [k.strip() for k in env.get(self.api_keys_env, "").split(",") if k.strip()]
-        return keys
+        return [*keys, *(k for k in self.admin_keys if k not in keys)]
 
 
 class GoogleOptions(Section):

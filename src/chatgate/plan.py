@@ -22,9 +22,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who sent a request: the gateway key's label, or ``anonymous`` without keys."""
+    """Who sent a request: the gateway key's label, or ``anonymous`` without keys;
+    ``admin`` when it may use the admin API."""
 
     id: str
+    admin: bool = True
 
     def __str__(self) -> str:
         return self.id

@@ -25,6 +25,9 @@ from chatgate.server.responses import dumps
 from chatgate.urls import mask_userinfo
 from chatgate.validation import parse_chat_request
 
+# The admin API's paths: with admin keys configured, only they may call these.
+ADMIN_PREFIXES = ("/api/connections", "/api/usage", "/api/sources", "/api/preview")
+
 
 def masked(value: Any, secrets: list[str] | None = None) -> Any:
     """*value* with every URL password and every secret in its strings masked, however

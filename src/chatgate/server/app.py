@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chatgate.errors import ChatgateError, NotFoundError
 from chatgate.gateway import Gateway
 from chatgate.server import admin, openapi
-from chatgate.server.auth import ADMITTED, Admission, Authenticator, EdgeGuard
+from chatgate.server.auth import ADMITTED, Admission, Authenticator, EdgeGuard, require_admin
 from chatgate.server.dispatch import as_error, error_response, handle
 from chatgate.server.doors import anthropic, completions, kobold, llamacpp, ollama, openai, sgp
 from chatgate.server.doors.base import Door, DoorEntry
@@ -58,6 +58,11 @@ JSON_POSTS = frozenset(
         if isinstance(route, Route) and "POST" in (route.methods or ())
     }
 )
+
+
+# Answered without a key (with less: /healthz), or the page that asks for one.
+KEYLESS = frozenset({"/healthz", "/"})
+KEYLESS_PREFIXES = ("/static/",)
 
 
 def door_for(path: str) -> Door:
@@ -164,7 +169,7 @@ def create_app(gateway: Gateway, *, progress: Callable[[str], None] | None = Non
     app.state.gateway = gateway
     app.state.max_body_bytes = settings.server.max_body_bytes
     app.state.started = int(time.time())
-    return Edge(app, guard, Authenticator(keys))
+    return Edge(app, guard, Authenticator(keys, settings.server.admin_keys))
 
 
 def _adding(send: Send, headers: tuple[tuple[bytes, bytes], ...]) -> Send:
@@ -209,8 +214,13 @@ class Edge:
         try:
             # /healthz answers without a key too, with less; no route takes OPTIONS
             # (beyond the CORS preflight answered above), so it gets its 405 as it is.
-            optional = path == "/healthz" or scope["method"] == "OPTIONS"
+            # The web page and its files load without a key: the page asks for one.
+            optional = (
+                path in KEYLESS or path.startswith(KEYLESS_PREFIXES) or scope["method"] == "OPTIONS"
+            )
             caller = self.auth.authenticate(scope, optional=optional)
+            if path.startswith(admin.ADMIN_PREFIXES):
+                require_admin(caller)
         except ChatgateError as exc:
             await error_response(door_for(path), exc)(scope, receive, send)
             return

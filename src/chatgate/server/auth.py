@@ -52,8 +52,12 @@ class Authenticator:
     """The one authentication step: a request's bearer token or ``x-api-key`` against
     the configured gateway keys, giving the caller's identity."""
 
-    def __init__(self, keys: list[str]) -> None:
-        self._keys = [(k.encode(), Caller(mask_secret(k))) for k in keys]
+    def __init__(self, keys: list[str], admin_keys: Iterable[str] = ()) -> None:
+        admins = set(admin_keys)
+        # Without admin keys, every key may administer: a one-person setup needs one.
+        self._keys = [
+            (k.encode(), Caller(mask_secret(k), admin=not admins or k in admins)) for k in keys
+        ]
         self.required = bool(keys)
 
     def authenticate(self, scope: Scope, *, optional: bool = False) -> Caller | None:
@@ -78,6 +82,15 @@ class Authenticator:
         if found is None:
             raise AuthenticationError("incorrect API key provided")
         return found
+
+
+def require_admin(caller: Caller | None) -> None:
+    """A 403 unless *caller* may use the admin API."""
+    if caller is not None and not caller.admin:
+        raise PermissionDeniedError(
+            "this key may not use the admin API: use one of [server] admin_keys",
+            code="admin_key_required",
+        )
 
 
 def presented_key(scope: Scope) -> str | None:
