@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import httpx
 import pytest
 
-from chatgate.errors import AuthenticationError, ConfigError
+from chatgate.config import Settings
+from chatgate.errors import AuthenticationError, ConfigError, PermissionDeniedError
+from chatgate.gateway import Gateway
 from chatgate.plan import ANONYMOUS
-from chatgate.server.auth import Authenticator, check_bind, is_loopback
+from chatgate.server.app import create_app
+from chatgate.server.auth import Authenticator, check_bind, is_loopback, require_admin
 
 
 def request(headers: dict[str, str]) -> dict[str, Any]:
@@ -75,3 +80,40 @@ def test_binding_beyond_loopback_needs_keys() -> None:
     check_bind("0.0.0.0", ["k"])
     with pytest.raises(ConfigError, match=r"refusing to listen on 0\.0\.0\.0 without gateway keys"):
         check_bind("0.0.0.0", [])
+
+
+def test_admin_keys_set_who_may_administer() -> None:
+    # Without admin keys every key may; with them, only they.
+    open_to_all = Authenticator(["client-key-123"])
+    caller = open_to_all.authenticate(request({"x-api-key": "client-key-123"}))
+    assert caller is not None and caller.admin
+    split = Authenticator(["client-key-123", "admin-key-456"], admin_keys=["admin-key-456"])
+    client = split.authenticate(request({"x-api-key": "client-key-123"}))
+    admin = split.authenticate(request({"x-api-key": "admin-key-456"}))
+    assert client is not None and not client.admin
+    assert admin is not None and admin.admin
+    require_admin(admin)
+    with pytest.raises(PermissionDeniedError) as caught:
+        require_admin(client)
+    assert caught.value.status == 403 and caught.value.code == "admin_key_required"
+
+
+def test_the_admin_api_refuses_a_client_key_and_the_page_needs_none() -> None:
+    settings = Settings(embedded=False)
+    settings.server.api_keys = ["client-key-123"]
+    settings.server.admin_keys = ["admin-key-456"]
+    app = create_app(Gateway(settings))
+    transport = httpx.ASGITransport(app=app)
+
+    async def calls() -> list[int]:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+            client = {"x-api-key": "client-key-123"}
+            admin = {"x-api-key": "admin-key-456"}
+            return [
+                (await c.get("/api/connections", headers=client)).status_code,
+                (await c.get("/api/connections", headers=admin)).status_code,
+                (await c.get("/v1/models", headers=client)).status_code,
+                (await c.get("/api/connections")).status_code,
+            ]
+
+    assert asyncio.run(calls()) == [403, 200, 200, 401]
