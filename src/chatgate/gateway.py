@@ -168,6 +168,7 @@ class Gateway(SyncAPI):
         /,
         *,
         caller: Caller = ANONYMOUS,
+        door: str = "library",
         **fields: Any,
     ) -> Plan:
         """Validate, route, shape and plan without running: every decision about the
@@ -194,7 +195,7 @@ class Gateway(SyncAPI):
         source = get_source(connection.source)
         shaping = choose(req, connection, source)
         req = shape(req, shaping, connection, self.settings, source)
-        return Plan(req, (backend.plan(req, route),), shaping, forgotten, caller)
+        return Plan(req, (backend.plan(req, route),), shaping, forgotten, caller, door)
 
     async def run(self, plan: Plan) -> ChatResponse:
         """Run a planned request to one whole answer."""

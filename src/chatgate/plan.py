@@ -91,6 +91,7 @@ class Plan:
     shaping: Shaping
     forgotten: int = 0  # messages the memory strategy left out
     caller: Caller = ANONYMOUS
+    door: str = "library"  # the front door it came through; "library" for direct calls
 
     @property
     def first(self) -> Attempt:

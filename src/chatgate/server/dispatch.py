@@ -132,7 +132,7 @@ async def handle(door: Door, request: Request) -> ASGIApp:
         body = await read_body(request, state.max_body_bytes)
 
         def plan() -> Plan:
-            planned = gateway.prepare(door.decode(body, gateway), caller=caller)
+            planned = gateway.prepare(door.decode(body, gateway), caller=caller, door=door.name)
             check_reach(gateway, door.name, planned)
             return planned
 
