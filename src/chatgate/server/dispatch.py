@@ -160,7 +160,9 @@ def respond(door: Door, gateway: Gateway, plan: Plan, where: str) -> ASGIApp:
         return error.status, door.encode_error(error), error.headers
 
     if plan.request.stream:
-        return EventStream(_frames(door, gateway, plan, where), headers, render)
+        # SSE unless the door says otherwise (Ollama's streams are NDJSON lines).
+        media_type = getattr(door, "stream_media_type", None)
+        return EventStream(_frames(door, gateway, plan, where), headers, render, media_type)
 
     async def produce() -> tuple[int, Any, dict[str, str]]:
         answer = await gateway.run(plan)

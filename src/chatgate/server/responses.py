@@ -100,7 +100,8 @@ class JSONBody:
 
 
 class EventStream:
-    """Server-sent events: each item of *frames* is one whole frame (bytes).
+    """Server-sent events: each item of *frames* is one whole frame (bytes); with
+    *media_type*, a stream of frames of that type instead (Ollama's NDJSON lines).
 
     An error raised before the first frame still gets a plain JSON error with its own
     status; after that, *frames* must report errors as frames itself (a stream that has
@@ -112,10 +113,14 @@ class EventStream:
         frames: AsyncIterator[bytes],
         headers: dict[str, str],
         render_error: RenderError,
+        media_type: str | None = None,
     ) -> None:
         self.frames = frames
         self.headers = headers
         self.render_error = render_error
+        self.start_headers = SSE_HEADERS
+        if media_type is not None:
+            self.start_headers = [(b"content-type", media_type.encode("latin-1")), *SSE_HEADERS[1:]]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def work() -> None:
@@ -138,7 +143,7 @@ class EventStream:
                 {
                     "type": "http.response.start",
                     "status": 200,
-                    "headers": SSE_HEADERS + _header_list(self.headers),
+                    "headers": self.start_headers + _header_list(self.headers),
                 }
             )
             await send({"type": "http.response.body", "body": first, "more_body": True})
