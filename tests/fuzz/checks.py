@@ -2,8 +2,10 @@
 
 - No 5xx from chatgate's own code: 502, 503 and 504 say the upstream failed, was
   unavailable or too slow, and are fine; a 500 (or any other 5xx) is a bug in chatgate.
-- Every answer is JSON in its door's shape: ``{"detail": str | list}`` under ``/v4``, the
-  OpenAI error object everywhere else; a stream is SSE whose every frame is JSON.
+- Every answer is JSON in its door's shape: ``{"detail": str | list}`` under ``/v4``,
+  elsewhere the shape the path's door gives its errors (`chatgate.server.app.door_for`):
+  OpenAI's error object, Anthropic's, Ollama's, KoboldCpp's, llama.cpp's; a stream is SSE
+  whose every frame is JSON, or NDJSON whose every line is.
 
 A generated ``model`` is almost never one that exists, so most bodies would stop at the
 404; `map_body` points three bodies in four at models the fake upstream knows,
@@ -20,8 +22,10 @@ import schemathesis
 from schemathesis import CheckContext, HookContext, Response
 from schemathesis.generation.case import Case
 
+from chatgate.errors import ChatgateError
+from chatgate.server.app import door_for
+
 UPSTREAM_STATUSES = frozenset({502, 503, 504})
-OPENAI_ERROR_KEYS = {"message", "type", "param", "code"}
 # `connection/model` on /v1 and `vendor/model` on /v4 are spelled the same for these.
 MODELS = [
     "fake/gpt-fake-1",
@@ -61,13 +65,17 @@ def no_own_server_error(ctx: CheckContext, response: Response, case: Case[Any]) 
 
 @schemathesis.check
 def door_shaped_json(ctx: CheckContext, response: Response, case: Case[Any]) -> bool | None:
-    """The answer is JSON (or SSE of JSON frames), and an error is in the door's shape."""
+    """The answer is JSON (or a stream of JSON frames or lines), and an error is in the
+    door's shape."""
     content_type = (response.headers.get("content-type") or [""])[0]
-    sgp = case.path.startswith("/v4/")
-    if content_type.startswith("text/event-stream"):
+    path = case.path
+    if content_type.startswith(("text/event-stream", "application/x-ndjson")):
         if response.status_code != 200:
             raise AssertionError(f"a {response.status_code} sent as a stream")
-        _check_frames(response.content, sgp)
+        if content_type.startswith("application/x-ndjson"):
+            _check_lines(response.content, path)
+        else:
+            _check_frames(response.content, path)
         return None
     if not content_type.startswith("application/json"):
         raise AssertionError(f"not JSON: content-type {content_type!r}")
@@ -76,29 +84,73 @@ def door_shaped_json(ctx: CheckContext, response: Response, case: Case[Any]) -> 
     except orjson.JSONDecodeError:
         raise AssertionError(f"invalid JSON: {response.content[:300]!r}") from None
     if response.status_code >= 400:
-        _check_error(body, sgp)
-    elif not isinstance(body, dict):
-        raise AssertionError(f"an answer that is not an object: {body!r}")
+        _check_error(body, path)
+    elif not isinstance(body, dict | list):
+        raise AssertionError(f"an answer that is neither an object nor a list: {body!r}")
     return None
 
 
-def _check_error(body: Any, sgp: bool) -> None:
-    """*body* is an error in the v4 door's shape if *sgp*, else in OpenAI's."""
-    if sgp:
+def _skeleton(value: Any) -> Any:
+    """The shape of a JSON value: an object's keys (each with its value's shape), and
+    the kind of anything else (a null and a string are both "text-like")."""
+    if isinstance(value, dict):
+        return {key: _skeleton(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    return "text"
+
+
+def _check_error(body: Any, path: str) -> None:
+    """*body* is an error in the shape of the door *path* belongs to: the shape that
+    door's own codec gives an error (``Door.encode_error``), key for key."""
+    door = door_for(path)
+    if door.name == "sgp":
         if not isinstance(body, dict) or set(body) != {"detail"}:
             raise AssertionError(f"a /v4 error not shaped {{'detail': ...}}: {body!r}")
         if not isinstance(body["detail"], str | list):
             raise AssertionError(f"a /v4 detail that is neither text nor a list: {body!r}")
         return
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict) or set(error) != OPENAI_ERROR_KEYS:
-        raise AssertionError(f"an error not shaped like OpenAI's: {body!r}")
-    if not isinstance(error["message"], str) or not isinstance(error["type"], str):
-        raise AssertionError(f"an OpenAI error whose message or type is not text: {body!r}")
+    expected = _skeleton(door.encode_error(ChatgateError("a sample")))
+    got = _skeleton(body)
+    if not _same_keys(expected, got):
+        raise AssertionError(f"an error not shaped as the {door.name} door's: {body!r}")
 
 
-def _check_frames(content: bytes, sgp: bool) -> None:
-    """Every ``data:`` frame is JSON (OpenAI's stream ends with ``[DONE]``, SGP's does not)."""
+def _same_keys(expected: Any, got: Any) -> bool:
+    """Whether *got* has exactly *expected*'s keys, at every depth (leaf kinds may
+    differ: a ``param`` or ``code`` is null or text)."""
+    if isinstance(expected, dict):
+        return (
+            isinstance(got, dict)
+            and set(got) == set(expected)
+            and all(_same_keys(expected[k], got[k]) for k in expected)
+        )
+    return not isinstance(got, dict)
+
+
+def _check_lines(content: bytes, path: str) -> None:
+    """Every NDJSON line is a JSON object; an error line is in the door's shape."""
+    for line in content.splitlines():
+        if not line.strip():
+            continue
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise AssertionError(f"a stream line that is not JSON: {line[:300]!r}") from None
+        if not isinstance(value, dict):
+            raise AssertionError(f"a stream line that is not an object: {line[:300]!r}")
+        if "error" in value and "done" not in value:
+            _check_error(value, path)
+
+
+def _check_frames(content: bytes, path: str) -> None:
+    """Every ``data:`` frame is JSON (OpenAI's streams end with ``[DONE]``, others do
+    not)."""
+    sgp = door_for(path).name == "sgp"
     for frame in content.replace(b"\r\n", b"\n").split(b"\n\n"):
         lines = [line for line in frame.split(b"\n") if line]
         data = b"".join(line.removeprefix(b"data: ") for line in lines if line.startswith(b"data:"))
@@ -109,4 +161,4 @@ def _check_frames(content: bytes, sgp: bool) -> None:
         except orjson.JSONDecodeError:
             raise AssertionError(f"a stream frame that is not JSON: {frame[:300]!r}") from None
         if lines[0] == b"event: error":
-            _check_error(value, sgp)
+            _check_error(value, path)

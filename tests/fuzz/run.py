@@ -42,6 +42,8 @@ def settings_for(upstream: str) -> Settings:
     """No embedded model; one connection to the fake, one to a port nothing listens on."""
     settings = Settings(
         embedded=False,
+        # The doors whose requests name no model (KoboldCpp, llama.cpp) go here.
+        default_model="fake/gpt-fake-1",
         connections=[
             Connection(
                 name="fake",
