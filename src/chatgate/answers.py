@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from chatgate.types import FinishReason, ToolCall
+    from chatgate.types import FinishReason, RedactedThinkingPart, ThinkingPart, ToolCall
 
 
 @dataclass(slots=True)
@@ -19,6 +19,10 @@ class Usage:
 
     prompt_tokens: int
     completion_tokens: int
+    # The part of prompt_tokens read from, and written to, a prompt cache (Claude's
+    # cache_read_input_tokens and cache_creation_input_tokens); 0 where unknown.
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -33,6 +37,9 @@ class AssistantMessage:
     content: str | None
     tool_calls: list[ToolCall] | None = None
     reasoning_content: str | None = None
+    # Claude's reasoning as its signed (or redacted) blocks, in order; their thinking
+    # texts joined are reasoning_content.
+    thinking_blocks: list[ThinkingPart | RedactedThinkingPart] | None = None
 
 
 @dataclass(slots=True)
@@ -43,6 +50,7 @@ class Choice:
     message: AssistantMessage
     finish_reason: FinishReason | None
     logprobs: dict[str, Any] | None = None
+    stop_sequence: str | None = None  # the stop sequence that ended it, when told
 
 
 @dataclass(slots=True)
@@ -80,6 +88,10 @@ class Delta:
     content: str | None = None
     reasoning_content: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
+    # Claude's: the signature that closes the reasoning streamed so far, and reasoning
+    # blocks it sent encrypted. Both belong before this delta's own reasoning and text.
+    reasoning_signature: str | None = None
+    redacted_reasoning: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -90,6 +102,7 @@ class ChunkChoice:
     delta: Delta
     finish_reason: FinishReason | None = None
     logprobs: dict[str, Any] | None = None
+    stop_sequence: str | None = None  # with the finish reason: the stop sequence, when told
 
 
 @dataclass(slots=True)
@@ -120,11 +133,43 @@ def as_chunks(answer: ChatResponse, *, with_usage: bool) -> list[ChatChunk]:
             for i, c in enumerate(message.tool_calls or [])
         ]
         delta = Delta("assistant", message.content, message.reasoning_content, calls or None)
+        if message.thinking_blocks:
+            # Block by block, so that each signature still follows its own thinking.
+            *thinking, delta = _thinking_deltas(message.thinking_blocks, delta)
+            for step in thinking:
+                chunks.append(
+                    ChatChunk(
+                        answer.id, answer.created, answer.model, [ChunkChoice(choice.index, step)]
+                    )
+                )
         chunks.append(
             ChatChunk(answer.id, answer.created, answer.model, [ChunkChoice(choice.index, delta)])
         )
-        finish = ChunkChoice(choice.index, Delta(), choice.finish_reason)
+        finish = ChunkChoice(
+            choice.index, Delta(), choice.finish_reason, stop_sequence=choice.stop_sequence
+        )
         chunks.append(ChatChunk(answer.id, answer.created, answer.model, [finish]))
     if with_usage:
         chunks.append(ChatChunk(answer.id, answer.created, answer.model, [], answer.usage))
     return chunks
+
+
+def _thinking_deltas(blocks: list[ThinkingPart | RedactedThinkingPart], rest: Delta) -> list[Delta]:
+    """Reasoning blocks, then *rest* (the role, text and calls) without its reasoning, as
+    a stream carries them: a thinking block's text, its signature on the next delta, a
+    redacted block's data on the next delta too."""
+    out: list[Delta] = []
+    signature: str | None = None
+    redacted: list[str] = []
+    for block in blocks:
+        if block.type == "redacted_thinking":
+            redacted.append(block.data)
+            continue
+        out.append(Delta(None, None, block.thinking, None, signature, redacted or None))
+        signature, redacted = block.signature, []
+    rest.reasoning_content = None
+    rest.reasoning_signature, rest.redacted_reasoning = signature, redacted or None
+    out.append(rest)
+    if len(out) > 1:
+        out[0].role, rest.role = rest.role, None
+    return out

@@ -70,11 +70,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
+class CacheControl(_Strict):
+    """A prompt-cache breakpoint (Anthropic's ``cache_control``), on a part, a tool, a
+    tool call or a tool result."""
+
+    type: Literal["ephemeral"]
+    ttl: Literal["5m", "1h"] | None = None
+
+
+# The fields below that carry one backend's annotations (cache breakpoints, Claude's
+# signed thinking) are excluded from ``model_dump``: an adapter that dumps the request
+# as OpenAI JSON never forwards them to an upstream that would refuse them, and the
+# adapters that know them (Claude's, OpenRouter's) put them on the wire themselves.
+def _annotation(description: str) -> Any:
+    return Field(default=None, exclude=True, description=description)
+
+
 class TextPart(_Strict):
     """A piece of text inside a message's content list."""
 
     type: Literal["text"]
     text: str
+    cache_control: CacheControl | None = _annotation("A prompt-cache breakpoint.")
 
 
 class ImageURL(_Strict):
@@ -89,6 +106,7 @@ class ImagePart(_Strict):
 
     type: Literal["image_url"]
     image_url: ImageURL
+    cache_control: CacheControl | None = _annotation("A prompt-cache breakpoint.")
 
 
 class InputAudio(_Strict):
@@ -128,6 +146,26 @@ class ToolCall(_Strict):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
+    cache_control: CacheControl | None = _annotation("A prompt-cache breakpoint.")
+
+
+class ThinkingPart(_Strict):
+    """A block of an assistant's reasoning as Claude returned it, with the signature
+    Claude needs to see again when the conversation goes back to it."""
+
+    type: Literal["thinking"]
+    thinking: str
+    signature: str
+
+
+class RedactedThinkingPart(_Strict):
+    """A block of reasoning Claude returned encrypted: only Claude can read it back."""
+
+    type: Literal["redacted_thinking"]
+    data: str
+
+
+ThinkingBlock = Annotated[ThinkingPart | RedactedThinkingPart, Field(discriminator="type")]
 
 
 class Message(BaseModel):
@@ -141,6 +179,16 @@ class Message(BaseModel):
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
     reasoning_content: str | None = None
+    # An assistant's reasoning as signed blocks, for Claude; other backends read
+    # reasoning_content (the blocks' text) or nothing.
+    thinking_blocks: list[ThinkingBlock] | None = _annotation(
+        "An assistant's reasoning as Claude returned it (signed), sent back to Claude."
+    )
+    # On a tool message: the breakpoint and error flag of its tool result.
+    cache_control: CacheControl | None = _annotation(
+        "On a tool message: a prompt-cache breakpoint on the tool result."
+    )
+    is_error: bool | None = _annotation("On a tool message: the tool failed.")
 
     @model_validator(mode="after")
     def _check_role_fields(self) -> Message:
@@ -222,6 +270,7 @@ class Tool(_Strict):
 
     type: Literal["function"]
     function: FunctionSpec
+    cache_control: CacheControl | None = _annotation("A prompt-cache breakpoint.")
 
 
 class NamedToolChoice(_Strict):

@@ -5,14 +5,16 @@
 ``tool_use`` of the turn before, no empty text, no trailing whitespace in a final
 assistant turn) and answers with a message, or an event stream: ``message_start``,
 ``ping``, ``content_block_start`` / ``content_block_delta`` (``text_delta``,
-``input_json_delta`` in many small pieces, ``thinking_delta``) / ``content_block_stop``,
-``message_delta`` with usage, ``message_stop``.
+``input_json_delta`` in many small pieces, ``thinking_delta`` and ``signature_delta``) /
+``content_block_stop``, ``message_delta`` with usage, ``message_stop``.
+``POST {base}/messages/count_tokens`` answers ``{"input_tokens": 17}``.
 
 The model name picks the behaviour: ``error-NNN``, ``think-*`` (a thinking block
-first), ``oops-*`` (an ``error`` event mid-stream), ``tool-*`` (calls ``get_weather``
-when tools are offered). A forced tool answers with input made from its schema; a last
-turn holding a tool result is answered with ``The tool said: <result>``; images are
-counted.
+first), ``redacted-*`` (a thinking block, a redacted_thinking block, then a second
+thinking block), ``stop-*`` (stopped by the first of ``stop_sequences``), ``oops-*``
+(an ``error`` event mid-stream), ``tool-*`` (calls ``get_weather`` when tools are
+offered). A forced tool answers with input made from its schema; a last turn holding a
+tool result is answered with ``The tool said: <result>``; images are counted.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ from starlette.routing import Route
 from tests.fakes.common import TEXT, WEATHER_ARGS, FakeState, json_response, pieces, sample
 
 KEY_REVOKED = "sk-ant-Zr7Kq2Wm9Pv4"  # random-looking: a word in it would be masked as a fragment
+COUNTED = 17  # what count_tokens says, whatever it is asked
+REDACTED = [
+    {"type": "thinking", "thinking": "First, ", "signature": "c2lnMQ"},
+    {"type": "redacted_thinking", "data": "ZW5jcnlwdGVk"},
+    {"type": "thinking", "thinking": "then.", "signature": "c2lnMg"},
+]
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -79,6 +87,15 @@ def check(body: dict[str, Any]) -> str | None:
                 seen_other = True
             if kind == "image" and block["source"]["type"] not in ("base64", "url"):
                 return f"messages.{index}: bad image source"
+            if kind == "thinking" and not block.get("signature"):
+                return f"messages.{index}: thinking blocks need their signature"
+            if kind in ("thinking", "redacted_thinking") and message["role"] != "assistant":
+                return f"messages.{index}: thinking blocks belong to assistant messages"
+            cache = block.get("cache_control")
+            if cache is not None and (
+                kind.endswith("thinking") or cache.get("type") != "ephemeral"
+            ):
+                return f"messages.{index}: bad cache_control"
         previous_calls = {b["id"] for b in blocks if b["type"] == "tool_use"}
     last = messages[-1]
     if last["role"] == "assistant":
@@ -99,6 +116,8 @@ def answer(body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     out: list[dict[str, Any]] = []
     if model.startswith("think-"):
         out.append({"type": "thinking", "thinking": "Weighing it up.", "signature": "c2ln"})
+    if model.startswith("redacted-"):
+        out += [dict(block) for block in REDACTED]
     if choice.get("type") == "tool":
         tool = next(t for t in body["tools"] if t["name"] == choice["name"])
         out.append(
@@ -122,6 +141,8 @@ def answer(body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
         )
         return out, "tool_use"
     out.append({"type": "text", "text": f"I see {images} image(s)." if images else TEXT})
+    if model.startswith("stop-") and body.get("stop_sequences"):
+        return out, "stop_sequence"
     return out, "end_turn"
 
 
@@ -135,7 +156,7 @@ def message(body: dict[str, Any]) -> dict[str, Any]:
         "model": body["model"],
         "content": blocks,
         "stop_reason": reason,
-        "stop_sequence": None,
+        "stop_sequence": body["stop_sequences"][0] if reason == "stop_sequence" else None,
         "usage": {"input_tokens": 11, "output_tokens": 7, "cache_read_input_tokens": 2},
     }
 
@@ -185,10 +206,13 @@ async def events(body: dict[str, Any]) -> AsyncIterator[bytes]:
                     "delta": {"type": "thinking_delta", "thinking": block["thinking"]},
                 },
             )
+            signature = block["signature"]
             yield frame(
                 "content_block_delta",
-                {"index": index, "delta": {"type": "signature_delta", "signature": "c2ln"}},
+                {"index": index, "delta": {"type": "signature_delta", "signature": signature}},
             )
+        elif kind == "redacted_thinking":
+            yield frame("content_block_start", {"index": index, "content_block": block})
         else:
             opened = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
             yield frame("content_block_start", {"index": index, "content_block": opened})
@@ -201,7 +225,7 @@ async def events(body: dict[str, Any]) -> AsyncIterator[bytes]:
     yield frame(
         "message_delta",
         {
-            "delta": {"stop_reason": whole["stop_reason"], "stop_sequence": None},
+            "delta": {"stop_reason": whole["stop_reason"], "stop_sequence": whole["stop_sequence"]},
             "usage": {"output_tokens": 7},
         },
     )
@@ -229,6 +253,15 @@ def build_app(state: FakeState) -> Starlette:
             return StreamingResponse(events(body), media_type="text/event-stream")
         return json_response(message(body))
 
+    async def count_tokens(request: Request) -> Response:
+        body = await state.record(request)
+        if not request.headers.get("x-api-key"):
+            return error(401, "invalid x-api-key")
+        problem = check({**body, "max_tokens": 1})  # the same checks, less max_tokens
+        if problem:
+            return error(400, problem)
+        return json_response({"input_tokens": COUNTED})
+
     async def models(request: Request) -> Response:
         await state.record(request)
         if not request.headers.get("x-api-key"):
@@ -239,6 +272,7 @@ def build_app(state: FakeState) -> Starlette:
     return Starlette(
         routes=[
             Route("/{base:path}/messages", messages, methods=["POST"]),
+            Route("/{base:path}/messages/count_tokens", count_tokens, methods=["POST"]),
             Route("/{base:path}/models", models, methods=["GET"]),
         ]
     )

@@ -1,13 +1,16 @@
 """The Anthropic Messages API (source ``claude``), translated both ways (sans I/O).
 
 The request body is made by `chatgate.adapters.anthropic_request`; this module reads the
-answers, whole or streamed: text, thinking (as ``reasoning_content``), tool calls, and
-the forced `JSON_TOOL`'s input returned as the message text. See ``docs/providers.md``.
+answers, whole or streamed: text, thinking (as ``reasoning_content``, and as the signed
+blocks Claude needs back: ``thinking_blocks``, a stream's ``reasoning_signature``), tool
+calls, and the forced `JSON_TOOL`'s input returned as the message text. See
+``docs/providers.md``.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -31,6 +34,8 @@ from chatgate.types import (
     Delta,
     FinishReason,
     FunctionCall,
+    RedactedThinkingPart,
+    ThinkingPart,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -52,7 +57,7 @@ SUPPORTED = frozenset(
         "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
         "temperature", "top_p", "top_k", "stop", "user", "tools", "tool_choice",
         "parallel_tool_calls", "response_format", "reasoning_effort", "thinking",
-        "metadata", "inference_extra_params", "inference_extra_headers",
+        "metadata", "cache_control", "inference_extra_params", "inference_extra_headers",
     }
 )  # fmt: skip
 
@@ -89,13 +94,20 @@ class AnthropicAdapter(NativeAdapter):
         if not isinstance(answer.get("content"), list):
             raise lie(self.connection, "the answer is not a Messages API message")
         texts, thinking, calls = [], [], []
+        blocks: list[ThinkingPart | RedactedThinkingPart] = []
         structured = False
         for block in read.items(answer, "content", dict):
             kind = read.field(block, "type", str)
             if kind == "text":
                 texts.append(read.field(block, "text", str) or "")
             elif kind == "thinking":
-                thinking.append(read.field(block, "thinking", str) or "")
+                thought = read.field(block, "thinking", str) or ""
+                thinking.append(thought)
+                signature = read.field(block, "signature", str) or ""
+                blocks.append(ThinkingPart(type="thinking", thinking=thought, signature=signature))
+            elif kind == "redacted_thinking":
+                data = read.field(block, "data", str) or ""
+                blocks.append(RedactedThinkingPart(type="redacted_thinking", data=data))
             elif kind == "tool_use":
                 name = read.need(block, "name", str)
                 args = orjson.dumps(read.field(block, "input", dict) or {}).decode()
@@ -110,12 +122,14 @@ class AnthropicAdapter(NativeAdapter):
             content="".join(texts) if texts or not calls else None,
             tool_calls=calls or None,
             reasoning_content="".join(thinking) or None,
+            thinking_blocks=blocks or None,
         )
+        stop = read.field(answer, "stop_sequence", str)
         return ChatResponse(
             id=read.field(answer, "id", str) or "msg",
             created=int(time.time()),
             model=model,
-            choices=[Choice(0, message, finish)],
+            choices=[Choice(0, message, finish, stop_sequence=stop)],
             usage=_usage(read, read.field(answer, "usage", dict) or {}),
         )
 
@@ -142,6 +156,10 @@ class AnthropicStreamReader(ReaderBase):
         self.blocks: dict[int, tuple[str, int]] = {}  # block index -> (kind, tool index)
         self.tools = 0
         self.structured = False
+        # A signature and redacted blocks ride on the next chunk: alone, each would be
+        # an empty delta to every door but the Anthropic one.
+        self.signature: str | None = None
+        self.redacted: list[str] = []
 
     def feed(self, event: SSEEvent) -> list[ChatChunk]:
         """One event's chunks."""
@@ -158,18 +176,21 @@ class AnthropicStreamReader(ReaderBase):
             return [role_chunk(self.id, self.model, self.created)]
         if kind == "content_block_start":
             block = read.field(data, "content_block", dict) or {}
-            return self._start(read.count(data, "index"), block)
+            return self._carry(self._start(read.count(data, "index"), block))
         if kind == "content_block_delta":
-            return self._delta(read.count(data, "index"), read.field(data, "delta", dict) or {})
+            delta = read.field(data, "delta", dict) or {}
+            return self._carry(self._delta(read.count(data, "index"), delta))
         if kind == "message_delta":
-            usage = read.field(data, "usage", dict) or {}
-            completion = read.count(usage, "output_tokens", self.usage.completion_tokens)
-            self.usage = Usage(self.usage.prompt_tokens, completion)
-            reason = read.field(read.field(data, "delta", dict) or {}, "stop_reason", str)
+            self.usage = _later_usage(read, read.field(data, "usage", dict) or {}, self.usage)
+            said = read.field(data, "delta", dict) or {}
+            reason = read.field(said, "stop_reason", str)
             if reason is None:
                 return []
             self.finished = True
-            return [self.chunk(Delta(), _finish(reason, self.structured), usage=self.usage)]
+            last = self.chunk(Delta(), _finish(reason, self.structured), usage=self.usage)
+            for choice in last.choices:
+                choice.stop_sequence = read.field(said, "stop_sequence", str)
+            return self._carry([last])
         if kind == "message_stop":
             self.finished = self.done = True
             return []
@@ -190,8 +211,24 @@ class AnthropicStreamReader(ReaderBase):
             call = ToolCallDelta(self.tools - 1, id=call_id, name=name, arguments="")
             return [self.chunk(Delta(tool_calls=[call]))]
         self.blocks[index] = (str(kind), -1)
+        if kind == "redacted_thinking":
+            self.redacted.append(read.field(block, "data", str) or "")
+            return []
+        if kind == "thinking":
+            thought = read.field(block, "thinking", str)
+            return [self.chunk(Delta(reasoning_content=thought))] if thought else []
         text = read.field(block, "text", str) if kind == "text" else None
         return [self.chunk(Delta(content=text))] if text else []
+
+    def _carry(self, chunks: list[ChatChunk]) -> list[ChatChunk]:
+        """*chunks*, the first of them carrying the signature and redacted blocks read
+        since the last chunk."""
+        if chunks and (self.signature is not None or self.redacted):
+            for choice in chunks[0].choices:
+                choice.delta.reasoning_signature = self.signature
+                choice.delta.redacted_reasoning = self.redacted or None
+            self.signature, self.redacted = None, []
+        return chunks
 
     def _delta(self, index: int, delta: dict[str, Any]) -> list[ChatChunk]:
         read = self.read
@@ -209,7 +246,9 @@ class AnthropicStreamReader(ReaderBase):
             if block == "json":
                 return [self.chunk(Delta(content=part))]
             return [self.chunk(Delta(tool_calls=[ToolCallDelta(tool, arguments=part)]))]
-        return []  # signature_delta and citations carry nothing OpenAI has
+        if kind == "signature_delta":
+            self.signature = (self.signature or "") + (read.field(delta, "signature", str) or "")
+        return []  # citations carry nothing a door shows
 
 
 def _finish(reason: str | None, structured: bool) -> FinishReason:
@@ -219,11 +258,19 @@ def _finish(reason: str | None, structured: bool) -> FinishReason:
 
 
 def _usage(read: Fields, raw: dict[str, Any]) -> Usage:
-    prompt = sum(
-        read.count(raw, k)
-        for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-    )
-    return Usage(prompt, read.count(raw, "output_tokens"))
+    cached = read.count(raw, "cache_read_input_tokens")
+    written = read.count(raw, "cache_creation_input_tokens")
+    prompt = read.count(raw, "input_tokens") + cached + written
+    return Usage(prompt, read.count(raw, "output_tokens"), cached, written)
+
+
+def _later_usage(read: Fields, raw: dict[str, Any], before: Usage) -> Usage:
+    """*before* updated by a ``message_delta``'s usage: the output count, and the input
+    counts when it gives them again (the cache counts may settle only then)."""
+    completion = read.count(raw, "output_tokens", before.completion_tokens)
+    if raw.get("input_tokens") is None:
+        return replace(before, completion_tokens=completion)
+    return replace(_usage(read, raw), completion_tokens=completion)
 
 
 def _stream_error(connection: Connection, data: Any) -> ChatgateError:

@@ -6,6 +6,11 @@ tool results ``tool_result`` blocks in a user turn; same-role neighbours merge; 
 conversation that does not start with the user gets the placeholder first; a final
 assistant message is continued (prefill). ``response_format`` is a forced tool
 (`JSON_TOOL`) whose input the answer returns as the message text.
+
+What only Claude reads goes as the client gave it: ``cache_control`` breakpoints on
+system and message text, images, tools, tool calls and tool results; an assistant's
+signed ``thinking`` and ``redacted_thinking`` blocks, first in its turn; ``is_error`` on
+a tool result.
 """
 
 from __future__ import annotations
@@ -15,7 +20,15 @@ from typing import Any
 from chatgate.adapters.images import image
 from chatgate.adapters.wire import Turn, arguments, leading_system, merge_turns
 from chatgate.errors import InvalidRequestError
-from chatgate.types import ChatRequest, JSONObjectFormat, JSONSchemaFormat, Message
+from chatgate.types import (
+    CacheControl,
+    ChatRequest,
+    ContentPart,
+    JSONObjectFormat,
+    JSONSchemaFormat,
+    Message,
+    TextPart,
+)
 
 DEFAULT_MAX_TOKENS = 4096
 JSON_TOOL = "json_output"  # the forced tool that carries structured output
@@ -49,7 +62,7 @@ def body(request: ChatRequest, dropped: list[str], placeholder: str) -> dict[str
     _tools(request, out)
     _thinking(request, out)
     extra = request.model_extra or {}
-    for name in ("metadata", "thinking"):
+    for name in ("metadata", "thinking", "cache_control"):
         if name in extra and name not in skip:
             out[name] = extra[name]
     return out
@@ -60,7 +73,7 @@ def _messages(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(system blocks, messages)."""
     system, rest = leading_system(messages)
-    blocks = [{"type": "text", "text": m.text()} for m in system if m.text()]
+    blocks = [block for m in system for block in _system_blocks(m)]
     offset = len(system)
     turns = merge_turns(_turn(message, f"messages[{offset + i}]") for i, message in enumerate(rest))
     out: list[dict[str, Any]] = [{"role": r, "content": c} for r, c in turns]
@@ -78,45 +91,96 @@ def _messages(
     return blocks, out
 
 
+def _system_blocks(message: Message) -> list[dict[str, Any]]:
+    """A system message's text as one block; as its own parts when one of them marks a
+    cache breakpoint, which must stay on the text it marks."""
+    content = message.content
+    if isinstance(content, list) and any(_cache(p) for p in content):
+        return [_text(p) for p in content if isinstance(p, TextPart) and p.text]
+    text = message.text()
+    return [{"type": "text", "text": text}] if text else []
+
+
+def _cache(part: ContentPart) -> CacheControl | None:
+    return getattr(part, "cache_control", None)
+
+
+def _marked(block: dict[str, Any], cache: CacheControl | None) -> dict[str, Any]:
+    if cache is not None:
+        block["cache_control"] = cache.model_dump(exclude_none=True)
+    return block
+
+
+def _text(part: TextPart) -> dict[str, Any]:
+    return _marked({"type": "text", "text": part.text}, part.cache_control)
+
+
+def _tool_result(message: Message, param: str) -> dict[str, Any]:
+    """A tool message as a ``tool_result`` block: its text, or its blocks when it holds
+    an image or a cache breakpoint."""
+    content = message.content
+    result: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id or ""}
+    if isinstance(content, list) and any(p.type != "text" or _cache(p) for p in content):
+        result["content"] = _blocks(content, param)
+    else:
+        result["content"] = message.text()
+    if message.is_error:
+        result["is_error"] = True
+    return _marked(result, message.cache_control)
+
+
+def _blocks(content: list[ContentPart], param: str) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for index, part in enumerate(content):
+        if part.type == "text":
+            if part.text:
+                blocks.append(_text(part))
+        elif part.type == "image_url":
+            image_block = _image(part.image_url.url, f"{param}.content[{index}]")
+            blocks.append(_marked(image_block, part.cache_control))
+        elif part.type == "refusal":
+            blocks.append({"type": "text", "text": part.refusal})
+        else:
+            raise InvalidRequestError(
+                f"Claude does not take '{part.type}' content parts",
+                param=f"{param}.content[{index}]",
+                code="unsupported_content",
+            )
+    return blocks
+
+
+def _signed_thinking(message: Message) -> list[dict[str, Any]]:
+    """An assistant's signed reasoning, as Claude gave it. A block without a signature
+    was not Claude's (another backend's reasoning, shown as a thinking block): Claude
+    would refuse it, so it is left out."""
+    out: list[dict[str, Any]] = []
+    for block in message.thinking_blocks or ():
+        if block.type == "thinking" and not block.signature:
+            continue
+        out.append(block.model_dump())
+    return out
+
+
 def _turn(message: Message, param: str) -> Turn:
     if message.role == "tool":
-        result = {
-            "type": "tool_result",
-            "tool_use_id": message.tool_call_id or "",
-            "content": message.text(),
-        }
-        return "user", [result]
+        return "user", [_tool_result(message, param)]
     role = "assistant" if message.role == "assistant" else "user"
-    blocks: list[dict[str, Any]] = []
+    blocks: list[dict[str, Any]] = _signed_thinking(message) if role == "assistant" else []
     content = message.content
     if isinstance(content, str):
         if content:
             blocks.append({"type": "text", "text": content})
     elif content is not None:
-        for index, part in enumerate(content):
-            if part.type == "text":
-                if part.text:
-                    blocks.append({"type": "text", "text": part.text})
-            elif part.type == "image_url":
-                blocks.append(_image(part.image_url.url, f"{param}.content[{index}]"))
-            elif part.type == "refusal":
-                blocks.append({"type": "text", "text": part.refusal})
-            else:
-                raise InvalidRequestError(
-                    f"Claude does not take '{part.type}' content parts",
-                    param=f"{param}.content[{index}]",
-                    code="unsupported_content",
-                )
+        blocks += _blocks(content, param)
     for index, call in enumerate(message.tool_calls or []):
         where = f"{param}.tool_calls[{index}].function.arguments"
-        blocks.append(
-            {
-                "type": "tool_use",
-                "id": call.id,
-                "name": call.function.name,
-                "input": arguments(call.function.arguments, where),
-            }
-        )
+        use = {
+            "type": "tool_use",
+            "id": call.id,
+            "name": call.function.name,
+            "input": arguments(call.function.arguments, where),
+        }
+        blocks.append(_marked(use, call.cache_control))
     return role, blocks
 
 
@@ -130,11 +194,14 @@ def _image(url: str, param: str) -> dict[str, Any]:
 
 def _tools(request: ChatRequest, body: dict[str, Any]) -> None:
     tools = [
-        {
-            "name": t.function.name,
-            **({"description": t.function.description} if t.function.description else {}),
-            "input_schema": t.function.parameters or {"type": "object", "properties": {}},
-        }
+        _marked(
+            {
+                "name": t.function.name,
+                **({"description": t.function.description} if t.function.description else {}),
+                "input_schema": t.function.parameters or {"type": "object", "properties": {}},
+            },
+            t.cache_control,
+        )
         for t in request.tools or []
     ]
     choice: dict[str, Any] | None = None

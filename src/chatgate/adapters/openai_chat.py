@@ -42,6 +42,10 @@ from chatgate.types import (
 from chatgate.upstream import Credentials, SSEEvent, UpstreamRequest
 
 MISTRAL_ID = re.compile(r"^[A-Za-z0-9]{9}$")
+# The sources that take Anthropic's cache_control on text parts (OpenRouter passes it on
+# to the providers that cache). Everywhere else the field is not sent: the request's
+# model_dump leaves it out (`chatgate.types.TextPart`), and strict servers refuse it.
+CACHE_CONTROL_SOURCES = frozenset({"openrouter"})
 
 
 class OpenAIChatAdapter(PlainExchange):
@@ -101,6 +105,8 @@ class OpenAIChatAdapter(PlainExchange):
         if not self.source.user_field:
             body.pop("user", None)
         body["model"] = request.model_name
+        if self.source.id in CACHE_CONTROL_SOURCES:
+            _cache_marks(body["messages"], request)
         body["messages"] = self._messages(body["messages"], has_tools=bool(request.tools))
         quirks = self.source.quirks
         if "mistral_seed" in quirks and "seed" in body:
@@ -279,6 +285,17 @@ def _scrubbed_error(said: Any) -> Any:
     if isinstance(said, dict) and isinstance(said.get("message"), str):
         return {**said, "message": scrubbed(said["message"])}
     return scrubbed(said) if isinstance(said, str) else said
+
+
+def _cache_marks(messages: list[dict[str, Any]], request: ChatRequest) -> None:
+    """The cache breakpoints of *request*'s text parts, put back on the dumped
+    *messages* (one for one, in order)."""
+    for dumped, message in zip(messages, request.messages, strict=True):
+        if not isinstance(message.content, list):
+            continue
+        for part, out in zip(message.content, dumped["content"], strict=True):
+            if part.type == "text" and part.cache_control is not None:
+                out["cache_control"] = part.cache_control.model_dump(exclude_none=True)
 
 
 def _dig(item: dict[str, Any], path: str) -> Any:
