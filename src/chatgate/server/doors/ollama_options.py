@@ -26,8 +26,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from chatgate.adapters.ollama import OPTION_NATIVES
 from chatgate.errors import ChatgateError, InvalidRequestError
+from chatgate.model_info import OLLAMA_OPTIONS as OPTION_NATIVES
 from chatgate.validation import INT64_MAX, INT64_MIN
 
 log = logging.getLogger("chatgate.server")
