@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +20,9 @@ from chatgate.server.app import create_app
 from tests.fakes.openai_server import FakeOpenAI, build_app, serve
 from tests.fakes.text_conftest import *  # noqa: F403 - the text backends' fakes
 
+# No test touches the user's own data directory: the store's default SQLite file (and
+# its key file) go under a directory of this run's.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="chatgate-tests-data-")
 GATEWAY_KEY = "sk-test-gateway-key-0123456789abcd"
 MODEL = "local/smollm2-135m-instruct"
 
@@ -36,7 +41,10 @@ class LiveServer:
 
 
 def start_server(settings: Settings) -> tuple[LiveServer, uvicorn.Server, threading.Thread]:
-    """Start uvicorn in a thread; return once it accepts requests."""
+    """Start uvicorn in a thread; return once it accepts requests. Each server gets a
+    store of its own (an empty SQLite file) unless the settings name one."""
+    if settings.store_url is None:
+        settings.store_url = f"sqlite:///{tempfile.mkdtemp(prefix='chatgate-store-')}/store.db"
     gateway = Gateway(settings)
     app = create_app(gateway)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

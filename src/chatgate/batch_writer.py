@@ -31,7 +31,7 @@ class BatchWriter(Generic[T]):
 
     def __init__(
         self,
-        sink: Callable[[Sequence[T]], None],
+        sink: Callable[[Sequence[T]], object],
         *,
         max_batch: int = 500,
         max_delay: float = 0.2,

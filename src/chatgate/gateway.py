@@ -18,11 +18,11 @@ from chatgate.connections import describe_connection
 from chatgate.errors import (
     ChatgateError,
     ConfigError,
-    ConflictError,
     InvalidRequestError,
     NotFoundError,
 )
 from chatgate.exchange.transport import Transport
+from chatgate.gateway_live import LiveConnections
 from chatgate.gateway_sync import SyncAPI
 from chatgate.plan import ANONYMOUS, Attempt, Caller, Observer, Plan
 from chatgate.prompt.memory import apply_memory
@@ -67,7 +67,7 @@ class ModelInfo:
     owned_by: str
 
 
-class Gateway(SyncAPI):
+class Gateway(LiveConnections, SyncAPI):
     """Routes chat requests to the configured connections.
 
     Async code awaits `chat` or iterates `stream`; sync code calls `chat_sync` or
@@ -87,6 +87,8 @@ class Gateway(SyncAPI):
         self.observers: list[Observer] = []
         self.backends: dict[str, Backend] = {}
         self.routes: dict[str, Backend] = {}
+        self.labelled: dict[tuple[str, str], Backend] = {}
+        self.unavailable: dict[str, str] = {}
         for conn in self.settings.connections:
             routes = self._routes_of(conn)
             self.backends[conn.name] = routes[conn.name]
@@ -97,63 +99,6 @@ class Gateway(SyncAPI):
         # secrets redaction looks for) is read again.
         self.generation = 0
         self._runner = None
-
-    def _routes_of(self, conn: Connection) -> dict[str, Backend]:
-        """The backends of *conn*: its own, and one per deployment, routed as
-        ``name@deployment/model`` ('@' cannot occur in a connection name)."""
-        placeholder = self.settings.prompt_placeholder
-        backend = build_backend(conn, self.transport, self.resolver, placeholder)
-        if conn.deployments and not backend.open_models:
-            raise ConfigError(
-                f"connection '{conn.name}': deployments are base URLs of a remote "
-                "source; the embedded engine has none"
-            )
-        routes = {conn.name: backend}
-        for deployment, url in conn.deployments.items():
-            moved = conn.model_copy(update={"base_url": url, "deployments": {}})
-            routes[f"{conn.name}@{deployment}"] = build_backend(
-                moved, self.transport, self.resolver, placeholder
-            )
-        return routes
-
-    # --- live changes ----------------------------------------------------------------
-
-    def put_connection(self, conn: Connection) -> None:
-        """Serve *conn* from now on, added or in place of the one of its name. Each
-        table is swapped whole, between two awaits: a request routes on the old tables
-        or the new, and one already planned finishes on the backend it planned with."""
-        if conn.name in self.configured:
-            raise ConflictError(
-                f"connection '{conn.name}' is in the config file, which is read-only "
-                "while chatgate runs; edit the file and restart, or choose another name",
-                param="name",
-            )
-        if conn.source == EMBEDDED:
-            raise ConflictError(
-                "the embedded engine is configured in the config file only", param="source"
-            )
-        routes = self._routes_of(conn)
-        kept = {k: v for k, v in self.routes.items() if k.partition("@")[0] != conn.name}
-        others = [c for c in self.settings.connections if c.name != conn.name]
-        self.settings.connections = [*others, conn]
-        self.backends = {**self.backends, conn.name: routes[conn.name]}
-        self.routes = {**kept, **routes}
-        self.generation += 1
-
-    def drop_connection(self, name: str) -> None:
-        """Stop serving connection *name* (a 404 from now on); requests already planned
-        on it finish."""
-        if name in self.configured:
-            raise ConflictError(
-                f"connection '{name}' is in the config file, which is read-only while "
-                "chatgate runs",
-                param="name",
-            )
-        self.backend(name)  # a 404 when there is none
-        self.settings.connections = [c for c in self.settings.connections if c.name != name]
-        self.backends = {k: v for k, v in self.backends.items() if k != name}
-        self.routes = {k: v for k, v in self.routes.items() if k.partition("@")[0] != name}
-        self.generation += 1
 
     # --- async API ---------------------------------------------------------------
 
@@ -169,6 +114,7 @@ class Gateway(SyncAPI):
         *,
         caller: Caller = ANONYMOUS,
         door: str = "library",
+        key_label: str | None = None,
         **fields: Any,
     ) -> Plan:
         """Validate, route, shape and plan without running: every decision about the
@@ -186,6 +132,8 @@ class Gateway(SyncAPI):
         if req.best_of is not None:
             _check_best_of(req)
         route, backend = resolve(req.model, self.routes)
+        if key_label is not None or self.unavailable:
+            backend = self.keyed_backend(route, backend, key_label)
         connection = backend.connection
         forgotten = 0
         if req.memory_strategy is not None:

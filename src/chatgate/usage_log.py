@@ -25,7 +25,7 @@ class UsageLog:
 
     def __init__(
         self,
-        sink: Callable[[Sequence[UsageRow]], None],
+        sink: Callable[[Sequence[UsageRow]], object],
         *,
         secrets: Callable[[], list[str]] = list,
         max_delay: float = 0.2,

@@ -3,6 +3,7 @@ and URL passwords masked on every surface that shows a base URL."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import pytest
 from chatgate.cli import main
 from chatgate.config import Connection, Settings
 from chatgate.errors import ConfigError
+from chatgate.gateway import Gateway
+from chatgate.server.app import create_app
 from chatgate.server.auth import EdgeGuard
 from chatgate.urls import clean_base_url, mask_userinfo
 from tests.conftest import LiveServer, start_server
@@ -248,7 +251,7 @@ ERRORS: list[tuple[str, str, int, dict[str, Any] | None]] = [
     ("GET", "/v1/nothing", 404, None),
     ("GET", "/v1/chat/completions", 405, None),
     ("POST", "/api/nothing", 404, None),
-    ("GET", "/", 404, None),
+    ("GET", "/nothing/here", 404, None),
 ]
 
 
@@ -408,3 +411,33 @@ def test_edge_settings_are_checked(hosts: list[str], origins: list[str], valid: 
         return
     with pytest.raises(ConfigError):
         EdgeGuard(keyed=False, allowed_hosts=hosts, cors_origins=origins)
+
+
+def test_only_the_kobold_abort_may_come_without_a_body_or_type() -> None:
+    settings = Settings(embedded=False, default_model="none/m")
+    app = create_app(Gateway(settings))
+    transport = httpx.ASGITransport(app=app)
+
+    async def calls() -> list[int]:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+            return [
+                (await c.post("/api/extra/abort")).status_code,
+                (await c.post("/api/extra/abort", content=b"x")).status_code,
+                (await c.post("/api/connections/none/test")).status_code,
+                (await c.post("/api/preview")).status_code,
+            ]
+
+    assert asyncio.run(calls()) == [200, 415, 415, 415]
+
+
+def test_llama_servers_health_needs_no_key() -> None:
+    settings = Settings(embedded=False, default_model="none/m")
+    settings.server.api_keys = ["sk-edge-health-key-0001"]
+    transport = httpx.ASGITransport(app=create_app(Gateway(settings)))
+
+    async def status() -> tuple[int, int]:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+            return (await c.get("/health")).status_code, (await c.get("/props")).status_code
+
+    # Answered without a key: a 503, since its default model has no connection here.
+    assert asyncio.run(status()) == (503, 401)

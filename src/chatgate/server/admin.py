@@ -72,12 +72,6 @@ def _gateway(request: Request) -> Gateway:
 
 
 @_redacting
-async def list_connections(request: Request) -> Response:
-    """``GET /api/connections``: every connection, keys masked."""
-    return _json(request, {"connections": _gateway(request).connections()})
-
-
-@_redacting
 async def connection_models(request: Request) -> Response:
     """``GET /api/connections/{name}/models``: the upstream list merged with manual ids."""
     backend = _gateway(request).backend(request.path_params["name"])

@@ -10,6 +10,7 @@ error object everywhere else.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,13 +25,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatgate.errors import ChatgateError, NotFoundError
 from chatgate.gateway import Gateway
-from chatgate.server import admin, openapi
+from chatgate.server import admin, admin_store, openapi, web
 from chatgate.server.auth import ADMITTED, Admission, Authenticator, EdgeGuard, require_admin
 from chatgate.server.dispatch import as_error, error_response, handle
 from chatgate.server.doors import anthropic, completions, kobold, llamacpp, ollama, openai, sgp
 from chatgate.server.doors.base import Door, DoorEntry
+from chatgate.server.managed import ManagedConnections
 from chatgate.server.responses import dumps
 
+log = logging.getLogger("chatgate.server")
 ENTRIES: tuple[DoorEntry, ...] = tuple(
     module.ENTRY for module in (openai, sgp, anthropic, completions, ollama, kobold, llamacpp)
 )
@@ -61,7 +64,7 @@ JSON_POSTS = frozenset(
 
 
 # Answered without a key (with less: /healthz), or the page that asks for one.
-KEYLESS = frozenset({"/healthz", "/"})
+KEYLESS = frozenset({"/healthz", "/", "/health"})  # /health: llama-server's, public there too
 KEYLESS_PREFIXES = ("/static/",)
 
 
@@ -136,11 +139,14 @@ def create_app(gateway: Gateway, *, progress: Callable[[str], None] | None = Non
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.managed = await _open_store(gateway)
         await gateway.start(progress)
         try:
             yield
         finally:
             await gateway.aclose()
+            if app.state.managed is not None:
+                app.state.managed.close()  # writes the usage rows still queued
 
     async def not_here(request: Request) -> Response:
         # Only reached by a method a chat route does not take: Edge answers its POSTs.
@@ -151,7 +157,8 @@ def create_app(gateway: Gateway, *, progress: Callable[[str], None] | None = Non
             *(Route(path, not_here, methods=[method]) for method, path in CHAT_ROUTES),
             *(route for entry in ENTRIES for route in entry.routes),
             Route("/healthz", healthz, methods=["GET"]),
-            Route("/api/connections", admin.list_connections, methods=["GET"]),
+            *admin_store.routes(),
+            *web.ROUTES,
             Route("/api/connections/{name}/models", admin.connection_models, methods=["GET"]),
             Route("/api/connections/{name}/status", admin.connection_status, methods=["GET"]),
             Route("/api/connections/{name}/test", admin.connection_test, methods=["POST"]),
@@ -167,9 +174,22 @@ def create_app(gateway: Gateway, *, progress: Callable[[str], None] | None = Non
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    app.state.managed = None  # the store, once the lifespan opened it
     app.state.max_body_bytes = settings.server.max_body_bytes
     app.state.started = int(time.time())
     return Edge(app, guard, Authenticator(keys, settings.server.admin_keys))
+
+
+async def _open_store(gateway: Gateway) -> ManagedConnections | None:
+    """The store with its connections served, or None (logged) when it cannot open: the
+    config file's connections serve either way."""
+    try:
+        managed = ManagedConnections.open(gateway)
+    except ChatgateError as exc:
+        log.error("the store did not open, so no connection can be managed: %s", exc.message)
+        return None
+    await managed.load()
+    return managed
 
 
 def _adding(send: Send, headers: tuple[tuple[bytes, bytes], ...]) -> Send:

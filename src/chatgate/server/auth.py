@@ -30,6 +30,7 @@ from chatgate.plan import ANONYMOUS, Caller
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
 # Every POST route takes JSON: the doors' routes are named to `EdgeGuard`, and /api/ is
 # matched as a prefix so new admin routes are too.
+EMPTY_POSTS = frozenset({"/api/extra/abort"})  # POST routes that may come without a body
 HOSTS_KEPT = 256  # Host values whose verdict is kept (a client sends one; an attacker many)
 CORS_METHODS = b"GET, POST, OPTIONS"
 CORS_HEADERS = b"authorization, content-type, x-api-key"
@@ -196,6 +197,11 @@ class EdgeGuard:
         path = scope["path"]
         json_route = path in self.json_posts or path.startswith("/api/")
         if method == "POST" and json_route and not _one_json_type(types):
+            # SillyTavern posts KoboldCpp's abort with no body and no type; with no
+            # body there is nothing a page could have put in it, and only this route
+            # takes one that is empty (a bodiless "test" would still be a billed call).
+            if path in EMPTY_POSTS and not types and _bodiless(scope):
+                return Admission(headers=cors) if cors else ADMITTED
             shown = types[0].decode("latin-1")[:100] if types else "none"
             error = UnsupportedMediaTypeError(
                 f"this route takes a JSON body: send 'Content-Type: application/json' "
@@ -221,6 +227,17 @@ class EdgeGuard:
             return False
         name = parsed[0]
         return name in LOOPBACK_HOSTS or (name, None) in self.hosts or parsed in self.hosts
+
+
+def _bodiless(scope: Scope) -> bool:
+    """Whether the request says it has no body (no length or a length of 0, and not
+    chunked)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.strip() not in (b"", b"0"):
+            return False
+        if name == b"transfer-encoding":
+            return False
+    return True
 
 
 def _one_json_type(types: list[bytes]) -> bool:

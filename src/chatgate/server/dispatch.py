@@ -63,7 +63,8 @@ def live_secrets(gateway: Gateway) -> list[str]:
         cached = _LIVE[gateway] = (now, gateway.generation, _configured(gateway))
     found = list(cached[2])
     # What the adapters hold now (a token fetched a moment ago), read every time.
-    for backend in gateway.backends.values():
+    # The labelled keys' backends (a store connection's other keys) hold theirs too.
+    for backend in (*gateway.backends.values(), *gateway.labelled.values()):
         adapter = getattr(backend, "adapter", None)
         if adapter is not None:
             found += [s for s in adapter.secrets() if s]

@@ -34,6 +34,7 @@ REASONS: dict[int, str] = {
     401: "A gateway key is configured and the request has none, or a wrong one.",
     403: "The Host or the CORS Origin is not allowed.",
     404: "No such model, connection or route.",
+    409: "A name that exists, or a connection of the config file (read-only while running).",
     405: "The path exists, but not with this method (`Allow` lists the methods it takes).",
     413: "The body is over `max_body_bytes`.",
     415: "A JSON route called without `Content-Type: application/json`.",
@@ -136,7 +137,6 @@ MODEL = json_object(
 )
 # The admin answers are plain JSON that grows with the sources; the keys named are stable.
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
-CONNECTIONS = json_object({"connections": {"type": "array", "items": ANY_OBJECT}})
 CONNECTION_MODELS = json_object(
     {"connection": STRING, "models": {"type": "array", "items": STRING}}
 )
@@ -321,9 +321,6 @@ def build_document() -> dict[str, Any]:
                 "security": [{}, {"bearer": []}, {"apiKey": []}],
             }
         },
-        "/api/connections": {
-            "get": operation("Every connection, keys masked", json_content(CONNECTIONS), EDGE)
-        },
         "/api/connections/{name}/models": {
             "get": operation(
                 "A connection's models: the upstream list merged with manual ids",
@@ -392,10 +389,13 @@ def build_document() -> dict[str, Any]:
 
 
 def _doors() -> dict[str, Any]:
-    """The path items each door module describes itself (``DoorEntry.openapi``)."""
-    from chatgate.server.app import ENTRIES  # the app imports this module first
+    """The path items each door module describes itself (``DoorEntry.openapi``), and
+    the admin API's store routes and the page's."""
+    from chatgate.server.admin_openapi import path_items  # they import this module
+    from chatgate.server.app import ENTRIES
 
-    return {path: item for entry in ENTRIES for path, item in entry.openapi.items()}
+    found = {path: item for entry in ENTRIES for path, item in entry.openapi.items()}
+    return {**found, **path_items()}
 
 
 def route() -> Route:
