@@ -252,7 +252,11 @@ class Gateway(LiveConnections, SyncAPI):
     ) -> dict[str, Any]:
         """The upstream request *request* would produce; nothing is sent."""
         plan = self.prepare(request, **fields)
+        before = request if isinstance(request, ChatRequest) else self._coerce(request, fields)
         shown = await plan.first.backend.preview(plan.first)
+        # What memory and post-processing did: the messages as sent, then as shaped.
+        shown["messages_before"] = [m.model_dump(exclude_none=True) for m in before.messages]
+        shown["messages_after"] = [m.model_dump(exclude_none=True) for m in plan.request.messages]
         shown["dropped_params"] = plan.dropped
         shown["post_processing"] = plan.shaping.describe()
         strategy = plan.request.memory_strategy

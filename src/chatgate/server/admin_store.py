@@ -17,8 +17,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from chatgate.connections import describe_connection
-from chatgate.errors import InvalidRequestError, NotFoundError
+from chatgate.errors import InvalidRequestError
 from chatgate.gateway import Gateway
+from chatgate.prompt.instruct import PRESET_NAMES
 from chatgate.server.admin import _json, _redacting
 from chatgate.server.dispatch import read_body
 from chatgate.server.managed import ManagedConnections
@@ -270,7 +271,7 @@ async def sources(request: Request) -> Response:
                 "notes": {"key_url": note.key_url, "hint": note.hint} if note else None,
             }
         )
-    return _json(request, {"sources": out})
+    return _json(request, {"sources": out, "instruct_templates": list(PRESET_NAMES)})
 
 
 def routes() -> list[Route]:
@@ -292,4 +293,3 @@ def routes() -> list[Route]:
     ]
 
 
-__all__ = ["NotFoundError", "routes"]

@@ -23,7 +23,7 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Scope
 
 from chatgate.errors import ChatgateError, RequestTooLargeError, redact
 from chatgate.gateway import Gateway
@@ -87,6 +87,15 @@ def as_error(exc: BaseException, secrets: Secrets, where: str) -> ChatgateError:
     return ChatgateError("internal error in chatgate; see the server log")
 
 
+def key_label(scope: Scope) -> str | None:
+    """The stored key a request asks for by label (``x-chatgate-key-label``), if any."""
+    for name, value in scope["headers"]:
+        if name == b"x-chatgate-key-label":
+            label: str = value.decode("latin-1").strip()
+            return label or None
+    return None
+
+
 def error_response(door: Door, error: ChatgateError) -> Response:
     """*error* as a JSON answer in *door*'s shape."""
     return Response(
@@ -133,7 +142,9 @@ async def handle(door: Door, request: Request) -> ASGIApp:
         body = await read_body(request, state.max_body_bytes)
 
         def plan() -> Plan:
-            planned = gateway.prepare(door.decode(body, gateway), caller=caller, door=door.name)
+            label = key_label(request.scope) if gateway.labelled else None
+            chat = door.decode(body, gateway)
+            planned = gateway.prepare(chat, caller=caller, door=door.name, key_label=label)
             check_reach(gateway, door.name, planned)
             return planned
 

@@ -32,6 +32,7 @@ from chatgate.server.dispatch import (
     OFF_LOOP_BYTES,
     as_error,
     error_response,
+    key_label,
     live_secrets,
     read_body,
 )
@@ -223,7 +224,8 @@ async def plan_all(
     def plan() -> list[Plan]:
         plans = []
         for chat in decode(body):
-            planned = gateway.prepare(chat, caller=caller, door=door.name)
+            label = key_label(request.scope) if gateway.labelled else None
+            planned = gateway.prepare(chat, caller=caller, door=door.name, key_label=label)
             check_reach(gateway, door.name, planned)
             plans.append(planned)
         return plans
