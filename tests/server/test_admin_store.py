@@ -4,6 +4,8 @@ no key is ever returned, and a lost key file is explained, not fatal."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -246,3 +248,49 @@ def test_sources_and_preview_say_what_the_page_needs(running: Running) -> None:
     assert "chatml" in catalogue["instruct_templates"]
     assert preview["messages_before"] == [{"role": "user", "content": "hi"}]
     assert preview["messages_after"][-1]["content"] == "hi"
+
+
+@pytest.fixture()
+def postgres_url() -> str:
+    url = os.environ.get("CHATGATE_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip(
+            "CHATGATE_TEST_POSTGRES_URL is unset, so the PostgreSQL case is skipped: "
+            "export CHATGATE_TEST_POSTGRES_URL=$(.ci/postgres) to run it"
+        )
+    return url
+
+
+def test_two_servers_share_a_postgresql_store(postgres_url: str, fake: FakeOpenAI) -> None:
+    name = f"pg{uuid.uuid4().hex[:8]}"
+    servers = []
+    for _ in range(2):
+        settings = _settings(Path("/unused"), fake)
+        settings.store_url = postgres_url
+        servers.append(start_server(settings))
+    try:
+        first, second = (info for info, _, _ in servers)
+        with first.client() as client:
+            assert _add(client, fake, name=name).status_code == 201
+            first_chat = client.post("/v1/chat/completions", json={"model": f"{name}/m", **CHAT})
+            assert first_chat.status_code == 200
+            client.get("/api/usage")  # writes this server's queued usage rows now
+        # The second server reads the store at start: a restart of it serves the new one.
+        _, server, thread = servers.pop()
+        server.should_exit = True
+        thread.join(timeout=10)
+        settings = _settings(Path("/unused"), fake)
+        settings.store_url = postgres_url
+        servers.append(start_server(settings))
+        second = servers[-1][0]
+        with second.client() as client:
+            answer = client.post("/v1/chat/completions", json={"model": f"{name}/m", **CHAT})
+            assert answer.status_code == 200 and _upstream_key(fake) == KEY_A
+            usage = client.get("/api/usage", params={"connection": name}).json()
+            # Usage from both servers, in one query.
+            assert usage["total"]["requests"] == 2
+            assert client.delete(f"/api/connections/{name}").status_code == 204
+    finally:
+        for _, server, thread in servers:
+            server.should_exit = True
+            thread.join(timeout=10)
