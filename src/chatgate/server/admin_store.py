@@ -291,5 +291,3 @@ def routes() -> list[Route]:
         Route(key + "/activate", activate_key, methods=["POST"]),
         Route("/api/usage", usage, methods=["GET"]),
     ]
-
-
