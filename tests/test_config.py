@@ -190,3 +190,28 @@ def test_the_store_url_comes_from_the_file_or_the_environment(tmp_path: Path) ->
     assert settings.store_url == env["CHATGATE_STORE_URL"]
     # Its password is a secret: redaction knows it, quoted and plain.
     assert {"pa%24s", "pa$s"} <= set(settings.secrets())
+
+
+def test_redis_retries_and_fallbacks_are_read_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        'embedded = false\nretries = 2\nredis_url = "redis://:hunter2@cache:6379/0"\n'
+        '[[connections]]\nname = "a"\nsource = "openai"\nretries = 4\n'
+        '[[connections]]\nname = "b"\nsource = "claude"\n'
+        '[fallbacks]\n"a/gpt-4o" = ["b/claude-sonnet-4"]\n'
+    )
+    settings = load_settings(path, env={})
+    assert settings.retries == 2 and settings.connections[0].retries == 4
+    assert settings.connections[1].retries is None
+    assert settings.fallbacks == {"a/gpt-4o": ["b/claude-sonnet-4"]}
+    assert "hunter2" in settings.secrets()
+    assert load_settings(path, env={"CHATGATE_REDIS_URL": "redis://r/1"}).redis_url == (
+        "redis://r/1"
+    )
+    path.write_text(
+        'embedded = false\n[[connections]]\nname = "a"\nsource = "openai"\n'
+        '[fallbacks]\n"a/gpt-4o" = ["zzz/m"]\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    assert "'zzz/m'" in caught.value.message

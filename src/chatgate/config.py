@@ -117,6 +117,9 @@ class Connection(_Section):
     # guided_* fields before), and how often a checked answer that fails is asked again.
     vllm_guided: Literal["structured_outputs", "legacy"] | None = None
     guided_retries: int = Field(default=2, ge=0, le=10)
+    # Tries again after a 429, a 5xx or a connect error (docs/resilience.md); None: the
+    # top-level ``retries``.
+    retries: int | None = Field(default=None, ge=0, le=10)
     # Named base-URL overrides, chosen by a third model segment on /v4 (or conn@name/...).
     deployments: dict[str, str] = Field(default_factory=dict)
 
@@ -215,6 +218,13 @@ class Settings(_Section):
     # The store of connections, keys and usage (docs/store.md): None is the SQLite file
     # in the user's data directory; "postgresql://..." for many instances.
     store_url: str | None = None
+    # Shared state (limits, revocations) for many instances; None keeps it in-process.
+    redis_url: str | None = None
+    # The retries of a connection that sets none (docs/resilience.md).
+    retries: int = Field(default=0, ge=0, le=10)
+    # Per model id, the ordered alternatives tried when it fails:
+    # "openai/gpt-4o" = ["claude/claude-sonnet-4", "local/smollm2-135m-instruct"].
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict)
     # Prompt post-processing (docs/post-processing.md).
     prompt_placeholder: str = Field(default=DEFAULT_PLACEHOLDER, min_length=1)
     names: NamesPolicy = "prefix"
@@ -259,9 +269,10 @@ class Settings(_Section):
         out = self.server.resolved_keys(env)
         for conn in self.connections:
             out += conn.secrets(env)
-        password = urlsplit(self.store_url).password if self.store_url else None
-        if password:
-            out += {password, unquote(password)}
+        for url in (self.store_url, self.redis_url):
+            password = urlsplit(url).password if url else None
+            if password:
+                out += {password, unquote(password)}
         return out
 
 
@@ -278,6 +289,14 @@ def _check_doors(settings: Settings) -> None:
                 raise ConfigError(
                     f"config: doors.{door}: no connection is named {name!r} "
                     f"(the connections: {', '.join(sorted(known)) or 'none'})"
+                )
+    for model, alternatives in settings.fallbacks.items():
+        for target in (model, *alternatives):
+            connection, _, name = target.partition("/")
+            if not name or connection.partition("@")[0] not in known:
+                raise ConfigError(
+                    f"config: fallbacks.{model!r}: {target!r} is not 'connection/model' of "
+                    f"a configured connection (the connections: {', '.join(sorted(known))})"
                 )
 
 
@@ -327,6 +346,8 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         raw["default_model"] = env["CHATGATE_DEFAULT_MODEL"]
     if env.get("CHATGATE_STORE_URL"):
         raw["store_url"] = env["CHATGATE_STORE_URL"]
+    if env.get("CHATGATE_REDIS_URL"):
+        raw["redis_url"] = env["CHATGATE_REDIS_URL"]
 
 
 def _add_embedded(settings: Settings, env: Mapping[str, str]) -> None:

@@ -66,10 +66,10 @@ class EnvSecrets:
     def secrets(self) -> list[str]:
         """Gateway keys, the store URL's password and every connection's secrets."""
         out = self.settings.server.resolved_keys(self.env)
-        store = self.settings.store_url
-        password = urlsplit(store).password if store else None
-        if password:
-            out += {password, unquote(password)}
+        for url in (self.settings.store_url, self.settings.redis_url):
+            password = urlsplit(url).password if url else None
+            if password:
+                out += {password, unquote(password)}
         for connection in self.settings.connections:
             out += self.secrets_of(connection)
         return out
