@@ -77,14 +77,22 @@ def start_chatgate(
     command: list[str] | None = None,
     env: dict[str, str] | None = None,
     name: str = "chatgate",
+    extra: str = "",
+    server: str = "",
+    args: tuple[str, ...] = (),
 ) -> Process:
     """``chatgate serve`` with two custom connections to the mock, no embedded model
-    (*command* and *env* run another copy of chatgate, `bench.before`)."""
+    (*command* and *env* run another copy of chatgate, `bench.before`; *extra* is more
+    TOML at the top, *server* more ``[server]`` lines, *args* more ``serve`` options)."""
     config = Path(tempfile.mkdtemp(prefix="bench-chatgate-")) / "chatgate.toml"
+    # A store of its own: the usage rows and keys of a bench never reach the user's.
     config.write_text(f"""
 embedded = false
+store_url = "sqlite:///{config.parent}/store.db"
+{extra}
 [server]
 api_keys = ["{GATEWAY_KEY}"]
+{server}
 
 [[connections]]
 name = "mock"
@@ -103,7 +111,7 @@ models = ["mock-model"]
     target = replace(chatgate_target(port), name=name)
     return Process(
         name,
-        [*command, "--config", str(config), "serve", "--port", str(port)],
+        [*command, "--config", str(config), "serve", "--port", str(port), *args],
         env,
         target,
     )

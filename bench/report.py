@@ -17,6 +17,7 @@ from bench.report_engine import (
     engine_section,
     fmt,
 )
+from bench.report_scale import scale_goals, scale_section
 
 GATEWAYS = ("chatgate", "litellm")
 
@@ -164,7 +165,7 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
             "holds": value >= -limit if limit < 0 else value <= limit,
         }
         for goal, target, value, limit in goals
-    ]
+    ] + scale_goals(result)
     return result
 
 
@@ -358,6 +359,7 @@ def markdown(r: dict[str, Any]) -> str:
             "",
             f"chatgate uses {CLIENT} and orjson. {verdict} See [dependencies.md](dependencies.md).",
         ]
+    lines += scale_section(r)
     steps = r.get("pipeline_us")
     if steps:
         lines += [

@@ -17,7 +17,7 @@ from typing import Any
 
 import uvloop
 
-from bench import before, choices, engine, pipeline, report, report_engine
+from bench import before, choices, engine, pipeline, report, report_engine, scale
 from bench.load import Target, paused, sequential, streaming, tree_memory_mb, wrk
 from bench.mock import NginxMock
 from bench.peers import (
@@ -111,6 +111,9 @@ def measure(quick: bool) -> dict[str, Any]:
             out["before_after"] = {"before": then.name, "figures": figures}
             earlier.stop()
             processes.remove(earlier)
+        with paused(chatgate.pid, litellm.pid):  # the issue-17 rows start their own
+            litellm_rps = out["throughput"]["litellm"][-1]["rps"]
+            out["scale"] = scale.measure(quick, direct, mock.url, litellm_rps)
         if not quick:
             print("bench: profiling chatgate at 64 connections", flush=True)
             with paused(litellm.pid):

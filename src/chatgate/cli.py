@@ -1,4 +1,4 @@
-"""The command line: ``chatgate serve | chat | models``."""
+"""The command line: ``chatgate serve | chat | models | connections | preview | keys``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from chatgate.cli_keys import add_parser as add_keys_parser
 from chatgate.config import Settings, load_settings
 from chatgate.errors import ChatgateError
 from chatgate.gateway import Gateway
@@ -31,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP server")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8787)")
+    serve.add_argument(
+        "--workers", type=int, help="server processes on the port (remote connections only)"
+    )
     serve.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
 
     chat = commands.add_parser("chat", help="send one prompt and print the answer")
@@ -63,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a JSON chat request: a file, or - for standard input",
     )
     preview.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    add_keys_parser(commands)  # chatgate keys create|list|revoke (docs/keys.md)
     return parser
 
 
@@ -82,15 +87,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.port is not None:
         settings.server.port = args.port
     check_bind(settings.server.host, settings.server.resolved_keys(os.environ))
-    gateway = Gateway(settings)
-    asyncio.run(gateway.start(_progress))
-    app = create_app(gateway)
-    # Everything alive now lives as long as the server: keep it out of the collector's
-    # scans, and collect young objects less often (fewer pauses on the request path).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
-    _progress(f"serving on http://{settings.server.host}:{settings.server.port}")
+    workers = args.workers or settings.server.workers
+
+    def build() -> object:
+        gateway = Gateway(settings)
+        asyncio.run(gateway.start(_progress))
+        app = create_app(gateway)
+        # Everything alive now lives as long as the server: keep it out of the collector's
+        # scans, and collect young objects less often (fewer pauses on the request path).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 20)
+        return app
+
+    where = f"http://{settings.server.host}:{settings.server.port}"
+    if workers > 1:  # each worker builds its own gateway after the fork (server/workers.py)
+        from chatgate.server.workers import serve_workers
+
+        _progress(f"serving on {where} with {workers} workers")
+        return serve_workers(settings, workers, build)
+    app = build()
+    _progress(f"serving on {where}")
     run(app, settings.server)
     return 0
 
@@ -143,6 +160,13 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return asyncio.run(run_preview(Gateway(_settings(args)), raw))
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    """``chatgate keys create|list|revoke``, on the store itself."""
+    from chatgate.cli_keys import run_keys
+
+    return run_keys(_settings(args), args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; errors are one readable line and a non-zero exit code."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -153,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "models": cmd_models,
         "connections": cmd_connections,
         "preview": cmd_preview,
+        "keys": cmd_keys,
     }
     try:
         return handlers[args.command](args)

@@ -210,6 +210,14 @@ class Connection(_Section):
         return found
 
 
+class Balance(_Section):
+    """One ``[balance]`` pool: the ``connection/model`` targets that serve one model, and
+    how a request picks among them (docs/resilience.md)."""
+
+    targets: list[str] = Field(min_length=1)
+    strategy: Literal["round_robin", "least_outstanding"] = "round_robin"
+
+
 class Settings(_Section):
     """Everything chatgate is configured with."""
 
@@ -225,6 +233,9 @@ class Settings(_Section):
     # Per model id, the ordered alternatives tried when it fails:
     # "openai/gpt-4o" = ["claude/claude-sonnet-4", "local/smollm2-135m-instruct"].
     fallbacks: dict[str, list[str]] = Field(default_factory=dict)
+    # Load-balanced pools, keyed by the model id clients ask for ("pool/gpt-4o"), whose
+    # connection part is no connection's name.
+    balance: dict[str, Balance] = Field(default_factory=dict)
     # Prompt post-processing (docs/post-processing.md).
     prompt_placeholder: str = Field(default=DEFAULT_PLACEHOLDER, min_length=1)
     names: NamesPolicy = "prefix"
@@ -290,14 +301,29 @@ def _check_doors(settings: Settings) -> None:
                     f"config: doors.{door}: no connection is named {name!r} "
                     f"(the connections: {', '.join(sorted(known)) or 'none'})"
                 )
+    pools = set(settings.balance)
+    for pool, balance in settings.balance.items():
+        where = pool.partition("/")[0].partition("@")[0]
+        if not pool.partition("/")[2] or where in known:
+            raise ConfigError(
+                f"config: balance.{pool!r}: a pool is 'name/model' whose name is no "
+                "connection's (a client asks for it as a model id)"
+            )
+        _check_targets(f"balance.{pool!r}", balance.targets, known)
     for model, alternatives in settings.fallbacks.items():
-        for target in (model, *alternatives):
-            connection, _, name = target.partition("/")
-            if not name or connection.partition("@")[0] not in known:
-                raise ConfigError(
-                    f"config: fallbacks.{model!r}: {target!r} is not 'connection/model' of "
-                    f"a configured connection (the connections: {', '.join(sorted(known))})"
-                )
+        first = [] if model in pools else [model]
+        _check_targets(f"fallbacks.{model!r}", [*first, *alternatives], known)
+
+
+def _check_targets(where: str, targets: list[str], known: set[str]) -> None:
+    """Every target is 'connection/model' of a configured connection."""
+    for target in targets:
+        connection, _, name = target.partition("/")
+        if not name or connection.partition("@")[0] not in known:
+            raise ConfigError(
+                f"config: {where}: {target!r} is not 'connection/model' of "
+                f"a configured connection (the connections: {', '.join(sorted(known))})"
+            )
 
 
 def load_settings(

@@ -44,6 +44,13 @@ class ServerSettings(Section):
     body_timeout: float = Field(default=60.0, gt=0, le=86400)
     # Connections served at once; requests on more are answered 503 and closed.
     max_connections: int = Field(default=1024, ge=1, le=1_000_000)
+    # /metrics (docs/metrics.md): counted by an observer of every attempt; off saves its
+    # cost on the hot path. The route is behind the gateway key like the others.
+    metrics: bool = True
+    # OpenTelemetry traces (needs chatgate[otel]); OTEL_EXPORTER_OTLP_ENDPOINT turns them on too.
+    otel: bool = False
+    # `chatgate serve --workers N`: processes sharing the port (docs/performance.md).
+    workers: int = Field(default=1, ge=1, le=64)
 
     def resolved_keys(self, env: Mapping[str, str]) -> list[str]:
         """Every key that authenticates: the gateway keys from the file, those of the

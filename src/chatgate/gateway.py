@@ -26,8 +26,9 @@ from chatgate.gateway_live import LiveConnections
 from chatgate.gateway_sync import SyncAPI
 from chatgate.plan import ANONYMOUS, Attempt, Caller, Observer, Plan
 from chatgate.prompt.memory import apply_memory
-from chatgate.prompt.policy import choose, shape
+from chatgate.prompt.policy import Shaping, choose, shape
 from chatgate.prompt.postprocess import DEFAULT_PLACEHOLDER
+from chatgate.resilience_run import Resilience
 from chatgate.routing import resolve
 from chatgate.running import Watch, observed, past_deadline, within
 from chatgate.secrets import EnvSecrets, SecretResolver
@@ -99,6 +100,7 @@ class Gateway(LiveConnections, SyncAPI):
         # secrets redaction looks for) is read again.
         self.generation = 0
         self._runner = None
+        self.resilience = Resilience(self.settings)  # retries, fallbacks, pools, ejection
 
     # --- async API ---------------------------------------------------------------
 
@@ -131,22 +133,33 @@ class Gateway(LiveConnections, SyncAPI):
             )
         if req.best_of is not None:
             _check_best_of(req)
-        route, backend = resolve(req.model, self.routes)
-        if key_label is not None or self.unavailable:
-            backend = self.keyed_backend(route, backend, key_label)
-        connection = backend.connection
         forgotten = 0
         if req.memory_strategy is not None:
             kept = apply_memory(req.messages, req.memory_strategy)
             forgotten = len(req.messages) - len(kept)
             req = req.model_copy(update={"messages": kept})
+        if req.model in self.resilience.models:  # fallbacks or a pool: docs/resilience.md
+            return self.resilience.plan(self, req, forgotten, caller, door, key_label)
+        req, shaping, attempt = self.plan_attempt(req, key_label)
+        return Plan(req, (attempt,), shaping, forgotten, caller, door)
+
+    def plan_attempt(
+        self, req: ChatRequest, key_label: str | None = None
+    ) -> tuple[ChatRequest, Shaping, Attempt]:
+        """*req* routed to its model's backend, shaped for it and planned by it."""
+        route, backend = resolve(req.model, self.routes)
+        if key_label is not None or self.unavailable:
+            backend = self.keyed_backend(route, backend, key_label)
+        connection = backend.connection
         source = get_source(connection.source)
         shaping = choose(req, connection, source)
         req = shape(req, shaping, connection, self.settings, source)
-        return Plan(req, (backend.plan(req, route),), shaping, forgotten, caller, door)
+        return req, shaping, backend.plan(req, route)
 
     async def run(self, plan: Plan) -> ChatResponse:
         """Run a planned request to one whole answer."""
+        if self.resilience.engaged(plan):
+            return await self.resilience.run(self, plan)
         attempt = plan.first
         if not self.observers:  # the usual case, on the hot path: nothing to tell
             return await self._answer(plan, attempt)
@@ -171,6 +184,8 @@ class Gateway(LiveConnections, SyncAPI):
 
     def run_stream(self, plan: Plan) -> AsyncIterator[ChatChunk]:
         """Run a planned request as a stream of chunks."""
+        if self.resilience.engaged(plan):
+            return self.resilience.stream(self, plan)
         attempt = plan.first
         chunks = attempt.backend.stream(attempt)
         deadline = plan.request.deadline
@@ -306,7 +321,11 @@ class Gateway(LiveConnections, SyncAPI):
 
     def health(self) -> dict[str, Any]:
         """Each connection's status."""
-        return {name: backend.status() for name, backend in self.backends.items()}
+        out = {name: backend.status() for name, backend in self.backends.items()}
+        for name, status in out.items():
+            if (ejection := self.resilience.health(name)) is not None:
+                status["ejection"] = ejection
+        return out
 
     async def aclose(self) -> None:
         """Release every backend."""

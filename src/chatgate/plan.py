@@ -27,6 +27,18 @@ class Caller:
 
     id: str
     admin: bool = True
+    # A stored gateway key's rules (docs/keys.md); empty tuples allow every one, None is
+    # no limit. Config keys and the anonymous caller have none.
+    models: tuple[str, ...] = ()
+    connections: tuple[str, ...] = ()
+    rpm: int | None = None
+    tpm: int | None = None
+    budget_tokens: int | None = None
+
+    @property
+    def limited(self) -> bool:
+        """Whether any rate or budget applies to this caller."""
+        return self.rpm is not None or self.tpm is not None or self.budget_tokens is not None
 
     def __str__(self) -> str:
         return self.id
@@ -92,6 +104,9 @@ class Plan:
     forgotten: int = 0  # messages the memory strategy left out
     caller: Caller = ANONYMOUS
     door: str = "library"  # the front door it came through; "library" for direct calls
+    # What the resilient runner tried, in order ("openai/gpt-4o:503", "claude/x:ok"),
+    # sent as x-chatgate-attempts; None on a plan with no retries or alternatives.
+    trail: list[str] | None = None
 
     @property
     def first(self) -> Attempt:
@@ -118,6 +133,9 @@ class Finished:
     status: int = 200
     error_code: str | None = None
     streamed: bool = False
+    # False when another attempt follows this failed one (a retry or a fallback), so
+    # that an observer counts the request once, at its last attempt.
+    final: bool = True
 
 
 class Observer(Protocol):

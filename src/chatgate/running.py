@@ -62,11 +62,14 @@ class Watch:
         """The attempt answered."""
         self._tell(Finished("ok", self._seconds(), usage, streamed=self.streamed))
 
-    def failed(self, exc: BaseException) -> None:
-        """The attempt raised *exc* (or was cancelled)."""
+    def failed(self, exc: BaseException, final: bool = True) -> None:
+        """The attempt raised *exc* (or was cancelled); *final* False when another
+        attempt follows."""
         seconds, streamed = self._seconds(), self.streamed
         if isinstance(exc, ChatgateError):
-            result = Finished("error", seconds, None, exc.status, exc.code, streamed=streamed)
+            result = Finished(
+                "error", seconds, None, exc.status, exc.code, streamed=streamed, final=final
+            )
         elif isinstance(exc, asyncio.CancelledError | GeneratorExit):
             result = Finished("cancelled", seconds, None, 499, streamed=streamed)
         else:

@@ -26,7 +26,13 @@ from chatgate.urls import mask_userinfo
 from chatgate.validation import parse_chat_request
 
 # The admin API's paths: with admin keys configured, only they may call these.
-ADMIN_PREFIXES = ("/api/connections", "/api/usage", "/api/sources", "/api/preview")
+ADMIN_PREFIXES = (
+    "/api/connections",
+    "/api/usage",
+    "/api/sources",
+    "/api/preview",
+    "/api/keys",
+)
 
 
 def masked(value: Any, secrets: list[str] | None = None) -> Any:

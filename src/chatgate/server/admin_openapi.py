@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chatgate.server.admin_keys_openapi import path_items as gateway_keys_items
 from chatgate.server.openapi import (
     ANY_OBJECT,
     EDGE,
@@ -70,6 +71,7 @@ def path_items() -> dict[str, Any]:
     groups = "Any of connection, model, door, caller, day, hour, comma-separated."
     keyless: list[dict[str, list[str]]] = [{}, {"bearer": []}, {"apiKey": []}]
     return {
+        **gateway_keys_items(),  # /api/keys (chatgate.server.admin_keys_openapi)
         "/": {"get": {**operation("The web page", PAGE, ()), "security": keyless}},
         "/static/{name}": {
             "get": {
@@ -81,6 +83,13 @@ def path_items() -> dict[str, Any]:
                 ),
                 "security": keyless,
             }
+        },
+        "/metrics": {
+            "get": operation(
+                "Prometheus metrics (docs/metrics.md)",
+                {"text/plain": {"schema": STRING}},
+                (*EDGE, 404),
+            )
         },
         "/api/sources": {"get": operation("The source catalogue", json_content(SOURCES), EDGE)},
         "/api/connections": {

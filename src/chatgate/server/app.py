@@ -25,11 +25,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatgate.errors import ChatgateError, NotFoundError
 from chatgate.gateway import Gateway
-from chatgate.server import admin, admin_store, openapi, web
+from chatgate.server import admin, admin_keys, admin_store, metrics_route, openapi, web
 from chatgate.server.auth import ADMITTED, Admission, Authenticator, EdgeGuard, require_admin
 from chatgate.server.dispatch import as_error, error_response, handle
 from chatgate.server.doors import anthropic, completions, kobold, llamacpp, ollama, openai, sgp
 from chatgate.server.doors.base import Door, DoorEntry
+from chatgate.server.key_snapshot import KeySnapshot
 from chatgate.server.managed import ManagedConnections
 from chatgate.server.responses import dumps
 
@@ -140,11 +141,13 @@ def create_app(gateway: Gateway, *, progress: Callable[[str], None] | None = Non
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.managed = await _open_store(gateway)
+        await admin_keys.start(app.state, app.state.managed)  # gateway keys (docs/keys.md)
         await gateway.start(progress)
         try:
             yield
         finally:
             await gateway.aclose()
+            await admin_keys.stop(app.state)
             if app.state.managed is not None:
                 app.state.managed.close()  # writes the usage rows still queued
 
@@ -157,7 +160,9 @@ def create_app(gateway: Gateway, *, progress: Callable[[str], None] | None = Non
             *(Route(path, not_here, methods=[method]) for method, path in CHAT_ROUTES),
             *(route for entry in ENTRIES for route in entry.routes),
             Route("/healthz", healthz, methods=["GET"]),
+            metrics_route.route(gateway),  # also installs the metrics observers
             *admin_store.routes(),
+            *admin_keys.routes(),
             *web.ROUTES,
             Route("/api/connections/{name}/models", admin.connection_models, methods=["GET"]),
             Route("/api/connections/{name}/status", admin.connection_status, methods=["GET"]),
@@ -177,7 +182,8 @@ def create_app(gateway: Gateway, *, progress: Callable[[str], None] | None = Non
     app.state.managed = None  # the store, once the lifespan opened it
     app.state.max_body_bytes = settings.server.max_body_bytes
     app.state.started = int(time.time())
-    return Edge(app, guard, Authenticator(keys, settings.server.admin_keys))
+    admin_keys.install(app.state, gateway, KeySnapshot())
+    return Edge(app, guard, Authenticator(keys, settings.server.admin_keys, app.state.keys))
 
 
 async def _open_store(gateway: Gateway) -> ManagedConnections | None:

@@ -26,6 +26,7 @@ from chatgate.errors import (
     mask_secret,
 )
 from chatgate.plan import ANONYMOUS, Caller
+from chatgate.server.key_snapshot import KeySnapshot
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
 # Every POST route takes JSON: the doors' routes are named to `EdgeGuard`, and /api/ is
@@ -34,7 +35,12 @@ EMPTY_POSTS = frozenset({"/api/extra/abort"})  # POST routes that may come witho
 HOSTS_KEPT = 256  # Host values whose verdict is kept (a client sends one; an attacker many)
 CORS_METHODS = b"GET, POST, OPTIONS"
 CORS_HEADERS = b"authorization, content-type, x-api-key"
-CORS_EXPOSED = b"x-chatgate-dropped-params, retry-after"
+# A page may read the rate-limit headers of a gateway key's answers (docs/keys.md).
+CORS_EXPOSED = (
+    b"x-chatgate-dropped-params, retry-after, x-ratelimit-limit-requests, "
+    b"x-ratelimit-remaining-requests, x-ratelimit-reset-requests, x-ratelimit-limit-tokens, "
+    b"x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens"
+)
 CORS_MAX_AGE = b"600"
 # What a requested-headers list may hold to be echoed back (SDKs send many x-* names).
 _HEADER_NAMES = re.compile(rb"[A-Za-z0-9!#$%&'*+.^_`|~, -]{1,2000}")
@@ -53,18 +59,27 @@ class Authenticator:
     """The one authentication step: a request's bearer token or ``x-api-key`` against
     the configured gateway keys, giving the caller's identity."""
 
-    def __init__(self, keys: list[str], admin_keys: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        keys: list[str],
+        admin_keys: Iterable[str] = (),
+        stored: KeySnapshot | None = None,
+    ) -> None:
         admins = set(admin_keys)
         # Without admin keys, every key may administer: a one-person setup needs one.
         self._keys = [
             (k.encode(), Caller(mask_secret(k), admin=not admins or k in admins)) for k in keys
         ]
         self.required = bool(keys)
+        # The store's gateway keys (docs/keys.md), refreshed by the app while it serves.
+        self.stored = stored if stored is not None else KeySnapshot()
 
     def authenticate(self, scope: Scope, *, optional: bool = False) -> Caller | None:
-        """The caller, `ANONYMOUS` when no keys are configured; with keys, a 401 for a
-        missing or wrong key (None for a missing one when *optional*)."""
-        if not self._keys:
+        """The caller, `ANONYMOUS` when no keys are configured or stored; with keys, a
+        401 for a missing, wrong, revoked or expired key (None for a missing one when
+        *optional*)."""
+        stored = self.stored
+        if not self._keys and not stored.any:
             return ANONYMOUS
         presented = presented_key(scope)
         if presented is None:
@@ -74,6 +89,10 @@ class Authenticator:
                 "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
                 code="missing_api_key",
             )
+        if stored.any:
+            caller = stored.find(presented)
+            if caller is not None:
+                return caller
         given = presented.encode()
         # Compare against every key, always, so timing does not reveal which was close.
         found: Caller | None = None
@@ -89,7 +108,8 @@ def require_admin(caller: Caller | None) -> None:
     """A 403 unless *caller* may use the admin API."""
     if caller is not None and not caller.admin:
         raise PermissionDeniedError(
-            "this key may not use the admin API: use one of [server] admin_keys",
+            "this key may not use the admin API: use one of [server] admin_keys, or a "
+            "gateway key with the admin role",
             code="admin_key_required",
         )
 

@@ -27,9 +27,12 @@ from starlette.types import ASGIApp, Scope
 
 from chatgate.errors import ChatgateError, RequestTooLargeError, redact
 from chatgate.gateway import Gateway
+from chatgate.metrics import first_frame
 from chatgate.offload import off_loop
 from chatgate.plan import ANONYMOUS, Plan
 from chatgate.redaction import FRAGMENT
+from chatgate.resilience_run import trail, trailed
+from chatgate.server.admission import admit, with_headers
 from chatgate.server.doors.base import Door
 from chatgate.server.doors.reach import check_reach
 from chatgate.server.responses import EventStream, JSONBody, dumps
@@ -149,6 +152,7 @@ async def handle(door: Door, request: Request) -> ASGIApp:
             return planned
 
         planned = plan() if len(body) < OFF_LOOP_BYTES else await off_loop(plan)
+        limits = await admit(request, (planned,))  # the key's models and limits (docs/keys.md)
     except ClientDisconnect:
         # The client left (or the server cut its slow body): no one to answer, nothing
         # to log as an error.
@@ -156,7 +160,8 @@ async def handle(door: Door, request: Request) -> ASGIApp:
     except Exception as exc:
         return error_response(door, as_error(exc, secrets, request.scope["path"]))
     # The scope's path, not request.url: building a URL costs more than planning.
-    return respond(door, gateway, planned, request.scope["path"])
+    answer = respond(door, gateway, planned, request.scope["path"])
+    return with_headers(answer, limits) if limits else answer
 
 
 def respond(door: Door, gateway: Gateway, plan: Plan, where: str) -> ASGIApp:
@@ -169,12 +174,17 @@ def respond(door: Door, gateway: Gateway, plan: Plan, where: str) -> ASGIApp:
 
     def render(exc: BaseException) -> tuple[int, Any, dict[str, str]]:
         error = as_error(exc, secrets, where)
+        if plan.trail:  # what was tried before it failed (docs/resilience.md)
+            return error.status, door.encode_error(error), {**error.headers, **trail(plan)}
         return error.status, door.encode_error(error), error.headers
 
     if plan.request.stream:
         # SSE unless the door says otherwise (Ollama's streams are NDJSON lines).
         media_type = getattr(door, "stream_media_type", None)
-        return EventStream(_frames(door, gateway, plan, where), headers, render, media_type)
+        frames = _frames(door, gateway, plan, where)
+        if gateway.resilience.engaged(plan):  # x-chatgate-attempts, known at the 1st frame
+            frames = trailed(frames, plan, headers)
+        return EventStream(frames, headers, render, media_type)
 
     async def produce() -> tuple[int, Any, dict[str, str]]:
         answer = await gateway.run(plan)
@@ -184,6 +194,8 @@ def respond(door: Door, gateway: Gateway, plan: Plan, where: str) -> ASGIApp:
             # A model (or an upstream) may repeat a key in the answer itself.
             return door.encode_answer(_redacted_answer(answer, known), plan)
 
+        if plan.trail:
+            headers.update(trail(plan))
         size = sum(len(c.message.content or "") for c in answer.choices)
         # Redacting megabytes of text is Python work: in a thread, the event loop gets
         # its turn every few milliseconds instead of waiting for the whole answer.
@@ -206,6 +218,8 @@ async def _frames(door: Door, gateway: Gateway, plan: Plan, where: str) -> Async
     try:
         chunks = _redacted_chunks(gateway.run_stream(plan), known)
         async for frame in door.encode_stream(chunks, plan):
+            if not started:
+                first_frame(gateway, plan)  # time to first token (chatgate.metrics)
             yield frame
             started = True
     except Exception as exc:

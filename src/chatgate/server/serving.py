@@ -154,5 +154,6 @@ def uvicorn_config(app: Any, settings: ServerSettings) -> uvicorn.Config:
 
 def run(app: Any, settings: ServerSettings) -> None:
     """Serve *app* until interrupted."""
-    raise_fd_limit(settings.max_connections + _SPARE_FDS)
+    # Two sockets per connection at most: the client's, and a stream's upstream one.
+    raise_fd_limit(2 * settings.max_connections + _SPARE_FDS)
     uvicorn.Server(uvicorn_config(app, settings)).run()

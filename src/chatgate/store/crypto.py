@@ -62,7 +62,10 @@ class Sealer:
         self.key_id: str | None = None
         self._cipher: AESGCM | None = None
         self._id = b""
+        # The pepper gateway keys are hashed under (docs/keys.md): never in the database.
+        self.pepper: bytes | None = None
         if master is not None:
+            self.pepper = _derive(master, b"chatgate store: gateway key pepper", KEY_BYTES)
             self._id = _derive(master, b"chatgate store: key id", _ID_BYTES)
             self.key_id = self._id.hex()
             self._cipher = AESGCM(_derive(master, b"chatgate store: sealing", KEY_BYTES))

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, func, insert, select, text
 
 from chatgate.store.database import Database
 from chatgate.store.errors import StoreUnavailable
-from chatgate.store.tables import metadata, schema_version
+from chatgate.store.tables import gateway_keys, metadata, schema_version
 
 # Any constant both processes agree on; this one spells "chatgate" in ASCII.
 ADVISORY_LOCK = 0x6368617467617465
@@ -41,8 +41,13 @@ def _create_tables(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _add_gateway_keys(conn: Connection) -> None:
+    gateway_keys.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "connections, their keys, and the usage log", _create_tables),
+    Migration(2, "gateway keys, hashed, with their limits", _add_gateway_keys),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from chatgate.config import Connection
-from chatgate.store import connections, keys, usage
+from chatgate.store import connections, gateway_keys, keys, usage
 from chatgate.store.crypto import (
     KEY_FILE,
     Unsealable,
@@ -21,6 +21,8 @@ from chatgate.store.crypto import (
     load_sealer,
 )
 from chatgate.store.database import Database, locate
+from chatgate.store.errors import MasterKeyUnavailable
+from chatgate.store.gateway_keys import GatewayKey
 from chatgate.store.migrations import migrate
 from chatgate.store.rows import KeyInfo, StoredConnection, UsageGroup, UsageRow
 from chatgate.store.tables import connections as connection_table
@@ -181,6 +183,31 @@ class Store:
             for text in self._opened(sealed, connection_context(name)):
                 found += list(json.loads(text).values())
         return [s for s in found if isinstance(s, str) and s]
+
+    # Gateway keys (docs/keys.md)
+
+    @property
+    def pepper(self) -> bytes:
+        """The secret gateway keys are hashed under, derived from the master key."""
+        if self._sealer.pepper is None:
+            raise MasterKeyUnavailable(f"gateway keys need the master key: {self._sealer.problem}")
+        return self._sealer.pepper
+
+    def create_gateway_key(self, **fields: Any) -> tuple[GatewayKey, str]:
+        """A new gateway key (label, role, connections, models, rpm, tpm, budget_tokens,
+        expires_at): its row, and the key itself, which is never returned again."""
+        with self._db.write() as conn:
+            return gateway_keys.create(conn, self.pepper, now=_now(), **fields)
+
+    def list_gateway_keys(self) -> list[GatewayKey]:
+        """Every gateway key (hashes, never keys), revoked ones too, oldest first."""
+        with self._db.read() as conn:
+            return gateway_keys.listed(conn)
+
+    def revoke_gateway_key(self, label: str) -> GatewayKey:
+        """Revoke the gateway key *label* (`StoreNotFound` if none)."""
+        with self._db.write() as conn:
+            return gateway_keys.revoke(conn, label, _now())
 
     # Usage
 

@@ -138,3 +138,25 @@ usage = Table(
 # `usage()` filters by time, or by connection and time.
 Index("usage_log_at", usage.c.at)
 Index("usage_log_connection_at", usage.c.connection, usage.c.at)
+
+# Gateway keys (docs/keys.md): who may call this gateway. Only the key's prefix id and
+# its HMAC-SHA-256 under the store's pepper are kept; a revoked key stays, so a client
+# presenting it is told it was revoked rather than that it is wrong.
+gateway_keys = Table(
+    "gateway_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("label", String(100), nullable=False, unique=True),
+    Column("role", String(10), nullable=False),
+    Column("prefix", String(16), nullable=False, unique=True),
+    Column("digest", LargeBinary, nullable=False),
+    # JSON lists of names; an empty list allows every one.
+    Column("connections", Text, nullable=False, default="[]"),
+    Column("models", Text, nullable=False, default="[]"),
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", Integer, nullable=True),
+    Column("budget_tokens", BigInteger, nullable=True),
+    Column("expires_at", UtcMillis, nullable=True),
+    Column("revoked_at", UtcMillis, nullable=True),
+    Column("created", UtcMillis, nullable=False),
+)

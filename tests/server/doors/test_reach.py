@@ -99,3 +99,22 @@ def test_no_default_model_says_what_to_set() -> None:
     with pytest.raises(ModelNotFoundError) as caught:
         default_model(gateway, "llamacpp")
     assert "[doors.llamacpp]" in caught.value.message and caught.value.status == 404
+
+
+def test_a_fallback_does_not_reach_past_the_doors_connections(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    text = CONFIG.format(url=fake.url).replace('models = ["m"]', 'models = ["m", "error-500"]')
+    text = text.replace("[doors.openai]", '[fallbacks]\n"a/error-500" = ["b/m"]\n[doors.openai]')
+    info, uvicorn_server, thread = start_server(_settings(tmp_path, text))
+    try:
+        with httpx.Client(base_url=info.url, timeout=30) as client:
+            blocked = client.post("/v1/chat/completions", json=_chat("a/error-500"))
+            # The SGP door may reach b: there the fallback answers.
+            fell_back = client.post("/v4/beta/chat/completions", json=_chat("a/error-500"))
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=10)
+    assert blocked.status_code >= 500, blocked.text
+    assert fell_back.status_code == 200, fell_back.text
+    assert fell_back.json()["model"] == "b/m"

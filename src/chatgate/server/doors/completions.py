@@ -206,8 +206,12 @@ async def _answers(gateway: Gateway, plans: list[Plan]) -> list[ChatResponse]:
         async with gate:
             return await gateway.run(plan)
 
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(one(plan)) for plan in plans]
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(plan)) for plan in plans]
+    except ExceptionGroup as failed:
+        # The first prompt's failure is the answer's (the others were cancelled by it).
+        raise failed.exceptions[0] from None
     return [task.result() for task in tasks]
 
 

@@ -20,6 +20,8 @@ def check_reach(gateway: Gateway, door: str, plan: Plan) -> None:
             f"[doors.{door}] connections allows {', '.join(allowed) or 'none'}",
             param="model",
         )
+    if len(plan.attempts) > 1:  # a fallback or pool target must not reach further
+        plan.attempts = tuple(a for a in plan.attempts if a.route.partition("@")[0] in allowed)
 
 
 def may_reach(gateway: Gateway, door: str, connection: str) -> bool:

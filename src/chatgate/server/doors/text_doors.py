@@ -28,6 +28,7 @@ from chatgate.gateway import Gateway
 from chatgate.offload import off_loop
 from chatgate.plan import ANONYMOUS, Caller, Plan
 from chatgate.redaction import FRAGMENT
+from chatgate.server.admission import admit
 from chatgate.server.dispatch import (
     OFF_LOOP_BYTES,
     as_error,
@@ -230,7 +231,9 @@ async def plan_all(
             plans.append(planned)
         return plans
 
-    return plan() if len(body) < OFF_LOOP_BYTES else await off_loop(plan)
+    plans = plan() if len(body) < OFF_LOOP_BYTES else await off_loop(plan)
+    await admit(request, plans)  # the key's models and limits (docs/keys.md)
+    return plans
 
 
 Endpoint = Callable[[Request], Awaitable[ASGIApp]]

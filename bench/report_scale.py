@@ -1,0 +1,137 @@
+"""The issue-17 rows of the report (`bench.scale`): goals and markdown tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.report_engine import fmt
+
+Goal = dict[str, Any]
+
+
+def _goal(goal: str, target: str, value: float | None, limit: float) -> Goal:
+    """A goal row; a negative *limit* means at least ``-limit``."""
+    if value is None:
+        return {"goal": goal, "target": target, "measured": None, "holds": None, "skipped": "-"}
+    holds = value >= -limit if limit < 0 else value <= limit
+    return {"goal": goal, "target": target, "measured": value, "holds": holds}
+
+
+def scale_goals(r: dict[str, Any]) -> list[Goal]:
+    """The issue's goals for open streams, features on and the server."""
+    scale = r.get("scale")
+    if not scale:
+        return []
+    goals: list[Goal] = []
+    rows = scale.get("open_streams") or []
+    if rows:
+        big = max(rows, key=lambda row: row["streams"])
+        n = big["streams"]
+        goals += [
+            _goal(f"RSS with {n} open streams", "≤ 1 GB (10,000)", big["rss_peak_mb"], 1024.0),
+            _goal(f"added per-chunk p99, {n} streams", "≤ 5 ms", big["added_p99_ms"], 5.0),
+            _goal(f"stream errors, {n} streams", "0", float(big["errors"]), 0.0),
+        ]
+    feats = scale.get("features") or {}
+    on = [f for name, f in feats.items() if name != "plain" and "vs_plain_rps" in f]
+    if on:
+        worst_p50 = max(f["vs_plain_p50_ms"] for f in on)
+        worst_rps = min(f["vs_plain_rps"] for f in on)
+        goals += [
+            _goal("features on: added p50 over plain (worst)", "≤ 0.1 ms", worst_p50, 0.1),
+            _goal("features on: c64 throughput vs plain (worst)", "≥ 0.85×", worst_rps, -0.85),
+        ]
+    best = scale.get("server", {}).get("uvicorn (httptools)")
+    if best:
+        goals += [
+            _goal("the server: added p50 at c1", "≤ 0.25 ms", best["added_p50_ms"], 0.25),
+            _goal("the server: c64 vs LiteLLM", "≥ 100×", best["x_litellm_c64"], -100.0),
+        ]
+    return goals
+
+
+def scale_section(r: dict[str, Any]) -> list[str]:
+    """The markdown of the four rows."""
+    scale = r.get("scale")
+    if not scale:
+        return []
+    lines = ["", "## At scale (issue 17)", "", f"Run by `{scale['command']}`."]
+    rows = scale.get("open_streams") or []
+    if rows:
+        lines += [
+            "",
+            "### Open streams",
+            "",
+            "Each stream gets one chunk every 50 ms from `bench/streams.py`'s mock (raw asyncio,",
+            "one ticker); each chunk carries its send time and the client subtracts it from its",
+            "own clock on arrival. *Added* is through chatgate minus the same client directly.",
+            "",
+            "| streams | seconds | RSS idle → peak (MB) | direct p50 / p99 (ms) "
+            "| chatgate p50 / p99 (ms) | added p50 / p99 (ms) | chunks | errors "
+            "| chatgate CPU per chunk (µs) |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for row in rows:
+            d, c = row["direct"], row["chatgate"]
+            lines.append(
+                f"| {row['streams']} | {row['seconds']:g} | {fmt(row['rss_idle_mb'], 0)} → "
+                f"{fmt(row['rss_peak_mb'], 0)} | {fmt(d['p50_ms'])} / {fmt(d['p99_ms'])} "
+                f"| {fmt(c['p50_ms'])} / {fmt(c['p99_ms'])} | {fmt(row['added_p50_ms'])} / "
+                f"{fmt(row['added_p99_ms'])} | {c['chunks']} of {c['expected_chunks']} "
+                f"| {row['errors']} | {fmt(row.get('cpu_us_per_chunk', 0), 1)} |"
+            )
+        lines += [f"\n{row['wanted']} streams: {row['note']}." for row in rows if row["note"]]
+        lines += [
+            "",
+            "A stream relays 20 chunks a second, so N streams need N × 20 × (CPU per chunk) of",
+            "chatgate's one event loop: past one core's worth, chunks queue and the added",
+            "latency grows with the run instead of staying flat.",
+        ]
+    feats = scale.get("features") or {}
+    if feats:
+        lines += [
+            "",
+            "### Features on",
+            "",
+            "| features | added p50 (ms) | vs plain (ms) | c64 req/s | vs plain | errors |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for name, f in feats.items():
+            if "skipped" in f:
+                lines.append(f"| {name} | skipped: {f['skipped']} | | | | |")
+                continue
+            lines.append(
+                f"| {name} | {fmt(f['added_p50_ms'], 3)} | {fmt(f.get('vs_plain_p50_ms', 0), 3)} "
+                f"| {fmt(f['rps_c64'], 0)} | {fmt(f.get('vs_plain_rps', 1))}× | {f['errors']} |"
+            )
+    workers = scale.get("workers") or {}
+    if workers:
+        lines += [
+            "",
+            "### Workers",
+            "",
+            "`chatgate serve --workers N` (remote connections only; 2 cores here).",
+            "",
+            "| workers | c64 req/s | p50 (ms) | errors |",
+            "| ---: | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {n} | {fmt(w['rps_c64'], 0)} | {fmt(w['p50_ms'])} | {w['errors']} |"
+            for n, w in workers.items()
+        ]
+    server = scale.get("server") or {}
+    if server:
+        lines += [
+            "",
+            "### The server",
+            "",
+            "| server | added p50 at c1 (ms) | c64 req/s | × LiteLLM at c64 | errors |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for name, s in server.items():
+            ratio = fmt(s["x_litellm_c64"], 1) + "×" if s["x_litellm_c64"] else "-"
+            lines.append(
+                f"| {name} | {fmt(s['added_p50_ms'], 3)} | {fmt(s['rps_c64'], 0)} | {ratio} "
+                f"| {s['errors']} |"
+            )
+    return lines

@@ -1,0 +1,361 @@
+"""The issue-17 rows of ``make bench``: open streams, features on, workers, the server.
+
+Each row starts the chatgate processes it needs (the main run's gateways are paused
+meanwhile) in front of the nginx mock, or, for open streams, `bench.streams`' mock.
+
+* open streams: N streams held at once, one stamped chunk every 50 ms for 20 s; the
+  per-chunk latency through chatgate minus the same client's directly to the mock;
+  chatgate's peak RSS; errors (refused, cut, or short streams);
+* features on: sequential p50 and c64 throughput with each feature set (`VARIANTS`),
+  beside plain; a variant this tree cannot run (no ``/api/keys`` yet, no Redis) is
+  reported as skipped with the reason;
+* workers: c64 throughput with ``--workers 1`` and ``2``;
+* the server: uvicorn (httptools, ``chatgate serve``) against granian, p50 at c1 and
+  c64 throughput, set beside LiteLLM's c64 throughput from the same run.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from typing import Any
+
+import uvloop
+
+from bench import servers, streams
+from bench.contention import _cpu_seconds as cpu_seconds
+from bench.load import Target, sequential, tree_memory_mb, wrk
+from bench.peers import GATEWAY_KEY, Process, chatgate_target, free_port, start_chatgate
+
+CHILD = [sys.executable, "-m", "bench.scale", "child"]
+# Feature sets: extra top-level TOML, extra [server] lines, the usage log, and the key
+# a variant needs created (its limits) through POST /api/keys, or None for the config key.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "plain": {"server": "metrics = false", "usage": False},
+    "usage log": {"server": "metrics = false", "usage": True},
+    "metrics": {"server": "metrics = true", "usage": False},
+    "usage log + metrics": {"server": "metrics = true", "usage": True},
+    "stored key": {"usage": True, "key": {"label": "bench-key"}},
+    "limits in-process": {"usage": True, "key": {"label": "bench-rpm", "rpm": 10**9}},
+    "limits in Redis": {
+        "extra": 'redis_url = "redis://127.0.0.1:{redis_port}/0"',
+        "usage": True,
+        "key": {"label": "bench-redis", "rpm": 10**9, "tpm": 2 * 10**9},
+        "needs": "redis-server",
+    },
+}
+
+
+def stream_connection(url: str) -> str:
+    """The TOML of the connection to `bench.streams`' mock."""
+    return f"""
+[[connections]]
+name = "streams"
+source = "custom"
+base_url = "{url}/v1"
+models = ["m"]
+"""
+
+
+def stream_capacity(wanted: int) -> tuple[int, str]:
+    """How many streams this machine lets through one chatgate process: two sockets
+    each (client and upstream), under the hard open-files limit."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        return wanted, ""
+    fits = (hard - 512) // 2
+    if fits >= wanted:
+        return wanted, ""
+    return fits, f"the open-files hard limit ({hard}) allows {fits} streams, not {wanted}"
+
+
+def open_streams(mock_url: str, counts: list[int], seconds: float) -> list[dict[str, Any]]:
+    """For each count: direct, then through chatgate, streams held for *seconds*."""
+    interval = 0.05
+    chunks = round(seconds / interval)
+    streams.raise_fd_limit(resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    mock = streams.Mock(free_port(), chunks, interval)
+    rows = []
+    try:
+        for wanted in counts:
+            count, note = stream_capacity(wanted)
+            print(f"bench: {count} open streams for {seconds:g} s", flush=True)
+            timeout = seconds + 60 + count / 200
+            direct = uvloop.run(
+                streams.hold(mock.port, "/v1/chat/completions", "m", None, count, timeout)
+            )
+            port = free_port()
+            gateway = start_chatgate(
+                mock_url,
+                port,
+                extra=stream_connection(mock.url),
+                server=f"max_connections = {count + 64}",
+                name="chatgate-streams",
+            )
+            try:
+                idle = tree_memory_mb(gateway.pid)[0]
+                cpu = cpu_seconds(gateway.pid)
+                through = uvloop.run(
+                    streams.hold(
+                        port, "/v1/chat/completions", "streams/m", GATEWAY_KEY, count, timeout
+                    )
+                )
+                peak = tree_memory_mb(gateway.pid)[1]
+                cpu = cpu_seconds(gateway.pid) - cpu
+            finally:
+                gateway.stop()
+            d = streams.summary(direct, count, chunks)
+            c = streams.summary(through, count, chunks)
+            rows.append(
+                {
+                    "streams": count,
+                    "wanted": wanted,
+                    "note": note,
+                    "seconds": seconds,
+                    "interval_ms": interval * 1000,
+                    "rss_idle_mb": round(idle, 1),
+                    "rss_peak_mb": round(peak, 1),
+                    "direct": d,
+                    "chatgate": c,
+                    "added_p50_ms": round(c["p50_ms"] - d["p50_ms"], 3),
+                    "added_p99_ms": round(c["p99_ms"] - d["p99_ms"], 3),
+                    # chatgate's CPU per chunk relayed: what caps streams × chunk rate.
+                    "cpu_us_per_chunk": round(cpu * 1e6 / max(1, c["chunks"]), 1),
+                    "errors": c["errors"],
+                }
+            )
+    finally:
+        mock.stop()
+    return rows
+
+
+def _create_key(port: int, fields: dict[str, Any]) -> tuple[str | None, str]:
+    """A stored key made through ``POST /api/keys``, or None and why not."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = {"Authorization": f"Bearer {GATEWAY_KEY}", "Content-Type": "application/json"}
+        conn.request("POST", "/api/keys", json.dumps(fields), headers)
+        answer = conn.getresponse()
+        body = answer.read()
+    finally:
+        conn.close()
+    if answer.status not in (200, 201):
+        said = body[:200].decode(errors="replace")
+        return None, f"POST /api/keys answered {answer.status}: {said}"
+    key = json.loads(body).get("key")
+    return (key, "") if isinstance(key, str) else (None, "POST /api/keys gave no key")
+
+
+def _redis(variant: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """A throwaway redis-server (no persistence) for *variant*, its port in the TOML."""
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    variant["extra"] = variant["extra"].format(redis_port=port)
+    return proc
+
+
+def _start(
+    mock_url: str, port: int, variant: dict[str, Any], args: tuple[str, ...] = ()
+) -> Process:
+    env = {**os.environ, "BENCH_USAGE_LOG": "1" if variant.get("usage", True) else "0"}
+    return start_chatgate(
+        mock_url,
+        port,
+        command=CHILD,
+        env=env,
+        extra=variant.get("extra", ""),
+        server=variant.get("server", ""),
+        args=args,
+        name="chatgate-" + str(variant.get("name", "variant")).replace(" ", "-"),
+    )
+
+
+def features(
+    direct: Target, mock_url: str, names: list[str], rounds: int, seconds: float
+) -> dict[str, Any]:
+    """Sequential p50 and c64 throughput for each feature set in *names*."""
+    out: dict[str, Any] = {}
+    for name in names:
+        variant = {**VARIANTS[name], "name": name}
+        needs = variant.get("needs")
+        if needs and shutil.which(needs) is None:
+            out[name] = {"skipped": f"{needs} is not installed"}
+            continue
+        print(f"bench: features on: {name}", flush=True)
+        port = free_port()
+        redis = _redis(variant) if needs == "redis-server" else None
+        try:
+            gateway = _start(mock_url, port, variant)
+        except RuntimeError as exc:
+            out[name] = {"skipped": f"did not start: {str(exc)[-300:]}"}
+            if redis is not None:
+                redis.terminate()
+            continue
+        try:
+            target = chatgate_target(port)
+            if "key" in variant:
+                key, why = _create_key(port, variant["key"])
+                if key is None:
+                    out[name] = {"skipped": why}
+                    continue
+                target = replace(target, key=key)
+            pair = sequential([direct, target], rounds)
+            load = wrk(target, 64, seconds)
+            out[name] = {
+                "p50_ms": pair["chatgate"]["p50_ms"],
+                "added_p50_ms": pair["chatgate"]["p50_ms"] - pair["direct"]["p50_ms"],
+                "rps_c64": load["rps"],
+                "errors": load["errors"],
+            }
+        finally:
+            gateway.stop()
+            if redis is not None:
+                redis.terminate()
+                redis.wait(timeout=10)
+    plain = out.get("plain", {})
+    for figures in out.values():
+        if "rps_c64" in figures and plain.get("rps_c64"):
+            figures["vs_plain_p50_ms"] = figures["added_p50_ms"] - plain["added_p50_ms"]
+            figures["vs_plain_rps"] = figures["rps_c64"] / plain["rps_c64"]
+    return out
+
+
+def workers(mock_url: str, counts: tuple[int, ...], seconds: float) -> dict[str, Any]:
+    """c64 throughput with ``--workers N`` for each N."""
+    out: dict[str, Any] = {}
+    for count in counts:
+        print(f"bench: --workers {count}", flush=True)
+        port = free_port()
+        gateway = _start(mock_url, port, {"name": f"workers-{count}"}, ("--workers", str(count)))
+        try:
+            load = wrk(chatgate_target(port), 64, seconds)
+            out[str(count)] = {
+                "rps_c64": load["rps"],
+                "p50_ms": load["p50_ms"],
+                "errors": load["errors"],
+            }
+        finally:
+            gateway.stop()
+    return out
+
+
+def server_choice(
+    direct: Target, mock_url: str, rounds: int, seconds: float, litellm_rps: float | None
+) -> dict[str, Any]:
+    """uvicorn (``chatgate serve``) against granian: added p50 at c1, c64 throughput."""
+    out: dict[str, Any] = {}
+    for name in ("chatgate", "granian"):
+        label = "uvicorn (httptools)" if name == "chatgate" else "granian"
+        print(f"bench: the server: {label}", flush=True)
+        port = free_port()
+        proc = servers.start(name, mock_url, port)
+        try:
+            target = replace(chatgate_target(port), name="chatgate")
+            pair = sequential([direct, target], rounds)
+            load = wrk(target, 64, seconds)
+        finally:
+            proc.stop()
+        out[label] = {
+            "added_p50_ms": pair["chatgate"]["p50_ms"] - pair["direct"]["p50_ms"],
+            "rps_c64": load["rps"],
+            "errors": load["errors"],
+            "x_litellm_c64": load["rps"] / litellm_rps if litellm_rps else None,
+        }
+    return out
+
+
+def measure(
+    quick: bool, direct: Target, mock_url: str, litellm_rps: float | None
+) -> dict[str, Any]:
+    """Every row, with the counts of a full run or (*quick*) a check of the harness;
+    ``BENCH_STREAMS`` (e.g. ``1000,10000``) and ``BENCH_FEATURES`` (names of `VARIANTS`)
+    choose what runs."""
+    counts = [int(n) for n in os.environ.get("BENCH_STREAMS", "1000,10000").split(",")]
+    names = os.environ.get("BENCH_FEATURES", ",".join(VARIANTS)).split(",")
+    rounds, seconds = (40, 1.0) if quick else (1000, 8.0)
+    return {
+        "command": "make bench QUICK=1" if quick else "make bench",
+        "open_streams": open_streams(mock_url, [50] if quick else counts, 2 if quick else 20),
+        "features": features(direct, mock_url, names, rounds, seconds),
+        "workers": workers(mock_url, (1, 2), seconds),
+        "server": server_choice(direct, mock_url, rounds, seconds, litellm_rps),
+    }
+
+
+def child(argv: list[str]) -> int:
+    """``chatgate`` itself, with the usage log off when ``BENCH_USAGE_LOG=0`` (the store
+    has no switch for it: this is the plain row's baseline)."""
+    if os.environ.get("BENCH_USAGE_LOG") == "0":
+        from chatgate.server import managed
+
+        original = managed.ManagedConnections.__init__
+
+        def without_usage(self: Any, gateway: Any, store: Any) -> None:
+            original(self, gateway, store)
+            gateway.observers.remove(self.usage)
+
+        managed.ManagedConnections.__init__ = without_usage  # type: ignore[method-assign]
+    from chatgate.cli import main
+
+    return main(argv)
+
+
+def rows(quick: bool) -> dict[str, Any]:
+    """These rows alone, beside LiteLLM's c64 throughput measured first in the same run
+    (``python -m bench.scale rows [--quick]``): bench/results/scale.json and the
+    markdown section, printed."""
+    from bench.mock import NginxMock
+    from bench.peers import ROOT, litellm_target, start_litellm
+    from bench.report_scale import scale_goals, scale_section
+
+    mock = NginxMock(free_port(), 100)
+    mock.start()
+    try:
+        url = f"{mock.url}/v1/chat/completions"
+        direct = Target(
+            "direct", url, "mock-model", f"{mock.url}/stream{url[len(mock.url) :]}", "mock-model"
+        )
+        port = free_port()
+        litellm = start_litellm(mock.url, port)
+        try:
+            sequential([direct, litellm_target(port)], 5)  # its first requests are slow
+            litellm_rps = wrk(litellm_target(port), 64, 2 if quick else 8)["rps"]
+        finally:
+            litellm.stop()
+        out = measure(quick, direct, mock.url, litellm_rps)
+    finally:
+        mock.stop()
+    out["command"] = f"python -m bench.scale rows{' --quick' if quick else ''}"
+    out["litellm_rps_c64"] = litellm_rps
+    result: dict[str, Any] = {"scale": out}
+    result["goals"] = scale_goals(result)
+    name = "scale-quick.json" if quick else "scale.json"
+    (ROOT / "bench" / "results" / name).write_text(json.dumps(result, indent=2) + "\n")
+    print("\n".join(scale_section(result)))
+    print(json.dumps(result["goals"], indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["child"]:
+        sys.exit(child(sys.argv[2:]))
+    if sys.argv[1:2] == ["rows"]:
+        rows("--quick" in sys.argv)
+        sys.exit(0)
+    raise SystemExit("usage: python -m bench.scale rows [--quick] | child --config X serve")

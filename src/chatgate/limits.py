@@ -1,0 +1,213 @@
+"""Per-key limits: requests per minute, tokens per minute, tokens per calendar month.
+
+The rules (docs/keys.md), the same in process and in Redis:
+
+* **RPM** is a sliding-window log: a request is admitted when fewer than ``rpm``
+  requests were admitted in the 60 seconds before it, so no 60-second window ever
+  holds more than ``rpm``. (GCRA would keep less state, but with a burst of ``rpm`` it
+  lets close to twice that through in one window.)
+* **TPM** counts the tokens of answers already finished, in one-second buckets, over
+  the last 60 seconds; a request is refused while they reach ``tpm``. A request's own
+  tokens are not known before it runs, so one request may take the count past ``tpm``.
+* **budget_tokens** counts the tokens of the calendar month (UTC); a request is refused
+  once they reach it, until the month ends.
+
+`LocalLimiter` holds the counts in this process. `chatgate.limits_redis.RedisLimiter`
+holds them in Redis, checked and counted by one Lua script, so that many instances
+enforce one limit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from chatgate.errors import RateLimitError
+from chatgate.plan import ANONYMOUS, Attempt, Caller, Finished, Plan
+
+WINDOW = 60.0  # seconds, for both RPM and TPM
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """A key's counts at the moment of a check, and which limit refused it ("" none).
+
+    Times are seconds on the limiter's clock; ``oldest*`` is -1 when nothing is counted.
+    """
+
+    refused: str
+    requests: int  # admitted in the window, this one included when admitted
+    oldest_request: float
+    tokens: int  # finished in the window
+    oldest_tokens: float
+    spent: int  # this month
+    now: float
+
+
+class Limiter(Protocol):
+    """Checks a request against its caller's limits, and counts the tokens it used."""
+
+    async def admit(self, caller: Caller) -> dict[str, str]:
+        """The rate-limit headers for an admitted request; `RateLimitError` if refused."""
+        ...
+
+    def spend(self, caller: Caller, tokens: int) -> None:
+        """Count *tokens* an answer used against the caller's TPM and budget."""
+        ...
+
+
+def month_of(moment: float) -> str:
+    """The budget period a moment falls in: its calendar month, UTC (``2026-12``)."""
+    # Asked on every limited request: the month last computed stands until it ends.
+    global _MONTH
+    start, end, name = _MONTH
+    if start <= moment < end:
+        return name
+    day = datetime.fromtimestamp(moment, UTC)
+    first = datetime(day.year, day.month, 1, tzinfo=UTC).timestamp()
+    _MONTH = (first, moment + month_left(moment), day.strftime("%Y-%m"))
+    return _MONTH[2]
+
+
+_MONTH: tuple[float, float, str] = (0.0, 0.0, "")
+
+
+def month_left(moment: float) -> float:
+    """Seconds from *moment* to the start of the next calendar month, UTC."""
+    day = datetime.fromtimestamp(moment, UTC)
+    year, month = (day.year + 1, 1) if day.month == 12 else (day.year, day.month + 1)
+    return datetime(year, month, 1, tzinfo=UTC).timestamp() - moment
+
+
+def _reset(seconds: float) -> str:
+    return f"{max(0.0, seconds):.3f}".rstrip("0").rstrip(".") + "s"
+
+
+def verdict(caller: Caller, counts: Counts) -> dict[str, str]:
+    """The ``x-ratelimit-*`` headers for *counts*; a `RateLimitError` (with them and
+    ``Retry-After``) when a limit refused the request."""
+    headers: dict[str, str] = {}
+    now = counts.now
+    request_reset = counts.oldest_request + WINDOW - now if counts.oldest_request >= 0 else 0.0
+    token_reset = counts.oldest_tokens + WINDOW - now if counts.oldest_tokens >= 0 else 0.0
+    if caller.rpm is not None:
+        headers["x-ratelimit-limit-requests"] = str(caller.rpm)
+        headers["x-ratelimit-remaining-requests"] = str(max(0, caller.rpm - counts.requests))
+        headers["x-ratelimit-reset-requests"] = _reset(request_reset)
+    if caller.tpm is not None:
+        headers["x-ratelimit-limit-tokens"] = str(caller.tpm)
+        headers["x-ratelimit-remaining-tokens"] = str(max(0, caller.tpm - counts.tokens))
+        headers["x-ratelimit-reset-tokens"] = _reset(token_reset)
+    if not counts.refused:
+        return headers
+    if counts.refused == "requests":
+        wait = request_reset
+        message = f"rate limit reached for '{caller.id}': {caller.rpm} requests per minute"
+    elif counts.refused == "tokens":
+        wait = token_reset
+        message = f"rate limit reached for '{caller.id}': {caller.tpm} tokens per minute"
+    else:
+        wait = month_left(time.time())
+        message = (
+            f"token budget spent for '{caller.id}': {counts.spent} of {caller.budget_tokens} "
+            "tokens this month (UTC)"
+        )
+    headers["retry-after"] = str(max(1, math.ceil(wait)))
+    raise RateLimitError(f"{message}; retry in {headers['retry-after']} s", headers=headers)
+
+
+@dataclass(slots=True)
+class _Key:
+    """One caller's counts in this process."""
+
+    requests: deque[float]
+    tokens: deque[tuple[float, int]]
+    month: str = ""
+    spent: int = 0
+
+
+class LocalLimiter:
+    """The limits of this process alone (each instance counts its own)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._keys: dict[str, _Key] = {}
+        self._now = clock
+
+    def _key(self, caller: Caller) -> _Key:
+        found = self._keys.get(caller.id)
+        if found is None:
+            found = self._keys[caller.id] = _Key(deque(), deque())
+        return found
+
+    def counts(self, caller: Caller, *, take: bool) -> Counts:
+        """Check *caller* now; with *take*, count the request when it is admitted."""
+        now = self._now()
+        key = self._key(caller)
+        start = now - WINDOW
+        while key.requests and key.requests[0] <= start:
+            key.requests.popleft()
+        while key.tokens and key.tokens[0][0] <= start:
+            key.tokens.popleft()
+        month = month_of(time.time())
+        if key.month != month:
+            key.month, key.spent = month, 0
+        tokens = sum(n for _, n in key.tokens)
+        refused = ""
+        if caller.rpm is not None and len(key.requests) >= caller.rpm:
+            refused = "requests"
+        elif caller.tpm is not None and tokens >= caller.tpm:
+            refused = "tokens"
+        elif caller.budget_tokens is not None and key.spent >= caller.budget_tokens:
+            refused = "budget"
+        if take and not refused and caller.rpm is not None:
+            key.requests.append(now)
+        return Counts(
+            refused,
+            len(key.requests),
+            key.requests[0] if key.requests else -1.0,
+            tokens,
+            key.tokens[0][0] if key.tokens else -1.0,
+            key.spent,
+            now,
+        )
+
+    async def admit(self, caller: Caller) -> dict[str, str]:
+        """The rate-limit headers for an admitted request; `RateLimitError` if refused."""
+        return verdict(caller, self.counts(caller, take=True))
+
+    def spend(self, caller: Caller, tokens: int) -> None:
+        """Count *tokens* an answer used against the caller's TPM and budget."""
+        if tokens <= 0:
+            return
+        key = self._key(caller)
+        now = self._now()
+        if caller.tpm is not None:
+            key.tokens.append((now, tokens))
+        month = month_of(time.time())
+        if key.month != month:
+            key.month, key.spent = month, 0
+        key.spent += tokens
+
+
+class TokenCounter:
+    """The observer that tells the limiter how many tokens each answer used."""
+
+    def __init__(self, limiter: Limiter) -> None:
+        self.limiter = limiter
+
+    def started(self, plan: Plan, attempt: Attempt) -> None:
+        """Nothing is known until the attempt ends."""
+
+    def finished(self, plan: Plan, attempt: Attempt, result: Finished) -> None:
+        """Count the answer's tokens, when its caller has a token limit."""
+        caller = plan.caller
+        if caller is ANONYMOUS or result.usage is None:
+            return
+        if caller.tpm is None and caller.budget_tokens is None:
+            return
+        self.limiter.spend(caller, result.usage.total_tokens)

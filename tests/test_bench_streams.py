@@ -1,0 +1,91 @@
+"""The open-streams harness (`bench.streams`): the stamp arithmetic, and the mock and
+client together in one loop, a few streams for a fraction of a second."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench import streams
+from bench.report_scale import scale_goals, scale_section
+
+
+def test_stamps_are_read_across_split_reads() -> None:
+    whole = streams.event(100.0) + streams.event(100.5)
+    cut = whole.rfind(b"@100.5") + 6  # inside the second stamp
+    found, tail = streams.added_ms(101.0, whole[:cut])
+    assert found == [1000.0] and tail == b"@100.5"
+    found, tail = streams.added_ms(101.0, tail + whole[cut:])
+    assert found == [500.0] and b"@" not in tail
+    found, tail = streams.added_ms(101.0, b'"content":"@100.25')
+    assert found == [] and tail == b"@100.25"
+    found, _ = streams.added_ms(101.0, tail + b'0@"}')
+    assert found == [750.0]
+
+
+def test_a_chunk_is_http_chunked() -> None:
+    assert streams.chunked(b"hello") == b"5\r\nhello\r\n"
+
+
+def test_the_mock_streams_every_chunk_to_every_client() -> None:
+    async def run() -> streams.Tally:
+        server = streams.MockServer(chunks=5, interval=0.02)
+        loop = asyncio.get_running_loop()
+        listener = await loop.create_server(
+            lambda: streams._MockStream(server), "127.0.0.1", 0, reuse_address=True
+        )
+        port = listener.sockets[0].getsockname()[1]
+        ticker = asyncio.create_task(server.tick())
+        try:
+            return await streams.hold(port, "/v1/chat/completions", "m", None, 8, 10)
+        finally:
+            ticker.cancel()
+            listener.close()
+
+    tally = asyncio.run(run())
+    figures = streams.summary(tally, 8, 5)
+    assert figures["errors"] == 0 and figures["completed"] == 8
+    assert figures["chunks"] == figures["expected_chunks"] == 40
+    assert 0 <= figures["p50_ms"] <= figures["p99_ms"] < 1000
+
+
+def test_a_short_stream_is_an_error() -> None:
+    tally = streams.Tally(chunks=3, done=1)
+    tally.latencies.extend([1.0, 2.0, 3.0])
+    assert streams.summary(tally, 1, 5)["errors"] == 1
+
+
+def test_the_report_rows_and_goals() -> None:
+    row = {"p50_ms": 1.0, "p99_ms": 4.0, "chunks": 10, "expected_chunks": 10}
+    scale = {
+        "command": "make bench QUICK=1",
+        "open_streams": [
+            {
+                "streams": 10,
+                "wanted": 10,
+                "note": "",
+                "seconds": 1,
+                "rss_idle_mb": 60.0,
+                "rss_peak_mb": 80.0,
+                "direct": row,
+                "chatgate": row,
+                "added_p50_ms": 0.0,
+                "added_p99_ms": 0.0,
+                "errors": 0,
+            }
+        ],
+        "features": {"plain": {"skipped": "x"}},
+        "workers": {"1": {"rps_c64": 100.0, "p50_ms": 1.0, "errors": 0}},
+        "server": {
+            "uvicorn (httptools)": {
+                "added_p50_ms": 0.2,
+                "rps_c64": 100.0,
+                "errors": 0,
+                "x_litellm_c64": 10.0,
+            }
+        },
+    }
+    goals = {g["goal"]: g["holds"] for g in scale_goals({"scale": scale})}
+    assert goals["RSS with 10 open streams"] is True
+    assert goals["the server: c64 vs LiteLLM"] is False
+    text = "\n".join(scale_section({"scale": scale}))
+    assert "### Open streams" in text and "skipped: x" in text
