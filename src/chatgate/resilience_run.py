@@ -32,7 +32,7 @@ from chatgate.resilience import (
     verdict,
     wait_before,
 )
-from chatgate.running import Watch, past_deadline, within
+from chatgate.running import Watch, observed, past_deadline, within
 from chatgate.types import ChatChunk, ChatRequest, ChatResponse, Usage
 
 if TYPE_CHECKING:
@@ -248,7 +248,7 @@ class Resilience:
         deadline = plan.request.deadline
         if deadline is not None:
             chunks = within(chunks, deadline)
-        return chunks if tell is None else _told(chunks, tell)
+        return chunks if tell is None else observed(chunks, tell)
 
     async def _chunks(self, plan: Plan, tell: Tell | None) -> AsyncIterator[ChatChunk]:
         attempt, (chunks, first) = await self._try(plan, _first_chunk, tell, self._end(plan))
@@ -275,22 +275,6 @@ class Resilience:
         if not found:
             return None
         return found.get(name) if list(found) == [name] else found
-
-
-async def _told(chunks: AsyncIterator[ChatChunk], tell: Tell) -> AsyncIterator[ChatChunk]:
-    """*chunks*, with the observers told how the answering try ended."""
-    usage: Usage | None = None
-    try:
-        async for chunk in chunks:
-            if chunk.usage is not None:
-                usage = chunk.usage
-            yield chunk
-    except BaseException as exc:
-        tell.failed(exc)
-        raise
-    finally:
-        await _close(chunks)
-    tell.done(usage)
 
 
 async def _chat(attempt: Attempt) -> ChatResponse:

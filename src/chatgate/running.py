@@ -8,6 +8,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 from chatgate.errors import ChatgateError, GatewayTimeoutError
 from chatgate.plan import Attempt, Finished, Observer, Plan
@@ -87,7 +88,19 @@ class Watch:
                 log.exception("observer %r failed", observer)
 
 
-async def observed(chunks: AsyncIterator[ChatChunk], watch: Watch) -> AsyncIterator[ChatChunk]:
+class Told(Protocol):
+    """What hears how a stream ended: a `Watch`, or a resilient request's current try."""
+
+    def failed(self, exc: BaseException) -> None:
+        """The stream raised *exc* (or was closed)."""
+        ...
+
+    def done(self, usage: Usage | None) -> None:
+        """The stream ended, with its usage if it sent one."""
+        ...
+
+
+async def observed(chunks: AsyncIterator[ChatChunk], watch: Told) -> AsyncIterator[ChatChunk]:
     """*chunks*, with the observers told how the stream ended."""
     usage: Usage | None = None
     try:
