@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from chatgate.config import Connection
-from chatgate.store import connections, gateway_keys, keys, usage
+from chatgate.store import connections, gateway_keys, keys, usage, usage_insert
 from chatgate.store.crypto import (
     KEY_FILE,
     Unsealable,
@@ -214,7 +214,7 @@ class Store:
     def record_usage(self, rows: Sequence[UsageRow]) -> int:
         """Write a batch of usage rows in one transaction; how many were written."""
         with self._db.write() as conn:
-            return usage.record(conn, rows)
+            return usage_insert.record(conn, rows)
 
     def usage(
         self,
