@@ -18,6 +18,8 @@ from chatgate.config import Settings, load_settings
 from chatgate.gateway import Gateway
 from chatgate.server.app import create_app
 from tests.fakes.openai_server import FakeOpenAI, build_app, serve
+from tests.fakes.scripted_upstream import ScriptedUpstream
+from tests.fakes.scripted_upstream import build_app as build_scripted_app
 from tests.fakes.text_conftest import *  # noqa: F403 - the text backends' fakes
 
 # No test touches the user's own data directory: the store's default SQLite file (and
@@ -87,6 +89,15 @@ def client(live: LiveServer) -> Iterator[httpx.Client]:
     """An httpx client for the live server, authenticated."""
     with live.client() as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def scripted_upstream() -> Iterator[ScriptedUpstream]:
+    """One scripted fake (faults on cue) per module; each connection is a base path on it."""
+    state = ScriptedUpstream()
+    for url in serve(build_scripted_app(state)):
+        state.url = url
+        yield state
 
 
 @pytest.fixture(scope="session")

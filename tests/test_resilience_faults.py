@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -25,30 +24,20 @@ from chatgate.gateway import Gateway
 from chatgate.plan import Attempt, Finished, Plan
 from chatgate.types import ChatResponse
 from tests.conftest import start_server
-from tests.fakes.openai_server import serve
 from tests.fakes.raw_upstream import unused_url
-from tests.fakes.scripted_upstream import ScriptedUpstream, build_app
+from tests.fakes.scripted_upstream import ScriptedUpstream
 
 HI = [{"role": "user", "content": "Hi"}]
 TEXT = "Hello from the fake."
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[ScriptedUpstream]:
-    """One scripted fake for the module; each connection is a base path on it."""
-    state = ScriptedUpstream()
-    for url in serve(build_app(state)):
-        state.url = url
-        yield state
-
-
 @pytest.fixture()
-def fake(upstream: ScriptedUpstream) -> ScriptedUpstream:
+def fake(scripted_upstream: ScriptedUpstream) -> ScriptedUpstream:
     """The fake, its scripts and record cleared for this test."""
-    upstream.reset()
-    upstream.retry_after = "1"
-    upstream.stall_seconds = 5.0
-    return upstream
+    scripted_upstream.reset()
+    scripted_upstream.retry_after = "1"
+    scripted_upstream.stall_seconds = 5.0
+    return scripted_upstream
 
 
 def settings(

@@ -46,6 +46,9 @@ from chatgate.config_sections import (
     GoogleOptions as GoogleOptions,
 )
 from chatgate.config_sections import (
+    ResilienceSettings as ResilienceSettings,
+)
+from chatgate.config_sections import (
     Section as _Section,
 )
 from chatgate.config_sections import (
@@ -236,6 +239,8 @@ class Settings(_Section):
     # Load-balanced pools, keyed by the model id clients ask for ("pool/gpt-4o"), whose
     # connection part is no connection's name.
     balance: dict[str, Balance] = Field(default_factory=dict)
+    # Backoff and cool-down timings (docs/resilience.md).
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     # Prompt post-processing (docs/post-processing.md).
     prompt_placeholder: str = Field(default=DEFAULT_PLACEHOLDER, min_length=1)
     names: NamesPolicy = "prefix"

@@ -1,6 +1,6 @@
-"""The tables inside the config: ``[server]``, a connection's option tables
-(``[connections.google]``, ``.engine``, ``.text``) and ``[doors.<name>]``. Imported by
-`chatgate.config`, which reads them all."""
+"""The tables inside the config: ``[server]``, ``[resilience]``, a connection's option
+tables (``[connections.google]``, ``.engine``, ``.text``) and ``[doors.<name>]``.
+Imported by `chatgate.config`, which reads them all."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from chatgate import resilience
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
@@ -59,6 +61,30 @@ class ServerSettings(Section):
         if self.api_keys_env:
             keys += [k.strip() for k in env.get(self.api_keys_env, "").split(",") if k.strip()]
         return [*keys, *(k for k in self.admin_keys if k not in keys)]
+
+
+class ResilienceSettings(Section):
+    """The ``[resilience]`` table: the backoff between retries and the cool-down of a
+    failing connection, in seconds (docs/resilience.md)."""
+
+    # Strict: a TOML value has its type; `true` or "5" here is a mistake, not a number.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    backoff_base: float = Field(default=resilience.BACKOFF_BASE, gt=0, allow_inf_nan=False)
+    backoff_cap: float = Field(default=resilience.BACKOFF_CAP, gt=0, allow_inf_nan=False)
+    eject_after: int = Field(default=resilience.EJECT_AFTER, ge=1)
+    eject_base: float = Field(default=resilience.EJECT_BASE, gt=0, allow_inf_nan=False)
+    eject_cap: float = Field(default=resilience.EJECT_CAP, gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _caps_reach_their_bases(self) -> ResilienceSettings:
+        for cap, base in (("backoff_cap", "backoff_base"), ("eject_cap", "eject_base")):
+            if getattr(self, cap) < getattr(self, base):
+                raise ValueError(
+                    f"{cap} ({getattr(self, cap):g} s) is less than {base} "
+                    f"({getattr(self, base):g} s)"
+                )
+        return self
 
 
 class GoogleOptions(Section):

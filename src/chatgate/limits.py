@@ -14,15 +14,18 @@ The rules (docs/keys.md), the same in process and in Redis:
 
 `LocalLimiter` holds the counts in this process. `chatgate.limits_redis.RedisLimiter`
 holds them in Redis, checked and counted by one Lua script, so that many instances
-enforce one limit.
+enforce one limit. A `LocalLimiter` given a store query (`seed_from`) starts a key's
+month from the usage log, so that a budget survives a restart without Redis.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -30,7 +33,16 @@ from typing import Protocol
 from chatgate.errors import RateLimitError
 from chatgate.plan import ANONYMOUS, Attempt, Caller, Finished, Plan
 
+log = logging.getLogger("chatgate.limits")
 WINDOW = 60.0  # seconds, for both RPM and TPM
+# The longest a key's first requests wait, in all, for its month to be read from the
+# usage log: a healthy store answers in milliseconds, and a slow one must not hold
+# requests up (they are admitted on what is counted so far).
+SEED_WAIT = 0.25
+
+# The store query that seeds a budget: the tokens of a caller's usage rows in
+# [since, until).
+Seed = Callable[[str, datetime, datetime], Awaitable[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +81,17 @@ def month_of(moment: float) -> str:
     if start <= moment < end:
         return name
     day = datetime.fromtimestamp(moment, UTC)
-    first = datetime(day.year, day.month, 1, tzinfo=UTC).timestamp()
-    _MONTH = (first, moment + month_left(moment), day.strftime("%Y-%m"))
+    _MONTH = (month_start(moment), moment + month_left(moment), day.strftime("%Y-%m"))
     return _MONTH[2]
 
 
 _MONTH: tuple[float, float, str] = (0.0, 0.0, "")
+
+
+def month_start(moment: float) -> float:
+    """The start of *moment*'s calendar month, UTC, in seconds since the epoch."""
+    day = datetime.fromtimestamp(moment, UTC)
+    return datetime(day.year, day.month, 1, tzinfo=UTC).timestamp()
 
 
 def month_left(moment: float) -> float:
@@ -129,14 +146,27 @@ class _Key:
     tokens: deque[tuple[float, int]]
     month: str = ""
     spent: int = 0
+    # Reading the month's spend from the usage log: None until it begins.
+    seeding: asyncio.Task[None] | None = None
+    wait_until: float = 0.0  # on the loop's clock: later requests no longer wait for it
 
 
 class LocalLimiter:
-    """The limits of this process alone (each instance counts its own)."""
+    """The limits of this process alone (each instance counts its own); with *seed*,
+    a key's month begins with what the usage log holds of it."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        seed: Seed | None = None,
+        seed_wait: float = SEED_WAIT,
+    ) -> None:
         self._keys: dict[str, _Key] = {}
         self._now = clock
+        self.seed = seed
+        self.seed_wait = seed_wait
+        self._seed_warned = False
 
     def _key(self, caller: Caller) -> _Key:
         found = self._keys.get(caller.id)
@@ -178,7 +208,46 @@ class LocalLimiter:
 
     async def admit(self, caller: Caller) -> dict[str, str]:
         """The rate-limit headers for an admitted request; `RateLimitError` if refused."""
+        if self.seed is not None and caller.budget_tokens is not None:
+            key = self._key(caller)
+            if key.seeding is None or not key.seeding.done():
+                await self._seeded(caller, key)
         return verdict(caller, self.counts(caller, take=True))
+
+    async def _seeded(self, caller: Caller, key: _Key) -> None:
+        """Begin reading *caller*'s month from the usage log (once per key), and wait
+        for it while the key's `seed_wait` lasts."""
+        loop = asyncio.get_running_loop()
+        if key.seeding is None:
+            assert self.seed is not None
+            now = time.time()
+            # From here on this process counts the key itself; the log is read up to
+            # here, so that nothing is counted twice.
+            key.month, key.spent = month_of(now), 0
+            until = datetime.fromtimestamp(now, UTC)
+            since = datetime.fromtimestamp(month_start(now), UTC)
+            key.seeding = loop.create_task(self._seed_key(caller.id, key, since, until))
+            key.wait_until = loop.time() + self.seed_wait
+        left = key.wait_until - loop.time()
+        if left > 0:
+            await asyncio.wait((key.seeding,), timeout=left)  # never cancels the read
+
+    async def _seed_key(self, caller_id: str, key: _Key, since: datetime, until: datetime) -> None:
+        assert self.seed is not None
+        try:
+            spent = await self.seed(caller_id, since, until)
+        except Exception as exc:  # any failure: the month counts from zero, as without a store
+            if not self._seed_warned:
+                self._seed_warned = True
+                log.warning(
+                    "limits: the month's tokens of the gateway key '%s' could not be read "
+                    "from the usage log (%s); in-process budgets count from zero",
+                    caller_id,
+                    type(exc).__name__,
+                )
+            return
+        if key.month == month_of(until.timestamp()):  # not a month that has since ended
+            key.spent += spent
 
     def spend(self, caller: Caller, tokens: int) -> None:
         """Count *tokens* an answer used against the caller's TPM and budget."""
@@ -192,6 +261,15 @@ class LocalLimiter:
         if key.month != month:
             key.month, key.spent = month, 0
         key.spent += tokens
+
+
+def seed_from(observers: Iterable[object], seed: Seed | None) -> None:
+    """Hand *seed* (a store query, or None to stop) to each in-process limiter whose
+    `TokenCounter` is among *observers* (a gateway's): the server's limiter, which is
+    made before its store is opened."""
+    for observer in observers:
+        if isinstance(observer, TokenCounter) and isinstance(observer.limiter, LocalLimiter):
+            observer.limiter.seed = seed
 
 
 class TokenCounter:

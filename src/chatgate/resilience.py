@@ -1,7 +1,8 @@
 """Upstream resilience, the decisions: which failures are retried or fallen back from,
 how long to wait (jittered exponential backoff, ``Retry-After``), which connections are
 ejected for a while after consecutive failures (outlier ejection, as Envoy does), and
-the order a balance pool tries its targets in (docs/resilience.md).
+the order a balance pool tries its targets in (docs/resilience.md); and `Learner`, the
+observer that tells the ejector how plain requests ended.
 
 Everything here is small, synchronous and clock-injected, so that it is tested without
 an event loop; `chatgate.resilience_run` runs the attempts of a plan with it.
@@ -10,12 +11,13 @@ an event loop; `chatgate.resilience_run` runs the attempts of a plan with it.
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from chatgate.errors import (
     ChatgateError,
@@ -24,7 +26,14 @@ from chatgate.errors import (
     UpstreamError,
 )
 from chatgate.exchange.errors import UpstreamAnsweredError
+from chatgate.source_row import EMBEDDED
 
+if TYPE_CHECKING:  # chatgate.plan imports the config, whose [resilience] defaults are here
+    from chatgate.plan import Attempt, Finished, Plan
+
+log = logging.getLogger("chatgate.resilience")
+
+# The defaults of the ``[resilience]`` table (chatgate.config_sections.ResilienceSettings).
 # Backoff before retry n (0-based): a uniform draw in [d/2, d], d = min(CAP, BASE * 2**n).
 # Half of it is kept so that a retry never fires at once ("full jitter" may draw 0),
 # and the other half spreads the clients that failed together.
@@ -40,6 +49,8 @@ NO_DEADLINE_WINDOW = 120.0
 EJECT_AFTER = 5
 EJECT_BASE = 30.0
 EJECT_CAP = 300.0
+# The statuses chatgate answers an upstream's failure with (a 500 is chatgate's own bug).
+_UPSTREAM_FAILED = frozenset({502, 503, 504})
 
 Verdict = Literal["retry", "fallback", "final"]
 Strategy = Literal["round_robin", "least_outstanding"]
@@ -65,6 +76,12 @@ def counts_against(exc: BaseException) -> bool:
     """Whether *exc* counts towards ejecting the connection: a 5xx-like failure of the
     upstream (a 429 is the upstream working as meant, and does not)."""
     return verdict(exc) != "final" and not isinstance(exc, RateLimitError)
+
+
+def counts_against_status(status: int, code: str | None) -> bool:
+    """`counts_against` for a failed attempt as observers hear of it (`Finished`): an
+    upstream failure's status (502, 503, 504), the request's own deadline excepted."""
+    return status in _UPSTREAM_FAILED and code != "inference_timeout"
 
 
 def reason(exc: BaseException) -> str:
@@ -110,10 +127,20 @@ def retry_after(
     return min(max(seconds, 0.0), cap)
 
 
-def wait_before(exc: BaseException, retry: int, *, base: float, cap: float) -> float:
-    """The wait before *retry*: the backoff, or the upstream's ``Retry-After`` if longer."""
+def wait_before(
+    exc: BaseException,
+    retry: int,
+    *,
+    base: float,
+    cap: float,
+    ceiling: float = BACKOFF_CAP,
+) -> float:
+    """The wait before *retry*: the backoff (*base*, at most *ceiling*), or the
+    upstream's ``Retry-After`` (at most *cap*) if longer. An upstream sends it on a 429
+    and on a 503 (`chatgate.exchange.errors.classify_error` keeps it on both), and the
+    embedded engine on its queue being full."""
     asked = retry_after(exc.headers, cap=cap) if isinstance(exc, ChatgateError) else None
-    delay = backoff(retry, base=base)
+    delay = backoff(retry, base=base, cap=ceiling)
     return delay if asked is None else max(delay, asked)
 
 
@@ -176,6 +203,39 @@ class Ejector:
             "consecutive_failures": found.failures,
             "times_ejected": found.ejections,
         }
+
+
+class Learner:
+    """The observer that tells the ejector how the attempts of plain requests to remote
+    connections ended; `chatgate.resilience_run` tells it of its own (their plans have a
+    trail). The embedded engine is left out: a plain request to it fails on its queue
+    being full, its own load, which no cool-down relieves (its /healthz shows the queue)."""
+
+    __slots__ = ("ejector", "routes")
+
+    def __init__(self, ejector: Ejector) -> None:
+        self.ejector = ejector
+        self.routes = ejector.routes  # never rebound: read here without a hop
+
+    def started(self, plan: Plan, attempt: Attempt) -> None:
+        """Nothing is known until the attempt ends."""
+
+    def finished(self, plan: Plan, attempt: Attempt, result: Finished) -> None:
+        """A success clears the route's record; an upstream failure counts against it."""
+        # On every request: a success costs one dict lookup (the runner's own successes
+        # were cleared already, and find nothing).
+        if result.outcome == "ok":
+            if attempt.route in self.routes:
+                self.ejector.succeeded(attempt.route)
+            return
+        failed = (
+            plan.trail is None
+            and result.outcome == "error"
+            and counts_against_status(result.status, result.error_code)
+            and attempt.backend.connection.source != EMBEDDED
+        )
+        if failed and self.ejector.failed(attempt.route):
+            log.warning("connection %s ejected after failures", attempt.route)
 
 
 def route_of(model: str) -> str:

@@ -7,6 +7,10 @@ no retries, no fallbacks and no pool takes the plain path and pays one check. Wh
 happened is kept in `Plan.trail` (``model:503``, ``model:ok``), which the server sends as
 ``x-chatgate-attempts``. A stream is retried or fallen back only before its first chunk:
 once a chunk has left, a failure reaches the client as the door's error event.
+
+The plain path's outcomes reach the ejector through an observer (`Learner`, added by
+`Resilience.learn`), so that a failing connection cools down whatever its requests are
+configured with.
 """
 
 from __future__ import annotations
@@ -22,10 +26,10 @@ from chatgate.errors import ChatgateError
 from chatgate.plan import Attempt, Caller, Observer, Plan
 from chatgate.prompt.policy import Shaping
 from chatgate.resilience import (
-    BACKOFF_BASE,
     NO_DEADLINE_WINDOW,
     RETRY_AFTER_CAP,
     Ejector,
+    Learner,
     Pool,
     counts_against,
     reason,
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 ATTEMPTS_HEADER = "x-chatgate-attempts"
+DROPPED_HEADER = "x-chatgate-dropped-params"
 log = logging.getLogger("chatgate.resilience")
 
 
@@ -82,10 +87,13 @@ class Resilience:
         self.pools = {k: Pool(b.targets, b.strategy) for k, b in settings.balance.items()}
         # The model ids whose plan has alternatives: one set lookup in `prepare`.
         self.models = frozenset(self.fallbacks) | frozenset(self.pools)
-        self.ejector = Ejector()
+        timings = settings.resilience
+        self.ejector = Ejector(timings.eject_after, timings.eject_base, timings.eject_cap)
+        self.learner = Learner(self.ejector)
         self.outstanding: defaultdict[str, int] = defaultdict(int)
+        self.backoff_base = timings.backoff_base
+        self.backoff_cap = timings.backoff_cap
         # Tests shorten these; production keeps the module's defaults.
-        self.backoff_base = BACKOFF_BASE
         self.retry_after_cap = RETRY_AFTER_CAP
         self.window = NO_DEADLINE_WINDOW
 
@@ -97,6 +105,14 @@ class Resilience:
     def engaged(self, plan: Plan) -> bool:
         """Whether *plan* needs this runner (alternatives, a pool, or retries)."""
         return plan.trail is not None or self.retries(plan.attempts[0]) > 0
+
+    def learn(self, observers: list[Observer]) -> None:
+        """Have the plain path's outcomes counted towards ejection too: the `Learner`
+        joins *observers* (the gateway's), once. Only where observers are already
+        told of every attempt (the server): a gateway without any would otherwise
+        have to tell them of each plain request."""
+        if self.learner not in observers:
+            observers.append(self.learner)
 
     # --- planning ------------------------------------------------------------------
 
@@ -179,7 +195,11 @@ class Resilience:
                     wait = None
                     if judged == "retry" and number + 1 < tries and not ejected(attempt.route):
                         delay = wait_before(
-                            exc, number, base=self.backoff_base, cap=self.retry_after_cap
+                            exc,
+                            number,
+                            base=self.backoff_base,
+                            cap=self.retry_after_cap,
+                            ceiling=self.backoff_cap,
                         )
                         # A wait that would outlast the deadline: the next alternative.
                         wait = delay if loop.time() + delay < end else None
@@ -306,16 +326,45 @@ def trail(plan: Plan) -> dict[str, str]:
     return {ATTEMPTS_HEADER: ",".join(plan.trail or ())}
 
 
+def answered(plan: Plan) -> Attempt:
+    """The attempt that answered *plan*: the one of its trail's last ``ok`` (the runner
+    writes it when an attempt answers, or sends its first chunk); else the first."""
+    found = plan.trail
+    if found and found[-1].endswith(":ok"):
+        model = found[-1][: -len(":ok")]
+        for attempt in plan.attempts:
+            if label(attempt) == model:
+                return attempt
+    return plan.first
+
+
+def dropped_header(plan: Plan) -> dict[str, str]:
+    """The ``x-chatgate-dropped-params`` header: the parameters the answering attempt's
+    connection dropped (before anything answered, the first attempt's); {} for none."""
+    dropped = (plan.attempts[0] if plan.trail is None else answered(plan)).dropped
+    return {DROPPED_HEADER: ",".join(dropped)} if dropped else {}
+
+
+def answer_headers(plan: Plan, headers: dict[str, str]) -> dict[str, str]:
+    """*headers* made to describe the attempt that answered a resilient *plan*: its
+    dropped parameters, and what was tried (``x-chatgate-attempts``)."""
+    headers.pop(DROPPED_HEADER, None)
+    headers.update(dropped_header(plan))
+    headers.update(trail(plan))
+    return headers
+
+
 async def trailed(
     frames: AsyncIterator[bytes], plan: Plan, headers: dict[str, str]
 ) -> AsyncIterator[bytes]:
-    """*frames*, with ``x-chatgate-attempts`` put in *headers* once the first frame is
-    made (the stream's head is sent after it, so the header is in it)."""
+    """*frames*, with ``x-chatgate-attempts`` and the answering attempt's dropped
+    parameters put in *headers* once the first frame is made (the stream's head is sent
+    after it, so the headers are in it)."""
     first = True
     try:
         async for frame in frames:
             if first and plan.trail:
-                headers.update(trail(plan))
+                answer_headers(plan, headers)
             first = False
             yield frame
     finally:

@@ -7,6 +7,7 @@ once the script is spent, so "fail the first N, then answer" is
 
 - ``ok``: a proper answer (stream: the fake's chunks and ``[DONE]``);
 - ``NNN``: an error object with status NNN; ``429`` carries ``Retry-After`` (`retry_after`);
+- ``NNN@S``: the same, with ``Retry-After: S`` whatever the status (``503@1``);
 - ``die``: a stream that sends two chunks, then breaks off (non-stream: the same reset);
 - ``stall``: waits `stall_seconds` before answering;
 - ``garbage``: a 200 event stream (or body) that is not JSON.
@@ -52,9 +53,9 @@ class ScriptedUpstream:
         return len(self.arrivals[base])
 
 
-def _error(status: int, retry_after: str) -> Response:
+def _error(status: int, retry_after: str | None) -> Response:
     body = {"error": {"message": f"scripted {status}", "type": "fake", "code": f"fake_{status}"}}
-    headers = {"Retry-After": retry_after} if status == 429 else {}
+    headers = {"Retry-After": retry_after} if retry_after is not None else {}
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
@@ -85,7 +86,10 @@ def build_app(state: ScriptedUpstream) -> Starlette:
         step = steps.pop(0) if steps else "ok"
         stream = bool(body.get("stream"))
         if step.isdigit():
-            return _error(int(step), state.retry_after)
+            return _error(int(step), state.retry_after if step == "429" else None)
+        status, at, seconds = step.partition("@")
+        if at and status.isdigit():
+            return _error(int(status), seconds)
         if step == "stall":
             await asyncio.sleep(state.stall_seconds)
         if step == "garbage":

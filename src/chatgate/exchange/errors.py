@@ -95,16 +95,17 @@ def classify_error(
         return GatewayTimeoutError(said)
     if status == 413:
         return RequestTooLargeError(said)
-    if status == 429:
+    # Retry-After means "come back then" on a 429 and a 503 (RFC 9110 10.2.3): kept on
+    # both, for the retries to wait and for the client when the request fails.
+    retry = None
+    if status in (429, 503):
         retry = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-        return RateLimitError(
-            said,
-            code=code or "rate_limit_exceeded",
-            headers={"Retry-After": retry} if retry else {},
-        )
+    waited = {"Retry-After": retry} if retry else {}
+    if status == 429:
+        return RateLimitError(said, code=code or "rate_limit_exceeded", headers=waited)
     if 400 <= status < 500:
         return InvalidRequestError(said, code=code)
-    return UpstreamAnsweredError(said, code=code)
+    return UpstreamAnsweredError(said, code=code, headers=waited)
 
 
 def transport_failure(

@@ -31,7 +31,7 @@ from chatgate.metrics import first_frame
 from chatgate.offload import off_loop
 from chatgate.plan import ANONYMOUS, Plan
 from chatgate.redaction import FRAGMENT
-from chatgate.resilience_run import trail, trailed
+from chatgate.resilience_run import answer_headers, dropped_header, trail, trailed
 from chatgate.server.admission import admit, with_headers
 from chatgate.server.doors.base import Door
 from chatgate.server.doors.reach import check_reach
@@ -170,7 +170,8 @@ def respond(door: Door, gateway: Gateway, plan: Plan, where: str) -> ASGIApp:
     def secrets() -> list[str]:
         return live_secrets(gateway)
 
-    headers = {"x-chatgate-dropped-params": ",".join(plan.dropped)} if plan.first.dropped else {}
+    # The answering attempt's, once known: a fallback may drop other parameters.
+    headers = dropped_header(plan)
 
     def render(exc: BaseException) -> tuple[int, Any, dict[str, str]]:
         error = as_error(exc, secrets, where)
@@ -195,7 +196,7 @@ def respond(door: Door, gateway: Gateway, plan: Plan, where: str) -> ASGIApp:
             return door.encode_answer(_redacted_answer(answer, known), plan)
 
         if plan.trail:
-            headers.update(trail(plan))
+            answer_headers(plan, headers)
         size = sum(len(c.message.content or "") for c in answer.choices)
         # Redacting megabytes of text is Python work: in a thread, the event loop gets
         # its turn every few milliseconds instead of waiting for the whole answer.

@@ -16,10 +16,13 @@ import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any, TypeVar
 
 from chatgate.gateway import Gateway
+from chatgate.limits import seed_from
 from chatgate.store import KeyUnreadable, Store, StoreError
+from chatgate.store.usage import spent_by
 from chatgate.usage_log import UsageLog
 
 T = TypeVar("T")
@@ -35,6 +38,7 @@ class ManagedConnections:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="chatgate-store")
         self.usage = UsageLog(store.record_usage, secrets=gateway.resolver.secrets)
         gateway.observers.append(self.usage)
+        seed_from(gateway.observers, self.spent)  # budgets survive a restart (docs/keys.md)
 
     @classmethod
     def open(cls, gateway: Gateway) -> ManagedConnections:
@@ -84,6 +88,11 @@ class ManagedConnections:
                 active = secret
         return conn.model_copy(update={"api_key": active}), keys, problem
 
+    async def spent(self, caller: str, since: datetime, until: datetime) -> int:
+        """The tokens the usage log holds of *caller* in [since, until), read on the
+        store's thread."""
+        return await self.call(spent_by, self.store, caller, since, until)
+
     def forget(self, name: str) -> None:
         """Stop serving the store's connection *name*."""
         if name in self.gateway.backends:
@@ -91,6 +100,7 @@ class ManagedConnections:
 
     def close(self) -> None:
         """Write the queued usage rows, then close the store."""
+        seed_from(self.gateway.observers, None)
         self.usage.close()
         if self.usage in self.gateway.observers:
             self.gateway.observers.remove(self.usage)

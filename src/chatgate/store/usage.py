@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -30,17 +30,26 @@ from chatgate.store.errors import StoreInvalid
 from chatgate.store.rows import GROUP_NAMES, GroupName, GroupValue, UsageGroup, UsageRow
 from chatgate.store.tables import from_millis, usage
 
+if TYPE_CHECKING:
+    from chatgate.store.store import Store
+
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 _BUCKETS = {"day": DAY_MS, "hour": HOUR_MS}
 
 
-def record(conn: Connection, rows: Sequence[UsageRow]) -> int:
-    """Insert *rows* in one statement (executemany); how many."""
+def checked(rows: Sequence[UsageRow]) -> list[UsageRow]:
+    """*rows* as a list, each a `UsageRow` (a `StoreInvalid` naming the first that is not)."""
     batch = list(rows)
     for index, row in enumerate(batch):
         if not isinstance(row, UsageRow):
             raise StoreInvalid(f"rows.{index}: a UsageRow", field=f"rows.{index}")
+    return batch
+
+
+def record(conn: Connection, rows: Sequence[UsageRow]) -> int:
+    """Insert *rows* in one statement (executemany); how many."""
+    batch = checked(rows)
     if not batch:
         return 0
     conn.execute(
@@ -141,6 +150,22 @@ def summed(
     groups = [_group(names, row._mapping) for row in conn.execute(query)]
     # Sorted here: the two databases put NULL (a request with no caller) at opposite ends.
     return sorted(groups, key=lambda g: tuple(_sort_key(g.key[name]) for name in names))
+
+
+def caller_tokens(conn: Connection, caller: str, since: datetime, until: datetime) -> int:
+    """The tokens (in and out) of *caller*'s rows in [since, until)."""
+    _check_time(since, "since")
+    _check_time(until, "until")
+    query = select(func.coalesce(func.sum(usage.c.tokens_in + usage.c.tokens_out), 0)).where(
+        usage.c.caller == caller, usage.c.at >= since, usage.c.at < until
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def spent_by(store: Store, caller: str, since: datetime, until: datetime) -> int:
+    """`caller_tokens` in a read transaction of *store* (what a budget is seeded with)."""
+    with store._db.read() as conn:
+        return caller_tokens(conn, caller, since, until)
 
 
 def prune(conn: Connection, before: datetime) -> int:
