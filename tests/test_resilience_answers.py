@@ -185,3 +185,30 @@ def test_the_dropped_params_header_names_the_answering_attempts(fake: ScriptedUp
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_a_prompt_list_names_what_every_answering_attempt_dropped(
+    fake: ScriptedUpstream,
+) -> None:
+    info, server, thread = start_server(dropping(fake))
+    header = "x-chatgate-dropped-params"
+    try:
+        with httpx.Client(base_url=info.url, timeout=30) as client:
+            body = {"model": "a/m", "prompt": ["one", "two"], "max_tokens": 4, **ASKED}
+            # One prompt falls back to b, the other is answered by a: both drops count.
+            fake.script["a"] = ["500"]
+            answer = client.post("/v1/completions", json=body)
+            assert answer.status_code == 200, answer.text
+            assert len(answer.json()["choices"]) == 2
+            assert answer.headers[header] == "top_k,logit_bias"
+            # Streamed, the prompts go in turn and the header leaves with the first
+            # prompt's first frame: what its answering attempt dropped.
+            fake.script["a"] = ["500"]
+            answer = client.post("/v1/completions", json={**body, "stream": True})
+            assert answer.status_code == 200, answer.text
+            assert answer.headers[header] == "top_k,logit_bias"
+            answer = client.post("/v1/completions", json={**body, "stream": True})
+            assert answer.headers[header] == "top_k"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

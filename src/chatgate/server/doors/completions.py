@@ -166,15 +166,18 @@ async def complete(request: Request) -> ASGIApp:
     return _combined(door, gateway, plans, where)
 
 
+DROPPED = "x-chatgate-dropped-params"
+
+
 def _combined(door: CompletionsDoor, gateway: Gateway, plans: list[Plan], where: str) -> ASGIApp:
     """The answers of several prompts as one: choices re-indexed, usage summed."""
-    headers = dropped_header(plans[0])
     render = renderer(door, gateway, where)
     n = door.shape.n
     if plans[0].request.stream:
+        headers: dict[str, str] = {}
         chunks = redacted_chunks(_in_turn(gateway, plans, n), live_secrets(gateway))
         frames = stream_error_frames(door, door.encode_stream(chunks, plans[0]), gateway, where)
-        return EventStream(frames, headers, render)
+        return EventStream(_naming_dropped(frames, plans[0], headers), headers, render)
 
     async def produce() -> tuple[int, Any, dict[str, str]]:
         answers = await _answers(gateway, plans)
@@ -193,9 +196,39 @@ def _combined(door: CompletionsDoor, gateway: Gateway, plans: list[Plan], where:
         )
         first = answers[0]
         merged = ChatResponse(first.id, first.created, first.model, choices, usage)
-        return 200, door.encode_answer(merged, plans[0]), headers
+        return 200, door.encode_answer(merged, plans[0]), _all_dropped(plans)
 
     return JSONBody(produce, render)
+
+
+def _all_dropped(plans: list[Plan]) -> dict[str, str]:
+    """The dropped-parameters header of several answered prompts: every parameter any
+    prompt's answering connection dropped (each prompt may have fallen back apart)."""
+    names: list[str] = []
+    for plan in plans:
+        for name in dropped_header(plan).get(DROPPED, "").split(","):
+            if name and name not in names:
+                names.append(name)
+    return {DROPPED: ",".join(names)} if names else {}
+
+
+async def _naming_dropped(
+    frames: AsyncIterator[bytes], plan: Plan, headers: dict[str, str]
+) -> AsyncIterator[bytes]:
+    """*frames*, with *headers* given the first prompt's dropped parameters once its
+    first frame came (the attempt that answers is known only then; the header goes out
+    with that frame, so later prompts cannot add to it)."""
+    first = True
+    try:
+        async for frame in frames:
+            if first:
+                headers.update(dropped_header(plan))
+                first = False
+            yield frame
+    finally:
+        aclose = getattr(frames, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def _answers(gateway: Gateway, plans: list[Plan]) -> list[ChatResponse]:
