@@ -126,7 +126,8 @@ class RedisLimiter:
             int(WINDOW * 1000),
         ]
         try:
-            found = await asyncio.wait_for(self._admit(keys=keys, args=args), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                found = await self._admit(keys=keys, args=args)
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
             return {}
@@ -162,7 +163,8 @@ class RedisLimiter:
             "1" if caller.budget_tokens is not None else "0",
         ]
         try:
-            await asyncio.wait_for(self._spend(keys=[bucket, budget], args=args), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                await self._spend(keys=[bucket, budget], args=args)
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
 
