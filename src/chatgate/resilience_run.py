@@ -341,7 +341,7 @@ def answered(plan: Plan) -> Attempt:
 def dropped_header(plan: Plan) -> dict[str, str]:
     """The ``x-chatgate-dropped-params`` header: the parameters the answering attempt's
     connection dropped (before anything answered, the first attempt's); {} for none."""
-    dropped = (plan.attempts[0] if plan.trail is None else answered(plan)).dropped
+    dropped = answered(plan).dropped
     return {DROPPED_HEADER: ",".join(dropped)} if dropped else {}
 
 
@@ -354,18 +354,25 @@ def answer_headers(plan: Plan, headers: dict[str, str]) -> dict[str, str]:
     return headers
 
 
-async def trailed(
+def trailed(
     frames: AsyncIterator[bytes], plan: Plan, headers: dict[str, str]
 ) -> AsyncIterator[bytes]:
     """*frames*, with ``x-chatgate-attempts`` and the answering attempt's dropped
-    parameters put in *headers* once the first frame is made (the stream's head is sent
-    after it, so the headers are in it)."""
+    parameters put in *headers* once the first frame is made."""
+    return at_first_frame(frames, lambda: answer_headers(plan, headers) if plan.trail else None)
+
+
+async def at_first_frame(
+    frames: AsyncIterator[bytes], then: Callable[[], object]
+) -> AsyncIterator[bytes]:
+    """*frames*, calling *then* once the first is made: a stream's head is sent after its
+    first frame, so headers that *then* sets go out in it."""
     first = True
     try:
         async for frame in frames:
-            if first and plan.trail:
-                answer_headers(plan, headers)
-            first = False
+            if first:
+                then()
+                first = False
             yield frame
     finally:
         aclose = getattr(frames, "aclose", None)

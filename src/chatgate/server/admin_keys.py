@@ -37,6 +37,9 @@ def install(state: State, gateway: Gateway, snapshot: KeySnapshot) -> None:
     state.keys = snapshot
     state.key_refresher = None
     gateway.observers.append(TokenCounter(state.limiter))
+    # The server tells its observers of every attempt: its plain requests count towards
+    # cool-down too (docs/resilience.md).
+    gateway.resilience.learn(gateway.observers)
 
 
 async def start(state: State, managed: ManagedConnections | None) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatgate.server.openapi import EDGE, INTEGER, STRING, json_content, json_object, operation
+from chatgate.server.openapi import EDGE, json_content, operation
+from chatgate.server.openapi_shapes import INTEGER, STRING, json_object
 
 NAMES = {"type": "array", "items": STRING, "description": "Empty (or absent): every one."}
 LIMIT = {"type": ["integer", "null"], "minimum": 1, "maximum": 2**31 - 1}

@@ -6,16 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from chatgate.server.admin_keys_openapi import path_items as gateway_keys_items
-from chatgate.server.openapi import (
-    ANY_OBJECT,
-    EDGE,
-    INTEGER,
-    STRING,
-    json_content,
-    json_object,
-    operation,
-    parameter,
-)
+from chatgate.server.openapi import EDGE, json_content, operation, parameter
+from chatgate.server.openapi_shapes import ANY_OBJECT, INTEGER, STRING, json_object
 
 BOOLEAN = {"type": "boolean"}
 KEY = json_object(

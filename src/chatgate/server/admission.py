@@ -10,16 +10,13 @@ Redis when ``redis_url`` is set. Each 429 it raises is counted in ``/metrics``
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from fnmatch import fnmatchcase
-from typing import Any
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatgate.errors import PermissionDeniedError, RateLimitError
-from chatgate.gateway import Gateway
 from chatgate.limits import Limiter
 from chatgate.metrics import count_rejection
 from chatgate.plan import Attempt, Caller, Plan
@@ -59,16 +56,13 @@ async def admit(request: Request, plans: Sequence[Plan]) -> dict[str, str]:
     (`RateLimitError`, with its headers) when refused; the rate-limit headers if not."""
     if not plans:
         return {}
-    app = request.scope["app"]
-    if _learning() is not app:
-        _learn(app)
     caller = plans[0].caller
     if caller.models or caller.connections:
         for plan in plans:
             check_allowed(caller, plan)
     if not caller.limited:
         return {}
-    state = app.state
+    state = request.app.state
     limiter: Limiter | None = getattr(state, "limiter", None)
     if limiter is None:
         return {}
@@ -77,24 +71,6 @@ async def admit(request: Request, plans: Sequence[Plan]) -> dict[str, str]:
     except RateLimitError:
         count_rejection(state.gateway, plans[0].door)
         raise
-
-
-def _nothing() -> None:
-    return None
-
-
-# The app whose gateway's plain requests are known to count towards cool-down: checked
-# on every request for the price of a scope lookup (app.state's attributes cost ten).
-_learning: Callable[[], object | None] = _nothing
-
-
-def _learn(app: Any) -> None:
-    """From now on *app*'s plain requests count towards cool-down too: this is the one
-    step every door's request passes (docs/resilience.md)."""
-    global _learning
-    gateway: Gateway = app.state.gateway
-    gateway.resilience.learn(gateway.observers)
-    _learning = weakref.ref(app)
 
 
 def with_headers(app: ASGIApp, headers: dict[str, str]) -> ASGIApp:

@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 from chatgate.gateway import Gateway
 from chatgate.limits import seed_from
 from chatgate.store import KeyUnreadable, Store, StoreError
-from chatgate.store.usage import spent_by
 from chatgate.usage_log import UsageLog
 
 T = TypeVar("T")
@@ -91,7 +90,7 @@ class ManagedConnections:
     async def spent(self, caller: str, since: datetime, until: datetime) -> int:
         """The tokens the usage log holds of *caller* in [since, until), read on the
         store's thread."""
-        return await self.call(spent_by, self.store, caller, since, until)
+        return await self.call(self.store.spent, caller, since, until)
 
     def forget(self, name: str) -> None:
         """Stop serving the store's connection *name*."""

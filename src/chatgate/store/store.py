@@ -216,6 +216,12 @@ class Store:
         with self._db.write() as conn:
             return usage_insert.record(conn, rows)
 
+    def spent(self, caller: str, since: datetime, until: datetime) -> int:
+        """The tokens (in and out) of *caller*'s usage rows in [since, until): what an
+        in-process budget is seeded with after a restart."""
+        with self._db.read() as conn:
+            return usage.caller_tokens(conn, caller, since, until)
+
     def usage(
         self,
         connection: str | None = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -29,9 +29,6 @@ from sqlalchemy import (
 from chatgate.store.errors import StoreInvalid
 from chatgate.store.rows import GROUP_NAMES, GroupName, GroupValue, UsageGroup, UsageRow
 from chatgate.store.tables import from_millis, usage
-
-if TYPE_CHECKING:
-    from chatgate.store.store import Store
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -160,12 +157,6 @@ def caller_tokens(conn: Connection, caller: str, since: datetime, until: datetim
         usage.c.caller == caller, usage.c.at >= since, usage.c.at < until
     )
     return int(conn.execute(query).scalar_one())
-
-
-def spent_by(store: Store, caller: str, since: datetime, until: datetime) -> int:
-    """`caller_tokens` in a read transaction of *store* (what a budget is seeded with)."""
-    with store._db.read() as conn:
-        return caller_tokens(conn, caller, since, until)
 
 
 def prune(conn: Connection, before: datetime) -> int:

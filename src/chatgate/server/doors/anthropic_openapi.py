@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from chatgate.server.doors.anthropic_shapes import AnthropicCountRequest, AnthropicRequest
-from chatgate.server.openapi import CHAT, EDGE, json_content, json_object, operation, parameter
+from chatgate.server.openapi import CHAT, EDGE, json_content, operation, parameter
+from chatgate.server.openapi_shapes import json_object
 
 DEFS = "#/$defs/"
 STRING = {"type": "string"}

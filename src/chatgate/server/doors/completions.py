@@ -22,6 +22,7 @@ from starlette.types import ASGIApp
 from chatgate.errors import ChatgateError
 from chatgate.gateway import Gateway
 from chatgate.plan import Plan
+from chatgate.resilience_run import DROPPED_HEADER, answered, at_first_frame, dropped_header
 from chatgate.server.dispatch import as_error, live_secrets, respond
 from chatgate.server.doors import openai
 from chatgate.server.doors.base import Door, DoorEntry
@@ -35,7 +36,6 @@ from chatgate.server.doors.completions_request import (
     finish_of,
 )
 from chatgate.server.doors.text_doors import (
-    dropped_header,
     guarded,
     plan_all,
     redacted,
@@ -166,9 +166,6 @@ async def complete(request: Request) -> ASGIApp:
     return _combined(door, gateway, plans, where)
 
 
-DROPPED = "x-chatgate-dropped-params"
-
-
 def _combined(door: CompletionsDoor, gateway: Gateway, plans: list[Plan], where: str) -> ASGIApp:
     """The answers of several prompts as one: choices re-indexed, usage summed."""
     render = renderer(door, gateway, where)
@@ -177,7 +174,8 @@ def _combined(door: CompletionsDoor, gateway: Gateway, plans: list[Plan], where:
         headers: dict[str, str] = {}
         chunks = redacted_chunks(_in_turn(gateway, plans, n), live_secrets(gateway))
         frames = stream_error_frames(door, door.encode_stream(chunks, plans[0]), gateway, where)
-        return EventStream(_naming_dropped(frames, plans[0], headers), headers, render)
+        named = at_first_frame(frames, lambda: headers.update(dropped_header(plans[0])))
+        return EventStream(named, headers, render)
 
     async def produce() -> tuple[int, Any, dict[str, str]]:
         answers = await _answers(gateway, plans)
@@ -204,31 +202,8 @@ def _combined(door: CompletionsDoor, gateway: Gateway, plans: list[Plan], where:
 def _all_dropped(plans: list[Plan]) -> dict[str, str]:
     """The dropped-parameters header of several answered prompts: every parameter any
     prompt's answering connection dropped (each prompt may have fallen back apart)."""
-    names: list[str] = []
-    for plan in plans:
-        for name in dropped_header(plan).get(DROPPED, "").split(","):
-            if name and name not in names:
-                names.append(name)
-    return {DROPPED: ",".join(names)} if names else {}
-
-
-async def _naming_dropped(
-    frames: AsyncIterator[bytes], plan: Plan, headers: dict[str, str]
-) -> AsyncIterator[bytes]:
-    """*frames*, with *headers* given the first prompt's dropped parameters once its
-    first frame came (the attempt that answers is known only then; the header goes out
-    with that frame, so later prompts cannot add to it)."""
-    first = True
-    try:
-        async for frame in frames:
-            if first:
-                headers.update(dropped_header(plan))
-                first = False
-            yield frame
-    finally:
-        aclose = getattr(frames, "aclose", None)
-        if aclose is not None:
-            await aclose()
+    names = dict.fromkeys(name for plan in plans for name in answered(plan).dropped)
+    return {DROPPED_HEADER: ",".join(names)} if names else {}
 
 
 async def _answers(gateway: Gateway, plans: list[Plan]) -> list[ChatResponse]:

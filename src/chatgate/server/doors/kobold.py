@@ -21,6 +21,7 @@ from chatgate.errors import ChatgateError
 from chatgate.gateway import Gateway
 from chatgate.model_info import model_facts
 from chatgate.plan import ANONYMOUS, Plan
+from chatgate.resilience_run import dropped_header
 from chatgate.server.dispatch import live_secrets, read_body, respond
 from chatgate.server.doors.base import DoorEntry
 from chatgate.server.doors.completions_request import Offsets
@@ -31,7 +32,6 @@ from chatgate.server.doors.reach import default_model
 from chatgate.server.doors.text_doors import (
     caller_of,
     door_names,
-    dropped_header,
     guarded,
     in_door_words,
     json_object_body,

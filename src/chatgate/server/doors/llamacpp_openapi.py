@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from chatgate.server.doors.text_doors import sse_schema
-from chatgate.server.openapi import CHAT, EDGE, UPSTREAM, json_content, json_object, operation
+from chatgate.server.openapi import CHAT, EDGE, UPSTREAM, json_content, operation
+from chatgate.server.openapi_shapes import json_object
 
 STRING: dict[str, Any] = {"type": "string"}
 INTEGER: dict[str, Any] = {"type": "integer"}

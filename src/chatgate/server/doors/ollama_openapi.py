@@ -10,15 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from chatgate.server.openapi import (
-    EDGE,
-    INTEGER,
-    STRING,
-    error_responses,
-    json_content,
-    json_object,
-    operation,
-)
+from chatgate.server.openapi import EDGE, error_responses, json_content, operation
+from chatgate.server.openapi_shapes import INTEGER, STRING, json_object
 
 BOOLEAN = {"type": "boolean"}
 NUMBER = {"type": "number"}

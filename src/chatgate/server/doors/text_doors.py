@@ -28,7 +28,6 @@ from chatgate.gateway import Gateway
 from chatgate.offload import off_loop
 from chatgate.plan import ANONYMOUS, Caller, Plan
 from chatgate.redaction import FRAGMENT
-from chatgate.resilience_run import dropped_header as answered_dropped
 from chatgate.server.admission import admit
 from chatgate.server.dispatch import (
     OFF_LOOP_BYTES,
@@ -265,12 +264,6 @@ def renderer(door: Door, gateway: Gateway, where: str) -> RenderError:
         return error.status, door.encode_error(error), error.headers
 
     return render
-
-
-def dropped_header(plan: Plan) -> dict[str, str]:
-    """The header that names the parameters the answering attempt's connection dropped
-    (before anything answered, the first attempt's), if any."""
-    return answered_dropped(plan)
 
 
 def redacted(text: str, secrets: list[str]) -> str:
