@@ -101,6 +101,30 @@ def test_tpm_counts_finished_answers_in_the_window() -> None:
     assert not isinstance(admit(limiter, caller), RateLimitError)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    spends=st.lists(
+        st.tuples(st.floats(0, 20, allow_nan=False), st.integers(1, 5000)), min_size=1, max_size=80
+    )
+)
+def test_tpm_is_the_sum_of_the_one_second_buckets_in_the_window(
+    spends: list[tuple[float, int]],
+) -> None:
+    clock = Clock()
+    limiter = LocalLimiter(clock)
+    caller = Caller("b", tpm=10**9)
+    spent: list[tuple[float, int]] = []
+    for gap, tokens in spends:
+        clock.now += gap
+        limiter.spend(caller, tokens)
+        spent.append((clock.now, tokens))
+        counts = limiter.counts(caller, take=False)
+        # A bucket is a whole second, so an answer leaves the window when its second does.
+        inside = [(t, n) for t, n in spent if int(t) > clock.now - WINDOW]
+        assert counts.tokens == sum(n for _, n in inside)
+        assert counts.oldest_tokens == (int(min(t for t, _ in inside)) if inside else -1.0)
+
+
 def test_the_budget_lasts_the_month() -> None:
     clock = Clock()
     limiter = LocalLimiter(clock)
