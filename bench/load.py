@@ -17,6 +17,7 @@ import signal
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -248,6 +249,57 @@ def paused(*pids: int) -> Iterator[None]:
     finally:
         for pid in stopped:
             os.kill(pid, signal.SIGCONT)
+
+
+def tree_pss_mb(pid: int) -> float:
+    """Proportional set size (MB) of a process and its descendants: each shared page
+    counted once over the processes sharing it, so forked workers are not counted for
+    their parent's pages again (as summing their RSS does)."""
+    total = 0.0
+    for proc in _tree(pid):
+        try:
+            text = Path(f"/proc/{proc}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("Pss:"):
+                total += int(line.split()[1]) / 1024
+                break
+    return total
+
+
+class PeakPss:
+    """The highest `tree_pss_mb` of *pid* seen, sampled on a thread every *every* s."""
+
+    def __init__(self, pid: int, every: float = 0.5) -> None:
+        self.pid, self.every, self.peak = pid, every, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakPss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, tree_pss_mb(self.pid))
+            self._stop.wait(self.every)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of a process and its live descendants so far."""
+    total = 0.0
+    for proc in _tree(pid):
+        try:
+            fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _tree(pid: int) -> list[int]:

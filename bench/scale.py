@@ -31,8 +31,7 @@ from typing import Any
 import uvloop
 
 from bench import servers, streams
-from bench.contention import _cpu_seconds as cpu_seconds
-from bench.load import Target, sequential, tree_memory_mb, wrk
+from bench.load import PeakPss, Target, sequential, tree_cpu_seconds, tree_memory_mb, wrk
 from bench.peers import GATEWAY_KEY, Process, chatgate_target, free_port, start_chatgate
 
 # Short c64 turns per feature variant, taken in turn with the others (`features`).
@@ -43,6 +42,8 @@ CHILD = [sys.executable, "-m", "bench.scale", "child"]
 # a variant needs created (its limits) through POST /api/keys, or None for the config key.
 VARIANTS: dict[str, dict[str, Any]] = {
     "plain": {"server": "metrics = false", "usage": False},
+    # The same as plain, a second process: how far two identical gateways differ here.
+    "plain twin": {"server": "metrics = false", "usage": False},
     "usage log": {"server": "metrics = false", "usage": True},
     "metrics": {"server": "metrics = true", "usage": False},
     "usage log + metrics": {"server": "metrics = true", "usage": True},
@@ -68,29 +69,52 @@ models = ["m"]
 """
 
 
-def stream_capacity(wanted: int) -> tuple[int, str]:
-    """How many streams this machine lets through one chatgate process: two sockets
-    each (client and upstream), under the hard open-files limit."""
+def stream_rows(spec: str) -> list[tuple[int, float]]:
+    """``BENCH_STREAMS`` read: ``1000,10000@1000`` is 1,000 streams at the issue's chunk
+    every 50 ms, then 10,000 at one chunk a second (count, interval in seconds)."""
+    rows = []
+    for item in spec.split(","):
+        count, _, every = item.strip().partition("@")
+        rows.append((int(count), int(every) / 1000 if every else 0.05))
+    return rows
+
+
+def stream_capacity(wanted: int) -> tuple[int, int, str]:
+    """How many streams this machine lets through chatgate, and in how many worker
+    processes: two sockets a stream (client and upstream), under each process's hard
+    open-files limit, one worker per core at most."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if hard == resource.RLIM_INFINITY:
-        return wanted, ""
+        return wanted, 1, ""
     fits = (hard - 512) // 2
     if fits >= wanted:
-        return wanted, ""
-    return fits, f"the open-files hard limit ({hard}) allows {fits} streams, not {wanted}"
+        return wanted, 1, ""
+    workers = min(os.cpu_count() or 1, -(-wanted // fits))
+    count = min(wanted, fits * workers)
+    note = (
+        f"one process's open-files hard limit ({hard}) holds {fits} streams, so "
+        f"{workers} worker processes (`--workers {workers}`) served them"
+    )
+    if count < wanted:
+        note += f", {count} in all"
+    return count, workers, note
 
 
-def open_streams(mock_url: str, counts: list[int], seconds: float) -> list[dict[str, Any]]:
-    """For each count: direct, then through chatgate, streams held for *seconds*."""
-    interval = 0.05
-    chunks = round(seconds / interval)
+def open_streams(
+    mock_url: str, wanted_rows: list[tuple[int, float]], seconds: float
+) -> list[dict[str, Any]]:
+    """For each (count, interval): direct, then through chatgate, the streams held for
+    *seconds*, a chunk every *interval* seconds on each."""
     streams.raise_fd_limit(resource.getrlimit(resource.RLIMIT_NOFILE)[1])
-    mock = streams.Mock(free_port(), chunks, interval)
     rows = []
-    try:
-        for wanted in counts:
-            count, note = stream_capacity(wanted)
-            print(f"bench: {count} open streams for {seconds:g} s", flush=True)
+    for wanted, interval in wanted_rows:
+        chunks = round(seconds / interval)
+        count, processes, note = stream_capacity(wanted)
+        mock = streams.Mock(free_port(), chunks, interval)
+        try:
+            print(
+                f"bench: {count} open streams for {seconds:g} s, every {interval:g} s", flush=True
+            )
             timeout = seconds + 60 + count / 200
             direct = uvloop.run(
                 streams.hold(mock.port, "/v1/chat/completions", "m", None, count, timeout)
@@ -102,41 +126,45 @@ def open_streams(mock_url: str, counts: list[int], seconds: float) -> list[dict[
                 extra=stream_connection(mock.url),
                 server=f"max_connections = {count + 64}",
                 name="chatgate-streams",
+                args=("--workers", str(processes)) if processes > 1 else (),
             )
             try:
                 idle = tree_memory_mb(gateway.pid)[0]
-                cpu = cpu_seconds(gateway.pid)
-                through = uvloop.run(
-                    streams.hold(
-                        port, "/v1/chat/completions", "streams/m", GATEWAY_KEY, count, timeout
+                cpu = tree_cpu_seconds(gateway.pid)
+                with PeakPss(gateway.pid) as pss:
+                    through = uvloop.run(
+                        streams.hold(
+                            port, "/v1/chat/completions", "streams/m", GATEWAY_KEY, count, timeout
+                        )
                     )
-                )
                 peak = tree_memory_mb(gateway.pid)[1]
-                cpu = cpu_seconds(gateway.pid) - cpu
+                cpu = tree_cpu_seconds(gateway.pid) - cpu
             finally:
                 gateway.stop()
-            d = streams.summary(direct, count, chunks)
-            c = streams.summary(through, count, chunks)
-            rows.append(
-                {
-                    "streams": count,
-                    "wanted": wanted,
-                    "note": note,
-                    "seconds": seconds,
-                    "interval_ms": interval * 1000,
-                    "rss_idle_mb": round(idle, 1),
-                    "rss_peak_mb": round(peak, 1),
-                    "direct": d,
-                    "chatgate": c,
-                    "added_p50_ms": round(c["p50_ms"] - d["p50_ms"], 3),
-                    "added_p99_ms": round(c["p99_ms"] - d["p99_ms"], 3),
-                    # chatgate's CPU per chunk relayed: what caps streams × chunk rate.
-                    "cpu_us_per_chunk": round(cpu * 1e6 / max(1, c["chunks"]), 1),
-                    "errors": c["errors"],
-                }
-            )
-    finally:
-        mock.stop()
+        finally:
+            mock.stop()
+        d = streams.summary(direct, count, chunks)
+        c = streams.summary(through, count, chunks)
+        rows.append(
+            {
+                "streams": count,
+                "wanted": wanted,
+                "workers": processes,
+                "note": note,
+                "seconds": seconds,
+                "interval_ms": interval * 1000,
+                "rss_idle_mb": round(idle, 1),
+                "rss_peak_mb": round(peak, 1),
+                "pss_peak_mb": round(pss.peak, 1),
+                "direct": d,
+                "chatgate": c,
+                "added_p50_ms": round(c["p50_ms"] - d["p50_ms"], 3),
+                "added_p99_ms": round(c["p99_ms"] - d["p99_ms"], 3),
+                # chatgate's CPU per chunk relayed: what caps streams × chunk rate.
+                "cpu_us_per_chunk": round(cpu * 1e6 / max(1, c["chunks"]), 1),
+                "errors": c["errors"],
+            }
+        )
     return rows
 
 
@@ -306,14 +334,16 @@ def measure(
     quick: bool, direct: Target, mock_url: str, litellm_rps: float | None
 ) -> dict[str, Any]:
     """Every row, with the counts of a full run or (*quick*) a check of the harness;
-    ``BENCH_STREAMS`` (e.g. ``1000,10000``) and ``BENCH_FEATURES`` (names of `VARIANTS`)
-    choose what runs."""
-    counts = [int(n) for n in os.environ.get("BENCH_STREAMS", "1000,10000").split(",")]
+    ``BENCH_STREAMS`` (e.g. ``1000,10000@1000``: `stream_rows`) and ``BENCH_FEATURES``
+    (names of `VARIANTS`) choose what runs."""
+    wanted = stream_rows(os.environ.get("BENCH_STREAMS", "1000,10000@1000"))
     names = os.environ.get("BENCH_FEATURES", ",".join(VARIANTS)).split(",")
     rounds, seconds = (40, 1.0) if quick else (1000, 8.0)
     return {
         "command": "make bench QUICK=1" if quick else "make bench",
-        "open_streams": open_streams(mock_url, [50] if quick else counts, 2 if quick else 20),
+        "open_streams": open_streams(
+            mock_url, [(50, 0.05)] if quick else wanted, 2 if quick else 20
+        ),
         "features": features(direct, mock_url, names, rounds, seconds),
         "workers": workers(mock_url, (1, 2), seconds),
         "server": server_choice(direct, mock_url, rounds, seconds, litellm_rps),

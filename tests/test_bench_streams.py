@@ -4,9 +4,14 @@ client together in one loop, a few streams for a fraction of a second."""
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
+from typing import Any
 
+import pytest
 from bench import streams
 from bench.report_scale import scale_goals, scale_section
+from bench.scale import stream_capacity, stream_rows
 
 
 def test_stamps_are_read_across_split_reads() -> None:
@@ -85,7 +90,45 @@ def test_the_report_rows_and_goals() -> None:
         },
     }
     goals = {g["goal"]: g["holds"] for g in scale_goals({"scale": scale})}
-    assert goals["RSS with 10 open streams"] is True
+    assert goals["memory with 10 open streams (PSS)"] is True
     assert goals["the server: c64 vs LiteLLM"] is False
     text = "\n".join(scale_section({"scale": scale}))
     assert "### Open streams" in text and "skipped: x" in text
+
+
+def test_stream_rows_read_counts_and_intervals() -> None:
+    assert stream_rows("1000,10000@1000") == [(1000, 0.05), (10000, 1.0)]
+    assert stream_rows("300") == [(300, 0.05)]
+
+
+def test_past_one_process_open_files_the_streams_take_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 20_000))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert stream_capacity(1000) == (1000, 1, "")
+    count, workers, note = stream_capacity(10_000)
+    assert (count, workers) == (10_000, 2) and "9744 streams" in note
+    count, workers, note = stream_capacity(30_000)
+    assert (count, workers) == (19_488, 2) and "19488 in all" in note
+
+
+def test_the_latency_goal_is_the_50_ms_row_and_memory_the_largest() -> None:
+    def row(streams: int, interval: float, rss: float, p99: float) -> dict[str, Any]:
+        figures = {"p50_ms": 1.0, "p99_ms": 1.0, "chunks": 1, "expected_chunks": 1}
+        return {
+            "streams": streams,
+            "interval_ms": interval,
+            "rss_peak_mb": rss,
+            "added_p99_ms": p99,
+            "errors": 0,
+            "direct": figures,
+            "chatgate": figures,
+        }
+
+    rows = [row(1000, 50.0, 200.0, 9.0), row(10_000, 1000.0, 1100.0, 2.0)]
+    rows[1]["pss_peak_mb"] = 900.0  # forked workers: PSS, not their RSS summed
+    goals = {g["goal"]: g for g in scale_goals({"scale": {"open_streams": rows}})}
+    assert goals["added per-chunk p99, 1000 streams"]["measured"] == 9.0
+    assert goals["memory with 10000 open streams (PSS)"]["holds"] is True
+    assert goals["stream errors, every row"]["holds"] is True

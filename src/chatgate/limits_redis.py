@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError
 
 from chatgate.limits import WINDOW, Counts, month_left, month_of, verdict
 from chatgate.plan import Caller
@@ -264,11 +264,8 @@ class RedisLimiter:
                 if len(calls) == 1:
                     answers = [await self.script(keys=calls[0].keys, args=calls[0].args)]
                 else:
-                    async with self.client.pipeline(transaction=False) as pipe:
-                        for call in calls:
-                            await self.script(keys=call.keys, args=call.args, client=pipe)
-                        answers = await pipe.execute()
-        except (RedisError, OSError, TimeoutError) as exc:
+                    answers = await self._pipelined(calls)
+        except Exception as exc:  # Redis errors, and anything else: fail open, said once
             self._failed(exc)
         finally:  # any way out, even cancelled: no check is left waiting
             for index, call in enumerate(calls):
@@ -276,6 +273,22 @@ class RedisLimiter:
                 for position, (_, answer) in enumerate(call.checks):
                     if not answer.done():
                         answer.set_result(_counts(found, position))
+
+    async def _pipelined(self, calls: list[_Call]) -> list[Any]:
+        """*calls* in one pipeline. By the script's hash alone: a pipeline given the
+        script object asks Redis whether it knows it on every run, a round trip more; a
+        Redis that does not (restarted, flushed) is given it and asked again once."""
+        for attempt in range(2):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    pipe.evalsha(self.script.sha, len(call.keys), *call.keys, *call.args)
+                try:
+                    return list(await pipe.execute())
+                except NoScriptError:
+                    if attempt:
+                        raise
+            await self.client.script_load(SCRIPT)
+        raise AssertionError("unreachable")
 
     def _failed(self, exc: BaseException) -> None:
         self._paused_until = time.monotonic() + PAUSE
