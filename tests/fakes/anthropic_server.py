@@ -244,7 +244,7 @@ def build_app(state: FakeState) -> Starlette:
             return error(400, "anthropic-version: header is required")
         model = str(body.get("model", ""))
         if model.startswith("error-"):
-            status = int(model.split("-")[1])
+            status = int(model.split("-")[1].partition(":")[0])  # Ollama adds ":latest"
             return error(status, f"the fake says {status}")
         problem = check(body)
         if problem:

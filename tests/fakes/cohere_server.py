@@ -164,7 +164,7 @@ def build_app(state: FakeState) -> Starlette:
             return error(401, "invalid api token")
         model = str(body.get("model", ""))
         if model.startswith("error-"):
-            status = int(model.split("-")[1])
+            status = int(model.split("-")[1].partition(":")[0])  # Ollama adds ":latest"
             return error(status, f"the fake says {status}")
         problem = check(body)
         if problem:

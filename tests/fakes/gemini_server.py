@@ -201,7 +201,7 @@ def build_app(state: FakeState) -> Starlette:
             return error(401, "API key not valid. Please pass a valid API key.")
         model, _, method = request.path_params["target"].partition(":")
         if model.startswith("error-"):
-            status = int(model.split("-")[1])
+            status = int(model.split("-")[1].partition(":")[0])  # Ollama adds ":latest"
             return error(status, f"the fake says {status}")
         problem = check(body)
         if problem:

@@ -226,7 +226,7 @@ def build_app(state: FakeOpenAI) -> Starlette:
             )
         model = str(body.get("model", ""))
         if model.startswith("error-"):
-            status = int(model.split("-")[1])
+            status = int(model.split("-")[1].partition(":")[0])  # Ollama adds ":latest"
             return _error(status, f"the fake says {status}", "fake_error", f"fake_{status}")
         if model.startswith("slow-"):
             await asyncio.sleep(2)
