@@ -11,14 +11,14 @@ for its replacement.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from chatgate.adapters.engine_wire import SUPPORTED, logit_bias, parse_completion
 from chatgate.backends import fanout
 from chatgate.backends.base import refuse_or_drop, set_fields
+from chatgate.backends.local_load import WorkerLoad
 from chatgate.config import Connection
 from chatgate.engine import EngineUnavailableError, Supervisor, worker_count, worker_settings
 from chatgate.engine.client import WorkerClient
@@ -27,7 +27,6 @@ from chatgate.engine.watch import watch
 from chatgate.errors import (
     ChatgateError,
     ContextLengthError,
-    OverloadedError,
     UnsupportedParameterError,
     UpstreamError,
 )
@@ -60,8 +59,7 @@ class LocalBackend:
             )
             for i in range(count)
         ]
-        self._load = [0] * count  # sequences each worker is running or queueing
-        self._inflight = 0
+        self.load = WorkerLoad(connection, self.workers)
         self._watchdogs: list[asyncio.Task[None]] = []
 
     # --- the Backend protocol --------------------------------------------------------
@@ -151,8 +149,8 @@ class LocalBackend:
             "loaded": serving > 0,
             "model": self.connection.engine.model_alias,
             "slots": parallel,
-            "busy": min(self._inflight, parallel),
-            "waiting": max(0, self._inflight - parallel),
+            "busy": min(self.load.inflight, parallel),
+            "waiting": max(0, self.load.inflight - parallel),
             "worker": overall,
             "serving": serving,
             "restarts": sum(e["restarts"] for e in each),
@@ -232,44 +230,13 @@ class LocalBackend:
 
     async def ready_worker(self) -> WorkerClient:
         """The least busy worker, once it serves (for the tokenizer and previews)."""
-        worker = self.workers[self._pick()]
+        worker = self.workers[self.load.pick()]
         await worker.supervisor.ready()
         return worker
 
-    def _pick(self) -> int:
-        """The least busy serving worker (the first on a tie, which keeps a quiet
-        conversation on one worker and its prompt cache); any, if none serves."""
-        serving = [i for i, w in enumerate(self.workers) if w.supervisor.serving]
-        return min(serving or range(len(self.workers)), key=lambda i: (self._load[i], i))
-
-    @contextlib.contextmanager
-    def _least_busy(self, weight: int) -> Iterator[WorkerClient]:
-        """The least busy worker, with *weight* sequences counted on it meanwhile."""
-        index = self._pick()
-        self._load[index] += weight
-        try:
-            yield self.workers[index]
-        finally:
-            self._load[index] -= weight
-
     def _fits_one_worker(self, request: ChatRequest) -> bool:
         """Whether *request*'s n choices go to one worker as one batch."""
-        slots = min(w.supervisor.settings.parallel for w in self.workers)
-        return not self._uses_text_route(request) and (request.n or 1) <= slots
-
-    def _admit(self, request: ChatRequest) -> int:
-        """Count the sequences *request* takes; past the queue's end it is a 503."""
-        weight = max(request.n or 1, request.best_of or 1)
-        limit = self.connection.engine.parallel + self.connection.engine.max_queue
-        if self._inflight + weight > max(limit, weight):
-            raise OverloadedError(
-                f"the embedded engine is busy: {self._inflight} sequences running or "
-                f"waiting (parallel = {self.connection.engine.parallel}, max_queue = "
-                f"{self.connection.engine.max_queue}); retry shortly",
-                headers={"Retry-After": "1"},
-            )
-        self._inflight += weight
-        return weight
+        return not self._uses_text_route(request) and (request.n or 1) <= self.load.slots()
 
     # --- answers ----------------------------------------------------------------------
 
@@ -279,7 +246,7 @@ class LocalBackend:
         if request.stream:
             request = request.without("stream", "stream_options")
         contract = attempt.output.contract
-        weight = self._admit(request)
+        weight = self.load.admit(request)
         try:
             broken = ""
             for tried in range(attempt.output.retries + 1):
@@ -299,7 +266,7 @@ class LocalBackend:
                 code="invalid_model_output",
             )
         finally:
-            self._inflight -= weight
+            self.load.release(weight)
 
     async def _answer(self, request: ChatRequest, attempt: Attempt) -> ChatResponse:
         contract = attempt.output.contract
@@ -318,7 +285,7 @@ class LocalBackend:
         of the next one) if its worker died before it answered: nothing reached the
         client yet, so nothing is lost or repeated."""
         for attempt in (1, 2):
-            with self._least_busy(request.n or 1) as worker:
+            with self.load.least_busy(request.n or 1) as worker:
                 try:
                     await worker.supervisor.ready()
                     return await self._one(worker, request, contract)
@@ -342,7 +309,7 @@ class LocalBackend:
     async def stream(self, attempt: Attempt) -> AsyncIterator[ChatChunk]:
         """Stream the answer; a constrained one is checked before its finish chunk."""
         request, contract = attempt.request, attempt.output.contract
-        weight = self._admit(request)
+        weight = self.load.admit(request)
         try:
             if attempt.fanout.copies > 1:
                 source = fanout.interleave(request, lambda r: self._stream_one(r, contract))
@@ -351,14 +318,14 @@ class LocalBackend:
             async for chunk in source:
                 yield chunk
         finally:
-            self._inflight -= weight
+            self.load.release(weight)
 
     async def _stream_one(
         self, request: ChatRequest, contract: OutputContract | None
     ) -> AsyncIterator[ChatChunk]:
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
         texts: dict[int, list[str]] = {}
-        with self._least_busy(request.n or 1) as worker:
+        with self.load.least_busy(request.n or 1) as worker:
             generation = worker.supervisor.generation
             try:
                 await worker.supervisor.ready()
