@@ -100,12 +100,12 @@ def counted(src: Path, config: Path, requests: int, key: dict[str, object] | Non
     """Instructions callgrind counted for a `chatgate serve` of *src* that answered
     the warm-up and *requests* more (with *key* made first, and sent: the bench child)."""
     port = free_port()
-    program = [*CHILD] if key is not None or "keys" in config.read_text() else []
+    keyed = "api_keys" in config.read_text()  # `_config(keyed=True)`: the bench child
     command = [
         "valgrind",
         "--tool=callgrind",
         "--callgrind-out-file=/dev/null",
-        *(program or [sys.executable, "-m", "chatgate"]),
+        *(CHILD if keyed else [sys.executable, "-m", "chatgate"]),
         "--config",
         str(config),
         "serve",
@@ -118,7 +118,7 @@ def counted(src: Path, config: Path, requests: int, key: dict[str, object] | Non
     )
     _wait(port)
     headers = {"Content-Type": "application/json"}
-    if "api_keys" in config.read_text():
+    if keyed:
         # A label of its own each run: both runs of a figure share one store.
         fields = {**key, "label": f"{key['label']}-{requests}"} if key is not None else None
         given = _stored_key(port, fields) if fields is not None else GATEWAY_KEY

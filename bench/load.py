@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench.contention import _cpu_seconds as cpu_seconds
+
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.body = [==[{body}]==]
@@ -292,14 +294,7 @@ class PeakPss:
 
 def tree_cpu_seconds(pid: int) -> float:
     """User plus system CPU seconds of a process and its live descendants so far."""
-    total = 0.0
-    for proc in _tree(pid):
-        try:
-            fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return sum(cpu_seconds(proc) for proc in _tree(pid))
 
 
 def _tree(pid: int) -> list[int]:

@@ -25,6 +25,7 @@ unreachable limiter should not take the gateway down with it; the keys themselve
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import time
@@ -158,6 +159,10 @@ class RedisLimiter:
         self._tokens_due = False  # the lingering tokens go in the next call, with or without checks
         self._paused_until = 0.0
         self._warned_at = -WARN_EVERY
+        # A request's member in the request log: this limiter's random prefix and a
+        # serial, unique across instances without a random read per check.
+        self._member_prefix = f"{os.urandom(8).hex()}-"
+        self._members = itertools.count()
 
     async def admit(self, caller: Caller) -> dict[str, str]:
         """The rate-limit headers for an admitted request; `RateLimitError` if refused;
@@ -239,17 +244,18 @@ class RedisLimiter:
         ttl = int(month_left(now)) + 86_400  # the month, and a day for late readers
         calls: list[_Call] = []
         for label, queued in list(self._queued.items()):
-            if not queued.checks and not (due and (queued.tpm_tokens or queued.budget_tokens)):
-                if not queued.tpm_tokens and not queued.budget_tokens:
+            counted = queued.tpm_tokens or queued.budget_tokens
+            if not queued.checks and not (due and counted):
+                if not counted:
                     del self._queued[label]
                 continue
             checks, queued.checks = queued.checks[:BATCH], queued.checks[BATCH:]
-            args: list[str | int] = [int(WINDOW * 1000), ttl, queued.tpm_tokens]
-            args.append(queued.budget_tokens)
+            args: list[str | int] = [int(WINDOW * 1000), ttl]
+            args += [queued.tpm_tokens, queued.budget_tokens]
             queued.tpm_tokens = queued.budget_tokens = 0
             for caller, _ in checks:
                 args += [caller.rpm or 0, caller.tpm or 0, caller.budget_tokens or 0]
-                args.append(f"{time.time_ns()}-{os.urandom(6).hex()}")
+                args.append(f"{self._member_prefix}{next(self._members)}")
             calls.append(_Call(redis_keys(label, month), args, checks))
             if not queued.checks:
                 del self._queued[label]
