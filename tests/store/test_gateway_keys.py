@@ -129,7 +129,7 @@ def test_a_version_1_store_is_migrated(fresh_site: StoreSite) -> None:
     fresh_site.sql(f"DROP TABLE {gateway_keys.name}")
     fresh_site.sql("DELETE FROM schema_version WHERE version > 1")
     store = fresh_site.open()
-    assert store.applied_migrations == (2,)
+    assert store.applied_migrations == (2, 3)
     assert version(store._db) == LATEST
     store.create_gateway_key(label="erin")
     assert [k.label for k in store.list_gateway_keys()] == ["erin"]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect
 
 from chatgate.store import Store, StoreUnavailable
 from chatgate.store.database import Database, locate
 from chatgate.store.migrations import LATEST, MIGRATIONS, migrate, version
+from chatgate.store.tables import usage
 from tests.store.conftest import RAW_KEY, StoreSite
 
 
@@ -78,3 +81,34 @@ def test_two_stores_share_one_database(site: StoreSite) -> None:
     second.add_key("oa", "spare", "sk-spare-key-0000111122")
     first.activate_key("oa", "spare")
     assert second.secret("oa") == "sk-spare-key-0000111122"
+
+
+def _usage_indexes(site: StoreSite) -> set[str]:
+    store = site.open()
+    with store._db.read() as conn:
+        return {str(i["name"]) for i in inspect(conn).get_indexes(usage.name)}
+
+
+def test_a_version_2_store_gains_the_caller_index(fresh_site: StoreSite) -> None:
+    made = _usage_indexes(fresh_site)
+    assert "usage_log_caller_at" in made
+    fresh_site.sql("DROP INDEX usage_log_caller_at")
+    fresh_site.sql("DELETE FROM schema_version WHERE version > 2")
+    store = fresh_site.open()
+    assert store.applied_migrations == (3,)
+    assert version(store._db) == LATEST
+    assert _usage_indexes(fresh_site) == made  # migrated, it matches a new store
+
+
+def test_a_budget_seed_reads_the_caller_index(tmp_path: Path) -> None:
+    site = StoreSite("sqlite", None, tmp_path)
+    site.open().close()
+    # `caller_tokens`'s filter, as SQLite plans it.
+    plan = site.sql(
+        "EXPLAIN QUERY PLAN SELECT sum(tokens_in + tokens_out) FROM usage_log "
+        "WHERE caller = :c AND at >= :a AND at < :b",
+        c="k",
+        a=0,
+        b=1,
+    )
+    assert any("usage_log_caller_at" in str(row) for row in plan), plan

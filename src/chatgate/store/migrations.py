@@ -22,7 +22,7 @@ from sqlalchemy import Connection, func, insert, select, text
 
 from chatgate.store.database import Database
 from chatgate.store.errors import StoreUnavailable
-from chatgate.store.tables import gateway_keys, metadata, schema_version
+from chatgate.store.tables import gateway_keys, metadata, schema_version, usage
 
 # Any constant both processes agree on; this one spells "chatgate" in ASCII.
 ADVISORY_LOCK = 0x6368617467617465
@@ -45,9 +45,16 @@ def _add_gateway_keys(conn: Connection) -> None:
     gateway_keys.create(conn, checkfirst=True)
 
 
+def _index_usage_by_caller(conn: Connection) -> None:
+    # Without it, a key's budget seed reads every row in its period, whoever made them.
+    (index,) = (i for i in usage.indexes if i.name == "usage_log_caller_at")
+    index.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "connections, their keys, and the usage log", _create_tables),
     Migration(2, "gateway keys, hashed, with their limits", _add_gateway_keys),
+    Migration(3, "the usage log indexed by caller and time", _index_usage_by_caller),
 )
 LATEST = MIGRATIONS[-1].version
 
