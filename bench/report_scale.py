@@ -120,14 +120,14 @@ def scale_section(r: dict[str, Any]) -> list[str]:
             "same 2 cores too, so 20,000 chunks a second is past this machine, not only past",
             "chatgate (see the 300-stream row for a load this machine carries).",
             "",
-            "What an open stream holds (2026-12-02, 1,000 streams at one chunk a second): about",
-            "90 KB of chatgate's RSS. Some 25 KB are Python objects (tracemalloc: the ASGI",
-            "cycle, the stream's coroutines and parsers); the rest is the upstream client.",
-            "pyreqwest alone holding 1,000 such streams grows by 110 KB a stream, whatever its",
-            "options (read buffer limit, runtime, HTTP/1 only); aiohttp alone by 20 KB. So",
-            "10,000 streams cost about 1 GB here, nearly all of it the Rust client's per-stream",
-            "state, and the lever for the memory goal is the streaming path's HTTP client, not",
-            "chatgate's own objects.",
+            "What an open stream holds (1,000 streams at one chunk a second): about 90 KB of",
+            "chatgate's RSS. 24.5 KB are Python objects (tracemalloc, 2026-12-02: spread over",
+            "some thirty sites, none over 2 KB: the request's pydantic models, uvicorn's",
+            "protocol and cycle, the stream's coroutines, tasks and parsers). The upstream",
+            "client alone, as `python -m bench.stream_memory` measures it (each client holding",
+            "1,000 streams in a process of its own): pyreqwest 49 KB a stream, aiohttp 19 KB.",
+            "A streaming path on aiohttp would save about 30 KB a stream (some 300 MB at",
+            "10,000); the rest is chatgate's and uvicorn's objects and buffers.",
         ]
     feats = scale.get("features") or {}
     if feats:
@@ -140,20 +140,27 @@ def scale_section(r: dict[str, Any]) -> list[str]:
             "5 short wrk turns each, interleaved (the lowest and highest turns shown).",
             "*plain twin* is a second plain gateway: how far two identical processes land",
             "apart here, the floor under which a feature's cost cannot be told from noise.",
+            "*CPU per request* is the gateway's own CPU time (all its processes) over its",
+            "c64 turns, divided by the requests it served: time another tenant takes from",
+            "this VM moves it far less than it moves requests a second. Redis's own CPU is",
+            "not in it (redis-server is not chatgate's process).",
             "",
             "| features | added p50 (ms) | vs plain (ms) | c64 req/s | c64 turns, low–high "
-            "| vs plain | errors |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| vs plain | CPU per request (µs) | CPU vs plain | errors |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for name, f in feats.items():
             if "skipped" in f:
-                lines.append(f"| {name} | skipped: {f['skipped']} | | | | | |")
+                lines.append(f"| {name} | skipped: {f['skipped']} | | | | | | | |")
                 continue
             turns = f.get("rps_c64_turns") or [f["rps_c64"]]
+            cpu = f.get("cpu_us_per_request")
             lines.append(
                 f"| {name} | {fmt(f['added_p50_ms'], 3)} | {fmt(f.get('vs_plain_p50_ms', 0), 3)} "
                 f"| {fmt(f['rps_c64'], 0)} | {fmt(min(turns), 0)}–{fmt(max(turns), 0)} "
-                f"| {fmt(f.get('vs_plain_rps', 1))}× | {f['errors']} |"
+                f"| {fmt(f.get('vs_plain_rps', 1))}× | {fmt(cpu, 0) if cpu else '-'} "
+                f"| {fmt(f['vs_plain_cpu']) + '×' if f.get('vs_plain_cpu') else '-'} "
+                f"| {f['errors']} |"
             )
     workers = scale.get("workers") or {}
     if workers:

@@ -281,6 +281,8 @@ class Mock:
         if self.popen.poll() is None:
             self.popen.terminate()
             self.popen.wait(timeout=10)
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
 
 
 def main(argv: list[str] | None = None) -> None:

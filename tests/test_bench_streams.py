@@ -132,3 +132,26 @@ def test_the_latency_goal_is_the_50_ms_row_and_memory_the_largest() -> None:
     assert goals["added per-chunk p99, 1000 streams"]["measured"] == 9.0
     assert goals["memory with 10000 open streams (PSS)"]["holds"] is True
     assert goals["stream errors, every row"]["holds"] is True
+
+
+def test_the_features_rows_show_cpu_per_request_beside_plain() -> None:
+    def variant(rps: float, cpu: float | None, **extra: float) -> dict[str, object]:
+        figures: dict[str, object] = {"added_p50_ms": 0.5, "rps_c64": rps, "errors": 0}
+        figures["rps_c64_turns"] = [rps * 0.9, rps, rps * 1.1]
+        figures["cpu_us_per_request"] = cpu
+        return {**figures, **extra}
+
+    features = {
+        "plain": variant(1000.0, 400.0),
+        "usage log": variant(
+            800.0, 440.0, vs_plain_p50_ms=0.02, vs_plain_rps=0.8, vs_plain_cpu=1.1
+        ),
+        "metrics": variant(900.0, None, vs_plain_p50_ms=0.0, vs_plain_rps=0.9),
+    }
+    lines = scale_section({"scale": {"command": "x", "features": features}})
+    row = next(line for line in lines if line.startswith("| usage log |"))
+    assert row.split(" | ")[5:8] == ["0.80×", "440", "1.10×"]
+    unmeasured = next(line for line in lines if line.startswith("| metrics |"))
+    assert unmeasured.split(" | ")[6:8] == ["-", "-"]
+    goals = {g["goal"]: g for g in scale_goals({"scale": {"features": features}})}
+    assert goals["features on: c64 throughput vs plain (worst)"]["measured"] == 0.8
