@@ -7,8 +7,7 @@ Each client, in a fresh process of its own, opens *streams* streaming requests t
 `bench.streams`' mock (one chunk a second), reads each one's first chunk, waits three
 seconds with all of them open, and reports the growth of its RSS over the streams.
 pyreqwest is configured as chatgate's transport configures it for streams (no
-read-ahead). Past about 4,000 streams opened at once, one pyreqwest client stalled
-here; the default of 1,000 is what docs/performance.md quotes.
+read-ahead).
 """
 
 from __future__ import annotations
@@ -98,11 +97,15 @@ def child(client: str, url: str, streams: int, settle: float = 3.0) -> None:
     import uvloop
 
     raise_fd_limit(streams + 100)
+    # Not `uvloop.run`: closing its loop cancels every stream still open and waits for
+    # them, and cancelling some 4,000 pyreqwest streams at once did not always finish.
+    loop = uvloop.new_event_loop()
     try:
-        print(json.dumps(uvloop.run(_hold(client, url, streams, settle))), flush=True)
+        print(json.dumps(loop.run_until_complete(_hold(client, url, streams, settle))))
     except Exception as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         os._exit(1)
+    sys.stdout.flush()
     os._exit(0)  # the streams are still open: no orderly close to wait for
 
 

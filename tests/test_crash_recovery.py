@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from chatgate.store import Store
@@ -136,3 +137,53 @@ def test_a_sigkill_during_a_burst_leaves_a_consistent_store(chatgate: Chatgate) 
     chatgate.start()  # the store opens again and serves
     again = httpx.post(chatgate.url + "/v1/chat/completions", json=CHAT, timeout=10)
     assert again.status_code == 200
+
+
+def _open_stream(port: int) -> socket.socket:
+    """A raw HTTP/1.1 streaming request to the fake's minute-long stream, its first
+    event read."""
+    body = orjson.dumps({**CHAT, "model": "up/long-m", "stream": True})
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+    )
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(head.encode() + body)
+    seen = b""
+    while b"data: " not in seen:
+        seen += sock.recv(4096)
+    assert seen.startswith(b"HTTP/1.1 200"), seen[:200]
+    return sock
+
+
+def test_a_sigterm_with_streams_open_stops_within_the_shutdown_timeout(
+    tmp_path: Path, upstream: str
+) -> None:
+    running = Chatgate(tmp_path, upstream)
+    running.config.write_text(running.config.read_text() + "[server]\nshutdown_timeout = 1\n")
+    running.start()
+    assert running.child is not None
+    child = running.child
+    streams = [_open_stream(running.port) for _ in range(3)]
+    try:
+        started = time.monotonic()
+        child.send_signal(signal.SIGTERM)
+        code = child.wait(timeout=30)
+        took = time.monotonic() - started
+        running.child = None
+        for sock in streams:  # each is closed by the server, its stream unfinished
+            sock.settimeout(5)
+            rest = b""
+            while chunk := sock.recv(65536):
+                rest += chunk
+            assert b"[DONE]" not in rest
+    finally:
+        for sock in streams:
+            sock.close()
+    # The fake's streams last a minute: the timeout, not their end, stopped the server.
+    assert 1 <= took < 10, took
+    assert code == -signal.SIGTERM  # a clean stop: uvicorn re-raises the signal it got
+    # Each stream cut short still has its row, as a request the client did not see end.
+    with sqlite3.connect(running.db) as db:
+        statuses = [row[0] for row in db.execute("SELECT status FROM usage_log")]
+    assert statuses == [499, 499, 499]

@@ -46,6 +46,9 @@ class ServerSettings(Section):
     body_timeout: float = Field(default=60.0, gt=0, le=86400)
     # Connections served at once; requests on more are answered 503 and closed.
     max_connections: int = Field(default=1024, ge=1, le=1_000_000)
+    # On SIGTERM: seconds the requests under way (open streams too) have to finish before
+    # they are cancelled; the usage log is written after them either way.
+    shutdown_timeout: int = Field(default=30, ge=0, le=86400)
     # /metrics (docs/metrics.md): counted by an observer of every attempt; off saves its
     # cost on the hot path. The route is behind the gateway key like the others.
     metrics: bool = True

@@ -15,6 +15,7 @@ What it answers is chosen by the requested model name:
 - ``lie-*``: a non-stream answer that is not a chat completion;
 - ``slow-*``: answers after two seconds (for timeouts);
 - ``stall-*``: a stream that goes silent for two seconds after two chunks;
+- ``long-*``: a stream of a chunk every 0.1 s for a minute (for a server's shutdown);
 - anything else: the text ``Hello from the fake.``
 """
 
@@ -173,6 +174,10 @@ async def stream_frames(model: str, request: dict[str, Any]) -> AsyncIterator[by
     else:
         if model.startswith("reason-"):
             yield _chunk(model, {"reasoning_content": "Thinking about it."})
+        if model.startswith("long-"):
+            for _ in range(600):
+                yield _chunk(model, {"content": "."})
+                await asyncio.sleep(0.1)
         for number, piece in enumerate(TEXT_PIECES):
             if model.startswith("stall-") and number == 2:
                 await asyncio.sleep(2)

@@ -10,6 +10,7 @@ error object everywhere else.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -257,7 +258,13 @@ class Edge:
             return
         scope["app"] = self.app
         response = await handle(door, Request(scope, receive))
-        await response(scope, receive, send)
+        try:
+            await response(scope, receive, send)
+        except asyncio.CancelledError:
+            # Only uvicorn cancels a request's task: at shutdown, past shutdown_timeout,
+            # after logging how many it cancels. The attempt is in the usage log already
+            # (499), and uvicorn closes the connection; a traceback each would say no more.
+            return
 
 
 def _refusal(admission: Admission, door: Door) -> Response:
