@@ -21,19 +21,12 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from bench.load import tree_memory_mb
 from bench.peers import free_port
 from bench.streams import Mock, raise_fd_limit
 
 CLIENTS = ("pyreqwest", "aiohttp")
 BODY = b'{"model":"mock-model","stream":true,"messages":[{"role":"user","content":"Hi"}]}'
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 async def _pyreqwest(url: str) -> Callable[[list[int]], Coroutine[Any, Any, None]]:
@@ -71,7 +64,7 @@ async def _aiohttp(url: str) -> Callable[[list[int]], Coroutine[Any, Any, None]]
 async def _hold(client: str, url: str, streams: int, settle: float) -> dict[str, Any]:
     one = await (_pyreqwest if client == "pyreqwest" else _aiohttp)(url)
     ready: list[int] = []
-    before = _rss_mb()
+    before = tree_memory_mb(os.getpid())[0]
     tasks = [asyncio.create_task(one(ready)) for _ in range(streams)]
     for _ in range(600):
         if len(ready) >= streams or any(t.done() for t in tasks):
@@ -82,7 +75,7 @@ async def _hold(client: str, url: str, streams: int, settle: float) -> dict[str,
         first = failed[0].exception() if failed else "timed out"
         raise RuntimeError(f"{client}: {len(ready)} of {streams} streams opened ({first})")
     await asyncio.sleep(settle)
-    after = _rss_mb()
+    after = tree_memory_mb(os.getpid())[0]
     return {
         "client": client,
         "streams": streams,

@@ -284,17 +284,17 @@ class RedisLimiter:
         """*calls* in one pipeline. By the script's hash alone: a pipeline given the
         script object asks Redis whether it knows it on every run, a round trip more; a
         Redis that does not (restarted, flushed) is given it and asked again once."""
-        for attempt in range(2):
-            async with self.client.pipeline(transaction=False) as pipe:
-                for call in calls:
-                    pipe.evalsha(self.script.sha, len(call.keys), *call.keys, *call.args)
-                try:
-                    return list(await pipe.execute())
-                except NoScriptError:
-                    if attempt:
-                        raise
+        try:
+            return await self._by_hash(calls)
+        except NoScriptError:
             await self.client.script_load(SCRIPT)
-        raise AssertionError("unreachable")
+            return await self._by_hash(calls)
+
+    async def _by_hash(self, calls: list[_Call]) -> list[Any]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for call in calls:
+                pipe.evalsha(self.script.sha, len(call.keys), *call.keys, *call.args)
+            return list(await pipe.execute())
 
     def _failed(self, exc: BaseException) -> None:
         self._paused_until = time.monotonic() + PAUSE

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, func, insert, select, text
 
 from chatgate.store.database import Database
 from chatgate.store.errors import StoreUnavailable
-from chatgate.store.tables import gateway_keys, metadata, schema_version, usage
+from chatgate.store.tables import gateway_keys, metadata, schema_version, usage_by_caller
 
 # Any constant both processes agree on; this one spells "chatgate" in ASCII.
 ADVISORY_LOCK = 0x6368617467617465
@@ -47,8 +47,7 @@ def _add_gateway_keys(conn: Connection) -> None:
 
 def _index_usage_by_caller(conn: Connection) -> None:
     # Without it, a key's budget seed reads every row in its period, whoever made them.
-    (index,) = (i for i in usage.indexes if i.name == "usage_log_caller_at")
-    index.create(conn, checkfirst=True)
+    usage_by_caller.create(conn, checkfirst=True)
 
 
 MIGRATIONS: tuple[Migration, ...] = (

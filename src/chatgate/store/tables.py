@@ -139,7 +139,7 @@ usage = Table(
 # restart (`caller_tokens`) by caller and time.
 Index("usage_log_at", usage.c.at)
 Index("usage_log_connection_at", usage.c.connection, usage.c.at)
-Index("usage_log_caller_at", usage.c.caller, usage.c.at)
+usage_by_caller = Index("usage_log_caller_at", usage.c.caller, usage.c.at)
 
 # Gateway keys (docs/keys.md): who may call this gateway. Only the key's prefix id and
 # its HMAC-SHA-256 under the store's pepper are kept; a revoked key stays, so a client
