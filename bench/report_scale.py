@@ -66,6 +66,35 @@ def pss(row: dict[str, Any]) -> str:
     return fmt(row["pss_peak_mb"], 0) if row.get("pss_peak_mb") else "-"
 
 
+def floor_streams(rows: list[dict[str, Any]]) -> list[str]:
+    """The relaying rows again through the minimal proxy (`bench.floor`), if measured."""
+    floored = [row for row in rows if row.get("floor")]
+    if not floored:
+        return []
+    lines = [
+        "",
+        "The same streams through the *minimal proxy* (`bench/floor.py`: uvicorn with",
+        "httptools and pyreqwest, as chatgate runs, relaying the upstream's bytes unparsed;",
+        "not a gateway), against the same mock in the same run: the floor this server and",
+        "client set under any gateway built on them, on this machine.",
+        "",
+        "| streams | interval (ms) | chatgate added p50 / p99 (ms) | minimal proxy added "
+        "p50 / p99 (ms) | chatgate CPU per chunk (µs) | minimal proxy CPU per chunk (µs) "
+        "| minimal proxy errors |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in floored:
+        f = row["floor"]
+        lines.append(
+            f"| {row['streams']} | {fmt(row.get('interval_ms', 50.0), 0)} "
+            f"| {fmt(row['added_p50_ms'])} / {fmt(row['added_p99_ms'])} "
+            f"| {fmt(f['added_p50_ms'])} / {fmt(f['added_p99_ms'])} "
+            f"| {fmt(row.get('cpu_us_per_chunk', 0), 1)} | {fmt(f['cpu_us_per_chunk'], 1)} "
+            f"| {f['errors']} |"
+        )
+    return lines
+
+
 def scale_section(r: dict[str, Any]) -> list[str]:
     """The markdown of the four rows."""
     scale = r.get("scale")
@@ -102,6 +131,7 @@ def scale_section(r: dict[str, Any]) -> list[str]:
                 f"| {row['errors']} | {fmt(row.get('cpu_us_per_chunk', 0), 1)} |"
             )
         lines += [f"\n{row['wanted']} streams: {row['note']}." for row in rows if row["note"]]
+        lines += floor_streams(rows)
         lines += [
             "",
             "A stream at 50 ms relays 20 chunks a second, so N streams need N × 20 × (CPU per",

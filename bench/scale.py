@@ -30,10 +30,16 @@ from typing import Any
 
 import uvloop
 
+from bench import floor as bench_floor
 from bench import servers, streams
 from bench.load import PeakPss, Target, sequential, tree_cpu_seconds, tree_memory_mb, wrk
 from bench.peers import GATEWAY_KEY, Process, chatgate_target, free_port, start_chatgate
 
+SERVER_LABELS = {
+    "chatgate": "uvicorn (httptools)",
+    "granian": "granian",
+    "floor": "minimal proxy (uvicorn + pyreqwest, not a gateway)",
+}
 # Short c64 turns per feature variant, taken in turn with the others (`features`).
 LOAD_TURNS = 5
 
@@ -104,7 +110,8 @@ def open_streams(
     mock_url: str, wanted_rows: list[tuple[int, float]], seconds: float
 ) -> list[dict[str, Any]]:
     """For each (count, interval): direct, then through chatgate, the streams held for
-    *seconds*, a chunk every *interval* seconds on each."""
+    *seconds*, a chunk every *interval* seconds on each; a row that relays (under one
+    chunk a second) through the minimal proxy too (`bench.floor`)."""
     streams.raise_fd_limit(resource.getrlimit(resource.RLIMIT_NOFILE)[1])
     rows = []
     for wanted, interval in wanted_rows:
@@ -129,22 +136,23 @@ def open_streams(
                 args=("--workers", str(processes)) if processes > 1 else (),
             )
             try:
-                idle = tree_memory_mb(gateway.pid)[0]
-                cpu = tree_cpu_seconds(gateway.pid)
-                with PeakPss(gateway.pid) as pss:
-                    through = uvloop.run(
-                        streams.hold(
-                            port, "/v1/chat/completions", "streams/m", GATEWAY_KEY, count, timeout
-                        )
-                    )
-                peak = tree_memory_mb(gateway.pid)[1]
-                cpu = tree_cpu_seconds(gateway.pid) - cpu
+                row = _held(gateway.pid, port, GATEWAY_KEY, count, timeout, chunks)
             finally:
                 gateway.stop()
+            floor = None
+            if interval < 1.0 and processes == 1:
+                port = free_port()
+                proxy = bench_floor.start(
+                    bench_floor.routes_for(mock_url, streams=mock.url + "/v1"), port
+                )
+                try:
+                    floor = _held(proxy.pid, port, None, count, timeout, chunks)
+                finally:
+                    proxy.stop()
         finally:
             mock.stop()
         d = streams.summary(direct, count, chunks)
-        c = streams.summary(through, count, chunks)
+        c = row["summary"]
         rows.append(
             {
                 "streams": count,
@@ -153,19 +161,48 @@ def open_streams(
                 "note": note,
                 "seconds": seconds,
                 "interval_ms": interval * 1000,
-                "rss_idle_mb": round(idle, 1),
-                "rss_peak_mb": round(peak, 1),
-                "pss_peak_mb": round(pss.peak, 1),
+                "rss_idle_mb": row["rss_idle_mb"],
+                "rss_peak_mb": row["rss_peak_mb"],
+                "pss_peak_mb": row["pss_peak_mb"],
                 "direct": d,
                 "chatgate": c,
                 "added_p50_ms": round(c["p50_ms"] - d["p50_ms"], 3),
                 "added_p99_ms": round(c["p99_ms"] - d["p99_ms"], 3),
                 # chatgate's CPU per chunk relayed: what caps streams × chunk rate.
-                "cpu_us_per_chunk": round(cpu * 1e6 / max(1, c["chunks"]), 1),
+                "cpu_us_per_chunk": row["cpu_us_per_chunk"],
                 "errors": c["errors"],
+                "floor": floor
+                and {
+                    "added_p50_ms": round(floor["summary"]["p50_ms"] - d["p50_ms"], 3),
+                    "added_p99_ms": round(floor["summary"]["p99_ms"] - d["p99_ms"], 3),
+                    "cpu_us_per_chunk": floor["cpu_us_per_chunk"],
+                    "rss_peak_mb": floor["rss_peak_mb"],
+                    "errors": floor["summary"]["errors"],
+                },
             }
         )
     return rows
+
+
+def _held(pid: int, port: int, key: str | None, count: int, timeout: float, chunks: int) -> Any:
+    """*count* streams held through the server *pid* on *port*: what the clients saw,
+    and the server's memory and CPU per chunk meanwhile."""
+    idle = tree_memory_mb(pid)[0]
+    cpu = tree_cpu_seconds(pid)
+    with PeakPss(pid) as pss:
+        tally = uvloop.run(
+            streams.hold(port, "/v1/chat/completions", "streams/m", key, count, timeout)
+        )
+    peak = tree_memory_mb(pid)[1]
+    cpu = tree_cpu_seconds(pid) - cpu
+    summary = streams.summary(tally, count, chunks)
+    return {
+        "summary": summary,
+        "rss_idle_mb": round(idle, 1),
+        "rss_peak_mb": round(peak, 1),
+        "pss_peak_mb": round(pss.peak, 1),
+        "cpu_us_per_chunk": round(cpu * 1e6 / max(1, summary["chunks"]), 1),
+    }
 
 
 def _create_key(port: int, fields: dict[str, Any]) -> tuple[str | None, str]:
@@ -318,15 +355,23 @@ def workers(mock_url: str, counts: tuple[int, ...], seconds: float) -> dict[str,
 def server_choice(
     direct: Target, mock_url: str, rounds: int, seconds: float, litellm_rps: float | None
 ) -> dict[str, Any]:
-    """uvicorn (``chatgate serve``) against granian: added p50 at c1, c64 throughput."""
+    """uvicorn (``chatgate serve``) against granian: added p50 at c1, c64 throughput;
+    and the same for the minimal proxy on chatgate's server and client (`bench.floor`),
+    the floor under both goals."""
     out: dict[str, Any] = {}
-    for name in ("chatgate", "granian"):
-        label = "uvicorn (httptools)" if name == "chatgate" else "granian"
+    for name in ("chatgate", "granian", "floor"):
+        label = SERVER_LABELS[name]
         print(f"bench: the server: {label}", flush=True)
         port = free_port()
-        proc = servers.start(name, mock_url, port)
+        if name == "floor":
+            proc = bench_floor.start(bench_floor.routes_for(mock_url), port)
+        else:
+            proc = servers.start(name, mock_url, port)
         try:
-            target = replace(chatgate_target(port), name="chatgate")
+            target = replace(
+                bench_floor.target(port) if name == "floor" else chatgate_target(port),
+                name="chatgate",
+            )
             pair = sequential([direct, target], rounds)
             load = wrk(target, 64, seconds)
         finally:

@@ -76,6 +76,13 @@ def test_the_report_rows_and_goals() -> None:
                 "added_p50_ms": 0.0,
                 "added_p99_ms": 0.0,
                 "errors": 0,
+                "floor": {
+                    "added_p50_ms": 0.5,
+                    "added_p99_ms": 2.5,
+                    "cpu_us_per_chunk": 49.0,
+                    "rss_peak_mb": 60.0,
+                    "errors": 0,
+                },
             }
         ],
         "features": {"plain": {"skipped": "x"}},
@@ -86,14 +93,23 @@ def test_the_report_rows_and_goals() -> None:
                 "rps_c64": 100.0,
                 "errors": 0,
                 "x_litellm_c64": 10.0,
-            }
+            },
+            "minimal proxy (uvicorn + pyreqwest, not a gateway)": {
+                "added_p50_ms": 0.1,
+                "rps_c64": 300.0,
+                "errors": 0,
+                "x_litellm_c64": 30.0,
+            },
         },
     }
     goals = {g["goal"]: g["holds"] for g in scale_goals({"scale": scale})}
     assert goals["memory with 10 open streams (PSS)"] is True
+    # The goals stay chatgate's: the minimal proxy's 30x is beside them, not in them.
     assert goals["the server: c64 vs LiteLLM"] is False
     text = "\n".join(scale_section({"scale": scale}))
     assert "### Open streams" in text and "skipped: x" in text
+    assert "| 10 | 50 | 0.00 / 0.00 | 0.50 / 2.50 | 0.0 | 49.0 | 0 |" in text
+    assert "| minimal proxy (uvicorn + pyreqwest, not a gateway) | 0.100 | 300 | 30.0× |" in text
 
 
 def test_stream_rows_read_counts_and_intervals() -> None:
