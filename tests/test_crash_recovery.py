@@ -171,12 +171,14 @@ def test_a_sigterm_with_streams_open_stops_within_the_shutdown_timeout(
         code = child.wait(timeout=30)
         took = time.monotonic() - started
         running.child = None
-        for sock in streams:  # each is closed by the server, its stream unfinished
+        for sock in streams:  # each is cut: an error event, then a proper end
             sock.settimeout(5)
             rest = b""
             while chunk := sock.recv(65536):
                 rest += chunk
             assert b"[DONE]" not in rest
+            assert b'"code":"server_shutting_down"' in rest, rest[-300:]
+            assert rest.endswith(b"\r\n0\r\n\r\n"), rest[-100:]  # the chunked body's end
     finally:
         for sock in streams:
             sock.close()

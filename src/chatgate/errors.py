@@ -150,6 +150,14 @@ class OverloadedError(ChatgateError):
     default_code = "engine_overloaded"
 
 
+class ShuttingDownError(ChatgateError):
+    """The server is stopping and cut a stream that had not ended."""
+
+    status = 503
+    error_type = "server_error"
+    default_code = "server_shutting_down"
+
+
 class GatewayTimeoutError(ChatgateError):
     """A deadline passed before the upstream answered."""
 

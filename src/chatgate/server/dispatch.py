@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Scope
 
-from chatgate.errors import ChatgateError, RequestTooLargeError, redact
+from chatgate.errors import ChatgateError, RequestTooLargeError, ShuttingDownError, redact
 from chatgate.gateway import Gateway
 from chatgate.metrics import first_frame
 from chatgate.offload import off_loop
@@ -185,7 +185,7 @@ def respond(door: Door, gateway: Gateway, plan: Plan, where: str) -> ASGIApp:
         frames = _frames(door, gateway, plan, where)
         if gateway.resilience.engaged(plan):  # x-chatgate-attempts, known at the 1st frame
             frames = trailed(frames, plan, headers)
-        return EventStream(frames, headers, render, media_type)
+        return EventStream(frames, headers, render, media_type, cut=shutdown_frame(door))
 
     async def produce() -> tuple[int, Any, dict[str, str]]:
         answer = await gateway.run(plan)
@@ -205,6 +205,15 @@ def respond(door: Door, gateway: Gateway, plan: Plan, where: str) -> ASGIApp:
         return 200, await off_loop(lambda: dumps(encoded())), headers
 
     return JSONBody(produce, render)
+
+
+def shutdown_frame(door: Door) -> Callable[[], bytes]:
+    """The last frame of a stream that the server cuts as it stops, in *door*'s shape."""
+    return lambda: door.error_frame(
+        ShuttingDownError(
+            "chatgate is shutting down and cut this stream before it ended; ask again"
+        )
+    )
 
 
 async def _frames(door: Door, gateway: Gateway, plan: Plan, where: str) -> AsyncIterator[bytes]:

@@ -18,6 +18,10 @@ from starlette.types import Receive, Scope, Send
 # Turns any exception into (status, body, headers) in the door's shape.
 RenderError = Callable[[BaseException], tuple[int, Any, dict[str, str]]]
 
+# How long a stream that is being cut may take to send its last frame: a client that
+# stopped reading must not hold the shutdown.
+LAST_FRAME_SECONDS = 1.0
+
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -105,7 +109,9 @@ class EventStream:
 
     An error raised before the first frame still gets a plain JSON error with its own
     status; after that, *frames* must report errors as frames itself (a stream that has
-    started cannot change its status).
+    started cannot change its status). A stream cancelled after it started (the server
+    stopping past its ``shutdown_timeout``) ends with the frame *cut* makes, if given,
+    and a proper end, so that the client reads an error rather than a broken body.
     """
 
     def __init__(
@@ -114,10 +120,12 @@ class EventStream:
         headers: dict[str, str],
         render_error: RenderError,
         media_type: str | None = None,
+        cut: Callable[[], bytes] | None = None,
     ) -> None:
         self.frames = frames
         self.headers = headers
         self.render_error = render_error
+        self.cut = cut
         self.start_headers = SSE_HEADERS
         if media_type is not None:
             self.start_headers = [(b"content-type", media_type.encode("latin-1")), *SSE_HEADERS[1:]]
@@ -147,8 +155,14 @@ class EventStream:
                 }
             )
             await send({"type": "http.response.body", "body": first, "more_body": True})
-            async for frame in self.frames:
-                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            try:
+                async for frame in self.frames:
+                    await send({"type": "http.response.body", "body": frame, "more_body": True})
+            except asyncio.CancelledError:
+                # The server stopping, or a client gone (whose sends uvicorn drops).
+                if self.cut is not None:
+                    await _last_frame(send, self.cut())
+                raise
             await send({"type": "http.response.body", "body": b""})
 
         try:
@@ -157,3 +171,14 @@ class EventStream:
             aclose = getattr(self.frames, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+async def _last_frame(send: Send, frame: bytes) -> None:
+    """*frame* and the end of the body, to a stream being cut, within
+    `LAST_FRAME_SECONDS`."""
+    try:
+        async with asyncio.timeout(LAST_FRAME_SECONDS):
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+    except (TimeoutError, OSError):
+        pass  # the client stopped reading or the socket broke: the cut stands as it is

@@ -23,7 +23,7 @@ from chatgate.errors import ChatgateError
 from chatgate.gateway import Gateway
 from chatgate.plan import Plan
 from chatgate.resilience_run import DROPPED_HEADER, answered, at_first_frame, dropped_header
-from chatgate.server.dispatch import as_error, live_secrets, respond
+from chatgate.server.dispatch import as_error, live_secrets, respond, shutdown_frame
 from chatgate.server.doors import openai
 from chatgate.server.doors.base import Door, DoorEntry
 from chatgate.server.doors.chat_shapes import render_usage
@@ -175,7 +175,7 @@ def _combined(door: CompletionsDoor, gateway: Gateway, plans: list[Plan], where:
         chunks = redacted_chunks(_in_turn(gateway, plans, n), live_secrets(gateway))
         frames = stream_error_frames(door, door.encode_stream(chunks, plans[0]), gateway, where)
         named = at_first_frame(frames, lambda: headers.update(dropped_header(plans[0])))
-        return EventStream(named, headers, render)
+        return EventStream(named, headers, render, cut=shutdown_frame(door))
 
     async def produce() -> tuple[int, Any, dict[str, str]]:
         answers = await _answers(gateway, plans)
