@@ -139,21 +139,34 @@ def test_a_sigkill_during_a_burst_leaves_a_consistent_store(chatgate: Chatgate) 
     assert again.status_code == 200
 
 
-def _open_stream(port: int) -> socket.socket:
-    """A raw HTTP/1.1 streaming request to the fake's minute-long stream, its first
-    event read."""
-    body = orjson.dumps({**CHAT, "model": "up/long-m", "stream": True})
+def _send_chat(port: int, **fields: object) -> socket.socket:
+    """A raw HTTP/1.1 chat request, sent; its socket."""
+    body = orjson.dumps({**CHAT, **fields})
     head = (
         f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
         f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
     )
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.sendall(head.encode() + body)
+    return sock
+
+
+def _open_stream(port: int) -> socket.socket:
+    """A streaming request to the fake's minute-long stream, its first event read."""
+    sock = _send_chat(port, model="up/long-m", stream=True)
     seen = b""
     while b"data: " not in seen:
         seen += sock.recv(4096)
     assert seen.startswith(b"HTTP/1.1 200"), seen[:200]
     return sock
+
+
+def _rest(sock: socket.socket) -> bytes:
+    sock.settimeout(5)
+    rest = b""
+    while chunk := sock.recv(65536):
+        rest += chunk
+    return rest
 
 
 def test_a_sigterm_with_streams_open_stops_within_the_shutdown_timeout(
@@ -165,6 +178,8 @@ def test_a_sigterm_with_streams_open_stops_within_the_shutdown_timeout(
     assert running.child is not None
     child = running.child
     streams = [_open_stream(running.port) for _ in range(3)]
+    # A whole answer that the fake gives after 2 s, past the second the stop allows.
+    waiting = _send_chat(running.port, model="up/slow-m")
     try:
         started = time.monotonic()
         child.send_signal(signal.SIGTERM)
@@ -172,15 +187,20 @@ def test_a_sigterm_with_streams_open_stops_within_the_shutdown_timeout(
         took = time.monotonic() - started
         running.child = None
         for sock in streams:  # each is cut: an error event, then a proper end
-            sock.settimeout(5)
-            rest = b""
-            while chunk := sock.recv(65536):
-                rest += chunk
+            rest = _rest(sock)
             assert b"[DONE]" not in rest
             assert b'"code":"server_shutting_down"' in rest, rest[-300:]
             assert rest.endswith(b"\r\n0\r\n\r\n"), rest[-100:]  # the chunked body's end
+        # The whole answer is the door's 503, not uvicorn's plain-text 500.
+        answer = _rest(waiting)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503") and b"retry-after: 1" in head.lower(), head
+        if b"transfer-encoding: chunked" in head.lower():
+            size, _, body = body.partition(b"\r\n")
+            body = body[: int(size, 16)]
+        assert orjson.loads(body)["error"]["code"] == "server_shutting_down"
     finally:
-        for sock in streams:
+        for sock in [*streams, waiting]:
             sock.close()
     # The fake's streams last a minute: the timeout, not their end, stopped the server.
     assert 1 <= took < 10, took
@@ -188,4 +208,4 @@ def test_a_sigterm_with_streams_open_stops_within_the_shutdown_timeout(
     # Each stream cut short still has its row, as a request the client did not see end.
     with sqlite3.connect(running.db) as db:
         statuses = [row[0] for row in db.execute("SELECT status FROM usage_log")]
-    assert statuses == [499, 499, 499]
+    assert statuses == [499, 499, 499, 499]

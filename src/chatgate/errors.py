@@ -151,11 +151,18 @@ class OverloadedError(ChatgateError):
 
 
 class ShuttingDownError(ChatgateError):
-    """The server is stopping and cut a stream that had not ended."""
+    """The server is stopping and cut a request that had not finished."""
 
     status = 503
     error_type = "server_error"
     default_code = "server_shutting_down"
+
+    def __init__(
+        self,
+        message: str = "chatgate is shutting down and cut this request before it finished; "
+        "ask again",
+    ) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
 
 
 class GatewayTimeoutError(ChatgateError):

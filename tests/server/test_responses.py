@@ -1,6 +1,6 @@
-"""How an event stream ends when its task is cancelled after it began (the server
-stopping past its ``shutdown_timeout``): the door's error frame and a proper end, and
-never a wait on a client that stopped reading."""
+"""How an answer ends when the server stopping past its ``shutdown_timeout`` cancels
+it: a stream that began, with the door's error frame and a proper end; an answer not
+yet begun, as the door's 503; and never with a wait on a client that stopped reading."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from typing import Any
 import orjson
 import pytest
 
+from chatgate.errors import ChatgateError
 from chatgate.server import responses
 from chatgate.server.dispatch import shutdown_frame
 from chatgate.server.doors import anthropic, ollama, openai
 from chatgate.server.doors.base import Door
-from chatgate.server.responses import EventStream
+from chatgate.server.responses import EventStream, JSONBody
 
 
 async def _frames() -> AsyncIterator[bytes]:
@@ -108,3 +109,58 @@ def test_a_client_that_stopped_reading_does_not_hold_the_cut(
         return loop.time() - started
 
     assert asyncio.run(run()) < 1.0
+
+
+def _door_render(door: Door) -> Any:
+    def render(exc: BaseException) -> tuple[int, Any, dict[str, str]]:
+        assert isinstance(exc, ChatgateError)
+        return exc.status, door.encode_error(exc), exc.headers
+
+    return render
+
+
+async def _cut_before_answering(app: Any) -> list[dict[str, Any]]:
+    """Run *app* (an answer not yet made), cancel it as uvicorn does; what it sent."""
+    sent: list[dict[str, Any]] = []
+    forever = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await forever.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    task = asyncio.ensure_future(app({"type": "http"}, receive, send))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    return sent
+
+
+async def _never() -> tuple[int, Any, dict[str, str]]:
+    await asyncio.sleep(3600)
+    raise AssertionError("unreachable")
+
+
+async def _no_first_frame() -> AsyncIterator[bytes]:
+    await asyncio.sleep(3600)
+    yield b"data: never\n\n"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda render: JSONBody(_never, render),
+        lambda render: EventStream(_no_first_frame(), {}, render),
+    ],
+    ids=["whole answer", "stream before its first frame"],
+)
+def test_an_answer_cut_before_it_began_is_the_doors_503(make: Any) -> None:
+    sent = asyncio.run(_cut_before_answering(make(_door_render(openai.DOOR))))
+    start, body = sent
+    assert start["status"] == 503
+    assert (b"retry-after", b"1") in start["headers"]
+    error = orjson.loads(body["body"])["error"]
+    assert error["code"] == "server_shutting_down" and "shutting down" in error["message"]

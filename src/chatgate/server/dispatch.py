@@ -209,11 +209,7 @@ def respond(door: Door, gateway: Gateway, plan: Plan, where: str) -> ASGIApp:
 
 def shutdown_frame(door: Door) -> Callable[[], bytes]:
     """The last frame of a stream that the server cuts as it stops, in *door*'s shape."""
-    return lambda: door.error_frame(
-        ShuttingDownError(
-            "chatgate is shutting down and cut this stream before it ended; ask again"
-        )
-    )
+    return lambda: door.error_frame(ShuttingDownError())
 
 
 async def _frames(door: Door, gateway: Gateway, plan: Plan, where: str) -> AsyncIterator[bytes]:

@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from chatgate.errors import ShuttingDownError
+
 # Turns any exception into (status, body, headers) in the door's shape.
 RenderError = Callable[[BaseException], tuple[int, Any, dict[str, str]]]
 
@@ -74,7 +76,9 @@ async def _race(work: Awaitable[None], receive: Receive) -> None:
 
 class JSONBody:
     """A JSON answer computed by *produce* while the client is still there (a value to
-    encode, or bytes already encoded)."""
+    encode, or bytes already encoded). Cancelled before it answers (the server stopping
+    past its ``shutdown_timeout``), it answers the 503 ``server_shutting_down`` in the
+    door's shape."""
 
     def __init__(
         self,
@@ -88,17 +92,13 @@ class JSONBody:
         async def work() -> None:
             try:
                 status, body, headers = await self.produce()
+            except asyncio.CancelledError:
+                # The server stopping, or a client gone (whose sends uvicorn drops).
+                await _last_answer(send, self.render_error(ShuttingDownError()))
+                raise
             except Exception as exc:  # any failure, a bug included, in the door's shape
                 status, body, headers = self.render_error(exc)
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": JSON_HEADERS + _header_list(headers),
-                }
-            )
-            payload = body if isinstance(body, bytes) else dumps(body)
-            await send({"type": "http.response.body", "body": payload})
+            await _answer(send, status, body, headers)
 
         await _race(work(), receive)
 
@@ -136,16 +136,11 @@ class EventStream:
                 first = await anext(self.frames)
             except StopAsyncIteration:
                 first = b""
+            except asyncio.CancelledError:
+                await _last_answer(send, self.render_error(ShuttingDownError()))
+                raise
             except Exception as exc:
-                status, body, headers = self.render_error(exc)
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": status,
-                        "headers": JSON_HEADERS + _header_list(headers),
-                    }
-                )
-                await send({"type": "http.response.body", "body": dumps(body)})
+                await _answer(send, *self.render_error(exc))
                 return
             await send(
                 {
@@ -171,6 +166,29 @@ class EventStream:
             aclose = getattr(self.frames, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+async def _answer(send: Send, status: int, body: Any, headers: dict[str, str]) -> None:
+    """A whole JSON answer: *body* is a value to encode, or bytes already encoded."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": JSON_HEADERS + _header_list(headers),
+        }
+    )
+    await send(
+        {"type": "http.response.body", "body": body if isinstance(body, bytes) else dumps(body)}
+    )
+
+
+async def _last_answer(send: Send, rendered: tuple[int, Any, dict[str, str]]) -> None:
+    """*rendered* as the answer of a request being cut, within `LAST_FRAME_SECONDS`."""
+    try:
+        async with asyncio.timeout(LAST_FRAME_SECONDS):
+            await _answer(send, *rendered)
+    except (TimeoutError, OSError):
+        pass  # the client stopped reading or the socket broke: the cut stands as it is
 
 
 async def _last_frame(send: Send, frame: bytes) -> None:
