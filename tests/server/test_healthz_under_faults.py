@@ -28,9 +28,8 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from chatgate.errors import GatewayTimeoutError
 from tests.fakes.raw_upstream import RawUpstream, raw_upstream_thread, unused_url
-from tests.test_fault_matrix import DEADLINE, MATRIX, TIMEOUT, Case, Outcome
+from tests.test_fault_matrix import DEADLINE, MATRIX, TIMEOUT, Case
 
 HEALTHZ_BOUND = 0.100  # the issue's bound on one /healthz answer, in seconds
 POLL_EVERY = 0.010  # how often the poller asks
@@ -167,14 +166,16 @@ async def faulty(client: httpx.AsyncClient, model: str, stream: bool) -> tuple[i
         return answer.status_code, (head + tail).decode("utf-8", "replace")
 
 
-def check(case: Case, stream: bool, status: int, text: str) -> None:
-    """The faulty request got what the matrix says (the fault really was exercised)."""
+def check(case: Case, stream: bool, status: int, text: str) -> bool:
+    """The faulty request got what the matrix says, True; or, False, the 504 of a
+    bound that the machine's load let pass first (see `measure`)."""
     expected = MATRIX[case][stream]
-    if case == "big_event" and "timeout_error" in text:
-        # Four 10 MB answers at once, with the raw upstream writing them and the client
-        # reading them in this same process on 2 cores, can outlast the 0.5 s timeout or
-        # the 1 s deadline (measured: 1.6 s for four streams); either bound ends them.
-        expected = Outcome(GatewayTimeoutError, 504, "stream_deadline" if stream else "timeout")
+    if status == 504 and "timeout_error" in text and expected.status != 504:
+        # The raw upstream and the client share this process, the burner and the
+        # server 2 cores: under a loaded CI run one answer can outlast the 0.5 s
+        # timeout or the 1 s deadline (measured: 1.6 s for four 10 MB streams at
+        # once). Either bound ends it, as it must.
+        return False
     if expected.error is None or status == expected.status:
         assert status == expected.status, text
     else:
@@ -182,6 +183,7 @@ def check(case: Case, stream: bool, status: int, text: str) -> None:
         assert stream and status == 200 and "event: error" in text, (status, text)
     if expected.code is not None:
         assert expected.code in text, text
+    return True
 
 
 CASES = list(MATRIX)
@@ -207,7 +209,7 @@ async def test_healthz_answers_within_bound_during_fault(
 async def measure(server: str, case: Case, stream: bool) -> float:
     """Batches of *case* for `MIN_BUSY` s while polling: the slowest /healthz, in s."""
     model = "down/m" if case == "refused" else "up/m"
-    batches = 0
+    batches = exercised = 0
     with Poller(server) as poller, yielding_cpu():
         poller.wait_for(3)
         first = len(poller.times)
@@ -218,9 +220,10 @@ async def measure(server: str, case: Case, stream: bool) -> float:
                     answers = await asyncio.gather(
                         *(faulty(client, model, stream) for _ in range(FAULTY))
                     )
-                for status, text in answers:
-                    check(case, stream, status, text)
+                exercised += sum(check(case, stream, *answer) for answer in answers)
                 batches += 1
+    # The fault itself, not only the bounds, answered at least one request.
+    assert exercised, f"every request of {batches} batches ran into a bound instead of {case}"
     during = poller.times[first:]
     assert set(poller.statuses) == {200}, poller.statuses
     assert len(during) >= 10, f"only {len(during)} polls during {batches} batches"
