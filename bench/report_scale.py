@@ -9,6 +9,12 @@ from bench.report_engine import fmt
 Goal = dict[str, Any]
 # The features rows that turn nothing on: plain, and a second plain process (the noise).
 CONTROLS = ("plain", "plain twin")
+# The server rows' names, by what `bench.scale.server_choice` starts.
+SERVER_LABELS = {
+    "chatgate": "uvicorn (httptools)",
+    "granian": "granian",
+    "floor": "minimal proxy (uvicorn + pyreqwest, not a gateway)",
+}
 
 
 def _goal(goal: str, target: str, value: float | None, limit: float) -> Goal:
@@ -52,7 +58,7 @@ def scale_goals(r: dict[str, Any]) -> list[Goal]:
             _goal("features on: added p50 over plain (worst)", "≤ 0.1 ms", worst_p50, 0.1),
             _goal("features on: c64 throughput vs plain (worst)", "≥ 0.85×", worst_rps, -0.85),
         ]
-    best = scale.get("server", {}).get("uvicorn (httptools)")
+    best = scale.get("server", {}).get(SERVER_LABELS["chatgate"])
     if best:
         goals += [
             _goal("the server: added p50 at c1", "≤ 0.25 ms", best["added_p50_ms"], 0.25),
@@ -241,8 +247,7 @@ def scale_section(r: dict[str, Any]) -> list[str]:
 
 def floor_server(server: dict[str, Any]) -> list[str]:
     """What the minimal proxy's row says of the two server goals, if it was measured."""
-    ours = server.get("uvicorn (httptools)")
-    floor = next((s for name, s in server.items() if name.startswith("minimal proxy")), None)
+    ours, floor = server.get(SERVER_LABELS["chatgate"]), server.get(SERVER_LABELS["floor"])
     if not ours or not floor:
         return []
     c1 = floor["added_p50_ms"]

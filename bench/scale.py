@@ -34,12 +34,8 @@ from bench import floor as bench_floor
 from bench import servers, streams
 from bench.load import PeakPss, Target, sequential, tree_cpu_seconds, tree_memory_mb, wrk
 from bench.peers import GATEWAY_KEY, Process, chatgate_target, free_port, start_chatgate
+from bench.report_scale import SERVER_LABELS
 
-SERVER_LABELS = {
-    "chatgate": "uvicorn (httptools)",
-    "granian": "granian",
-    "floor": "minimal proxy (uvicorn + pyreqwest, not a gateway)",
-}
 # Short c64 turns per feature variant, taken in turn with the others (`features`).
 LOAD_TURNS = 5
 

@@ -20,8 +20,8 @@ from chatgate.errors import ShuttingDownError
 # Turns any exception into (status, body, headers) in the door's shape.
 RenderError = Callable[[BaseException], tuple[int, Any, dict[str, str]]]
 
-# How long a stream that is being cut may take to send its last frame: a client that
-# stopped reading must not hold the shutdown.
+# How long a request that the server cuts may take to send its last words (an error
+# answer or frame): a client that stopped reading must not hold the shutdown.
 LAST_FRAME_SECONDS = 1.0
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -48,8 +48,14 @@ async def _until_disconnect(receive: Receive) -> None:
             return
 
 
-async def _race(work: Awaitable[None], receive: Receive) -> None:
-    """Run *work* in this task; cancel it the moment the client disconnects.
+async def _race(
+    work: Awaitable[None],
+    receive: Receive,
+    last_words: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Run *work* in this task; cancel it the moment the client disconnects. Cancelled
+    by anyone else (the server stopping past its ``shutdown_timeout``), *last_words*
+    answer the client first, within `LAST_FRAME_SECONDS`.
 
     One watcher task per request (not two tasks and a wait): this is the hot path.
     """
@@ -68,10 +74,20 @@ async def _race(work: Awaitable[None], receive: Receive) -> None:
         await work
     except asyncio.CancelledError:
         if not gone:
+            if last_words is not None:
+                await _bounded(last_words())
             raise
         task.uncancel()  # the cancellation was ours: the client is gone, nothing to send
     finally:
         watcher.cancel()
+
+
+async def _bounded(words: Awaitable[None]) -> None:
+    try:
+        async with asyncio.timeout(LAST_FRAME_SECONDS):
+            await words
+    except (TimeoutError, OSError):
+        pass  # the client stopped reading or the socket broke: the cut stands as it is
 
 
 class JSONBody:
@@ -89,18 +105,22 @@ class JSONBody:
         self.render_error = render_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answering = False
+
         async def work() -> None:
+            nonlocal answering
             try:
                 status, body, headers = await self.produce()
-            except asyncio.CancelledError:
-                # The server stopping, or a client gone (whose sends uvicorn drops).
-                await _last_answer(send, self.render_error(ShuttingDownError()))
-                raise
             except Exception as exc:  # any failure, a bug included, in the door's shape
                 status, body, headers = self.render_error(exc)
+            answering = True
             await _answer(send, status, body, headers)
 
-        await _race(work(), receive)
+        async def cut() -> None:
+            if not answering:
+                await _answer(send, *self.render_error(ShuttingDownError()))
+
+        await _race(work(), receive, cut)
 
 
 class EventStream:
@@ -109,9 +129,10 @@ class EventStream:
 
     An error raised before the first frame still gets a plain JSON error with its own
     status; after that, *frames* must report errors as frames itself (a stream that has
-    started cannot change its status). A stream cancelled after it started (the server
-    stopping past its ``shutdown_timeout``) ends with the frame *cut* makes, if given,
-    and a proper end, so that the client reads an error rather than a broken body.
+    started cannot change its status). Cancelled by the server stopping past its
+    ``shutdown_timeout``, a stream not yet begun answers the 503 ``server_shutting_down``,
+    and one that began ends with the frame *cut* makes, if given, and a proper end, so
+    that the client reads an error rather than a broken body.
     """
 
     def __init__(
@@ -131,14 +152,14 @@ class EventStream:
             self.start_headers = [(b"content-type", media_type.encode("latin-1")), *SSE_HEADERS[1:]]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
         async def work() -> None:
+            nonlocal started
             try:
                 first = await anext(self.frames)
             except StopAsyncIteration:
                 first = b""
-            except asyncio.CancelledError:
-                await _last_answer(send, self.render_error(ShuttingDownError()))
-                raise
             except Exception as exc:
                 await _answer(send, *self.render_error(exc))
                 return
@@ -149,19 +170,21 @@ class EventStream:
                     "headers": self.start_headers + _header_list(self.headers),
                 }
             )
+            started = True
             await send({"type": "http.response.body", "body": first, "more_body": True})
-            try:
-                async for frame in self.frames:
-                    await send({"type": "http.response.body", "body": frame, "more_body": True})
-            except asyncio.CancelledError:
-                # The server stopping, or a client gone (whose sends uvicorn drops).
-                if self.cut is not None:
-                    await _last_frame(send, self.cut())
-                raise
+            async for frame in self.frames:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
 
+        async def cut() -> None:
+            if not started:
+                await _answer(send, *self.render_error(ShuttingDownError()))
+            elif self.cut is not None:
+                await send({"type": "http.response.body", "body": self.cut(), "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+
         try:
-            await _race(work(), receive)
+            await _race(work(), receive, cut)
         finally:
             aclose = getattr(self.frames, "aclose", None)
             if aclose is not None:
@@ -180,23 +203,3 @@ async def _answer(send: Send, status: int, body: Any, headers: dict[str, str]) -
     await send(
         {"type": "http.response.body", "body": body if isinstance(body, bytes) else dumps(body)}
     )
-
-
-async def _last_answer(send: Send, rendered: tuple[int, Any, dict[str, str]]) -> None:
-    """*rendered* as the answer of a request being cut, within `LAST_FRAME_SECONDS`."""
-    try:
-        async with asyncio.timeout(LAST_FRAME_SECONDS):
-            await _answer(send, *rendered)
-    except (TimeoutError, OSError):
-        pass  # the client stopped reading or the socket broke: the cut stands as it is
-
-
-async def _last_frame(send: Send, frame: bytes) -> None:
-    """*frame* and the end of the body, to a stream being cut, within
-    `LAST_FRAME_SECONDS`."""
-    try:
-        async with asyncio.timeout(LAST_FRAME_SECONDS):
-            await send({"type": "http.response.body", "body": frame, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-    except (TimeoutError, OSError):
-        pass  # the client stopped reading or the socket broke: the cut stands as it is
